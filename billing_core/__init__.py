@@ -1,0 +1,1 @@
+"""Prepaid billing for AI phone assistants: the domain and its use cases."""

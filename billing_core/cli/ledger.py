@@ -1,0 +1,84 @@
+"""``billing ledger check|balance|history|low-balance``: the read side and the invariant check."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from billing_core.cli.main import emit, handles_errors, money_text, services
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+@click.group()
+def ledger() -> None:
+    """Balances, ledger history and the ledger check."""
+
+
+@ledger.command()
+@json_option
+@handles_errors
+def check(as_json: bool) -> None:
+    """Prove balance == sum of ledger and an unbroken before/after chain; exit 1 naming failing companies."""
+    with services() as svc:
+        report = svc.balances.check_ledger()
+
+    def human() -> None:
+        for company in report.failing:
+            click.echo(f"company {company.company_id}: FAILED", err=True)
+            for problem in company.problems:
+                click.echo(f"  {problem}", err=True)
+        click.echo(f"{len(report.companies)} companies checked, {len(report.failing)} failing")
+
+    emit(report.as_json(), as_json, human)
+    if not report.ok:
+        sys.exit(1)
+
+
+@ledger.command()
+@click.argument("company_id", type=int)
+@json_option
+@handles_errors
+def balance(company_id: int, as_json: bool) -> None:
+    """Balance, reserved and available amounts of one company."""
+    with services() as svc:
+        view = svc.balances.get(company_id)
+    emit(view.as_json(), as_json, lambda: click.echo(
+        f"balance {money_text(view.balance)}, reserved {money_text(view.reserved)}, "
+        f"available {money_text(view.available)}{' (low)' if view.is_low else ''}"))
+
+
+@ledger.command()
+@click.argument("company_id", type=int)
+@click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
+@click.option("--cursor", default=None, help="next_cursor of the previous page.")
+@click.option("--type", "types", multiple=True,
+              type=click.Choice(["topup", "bonus", "charge", "refund", "adjustment", "reversal"]))
+@json_option
+@handles_errors
+def history(company_id: int, limit: int, cursor: str | None, types: tuple[str, ...], as_json: bool) -> None:
+    """Ledger entries, newest first."""
+    with services() as svc:
+        page = svc.balances.history(company_id, limit=limit, cursor=cursor, types=types or None)
+
+    def human() -> None:
+        for e in page.entries:
+            click.echo(f"{e.id:>8}  {e.created_at:%Y-%m-%d %H:%M:%S}  {e.type:<10} {money_text(e.amount):>14} "
+                       f"-> {money_text(e.balance_after):>14}  {e.description}")
+        if page.next_cursor:
+            click.echo(f"more: --cursor {page.next_cursor}")
+
+    emit(page.as_json(), as_json, human)
+
+
+@ledger.command(name="low-balance")
+@json_option
+@handles_errors
+def low_balance(as_json: bool) -> None:
+    """Companies whose balance is below their low-balance threshold."""
+    with services() as svc:
+        rows = svc.balances.low_balance_companies()
+    emit([r.as_json() for r in rows], as_json, lambda: [
+        click.echo(f"{r.company_id:>4}  {r.name:<30} {money_text(r.balance):>14} < {money_text(r.low_balance_threshold)}"
+                   f"  auto top-up {'on' if r.auto_topup_enabled else 'off'}") for r in rows])

@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy tables, the transaction runner and Alembic migrations."""

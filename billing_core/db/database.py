@@ -1,0 +1,183 @@
+"""Engines and the transaction runner: one short transaction per use case, retried when the database says so.
+
+SQLite: WAL, a busy timeout, and ``BEGIN IMMEDIATE`` for writes (SQLAlchemy's documented recipe: the
+driver's own transaction handling is switched off and we emit BEGIN ourselves), because SQLite ignores
+``FOR UPDATE``. Writers inside one process also queue on a lock, so they wait for each other without
+polling the file lock; other processes (the MCP server beside the webhook sidecar) wait on the busy timeout.
+
+MariaDB: READ COMMITTED with ``SELECT ... FOR UPDATE`` on the company's balance row. Deadlocks,
+lock-wait timeouts, Galera certification failures and lost connections roll back and run the whole
+function again; every write is idempotent through unique keys, so a retry after an ambiguous commit is safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.pool import QueuePool, StaticPool
+
+from billing_core.errors import DatabaseUnavailable
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+# MariaDB error codes worth another attempt: deadlock / Galera certification failure, lock wait
+# timeout, WSREP not ready, and the ones that mean the connection went away.
+RETRYABLE_MYSQL_CODES = {1205, 1213, 1047, 2003, 2006, 2013, 1927, 1053}
+DISCONNECT_MYSQL_CODES = {2003, 2006, 2013, 1927, 1053}
+SQLITE_BUSY_MARKERS = ("database is locked", "database is busy", "database table is locked")
+
+_ASYNC_TO_SYNC_DRIVERS = {
+    "sqlite+aiosqlite": "sqlite",
+    "mysql+aiomysql": "mysql+pymysql",
+    "mysql+asyncmy": "mysql+pymysql",
+    "mariadb+aiomysql": "mysql+pymysql",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mysql+pymysql",
+    "mariadb+pymysql": "mysql+pymysql",
+}
+
+
+def normalize_url(url: str) -> str:
+    """Accept the URL spellings operators use and map them to the synchronous drivers we run on."""
+    parsed = make_url(url)
+    driver = _ASYNC_TO_SYNC_DRIVERS.get(parsed.drivername, parsed.drivername)
+    parsed = parsed.set(drivername=driver)
+    if driver.startswith("mysql") and "charset" not in parsed.query:
+        parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+    return parsed.render_as_string(hide_password=False)
+
+
+def make_engine(url: str, *, pool_size: int = 20) -> Engine:
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url)
+    return create_engine(
+        url,
+        isolation_level="READ COMMITTED",
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_recycle=3600,
+        pool_timeout=10,
+        connect_args={"connect_timeout": 5},
+    )
+
+
+def _sqlite_engine(url: str) -> Engine:
+    memory = make_url(url).database in (None, "", ":memory:")
+    engine = create_engine(
+        url,
+        connect_args={"timeout": 30, "check_same_thread": False},
+        # one shared connection for an in-memory database, a pool of file connections otherwise
+        poolclass=StaticPool if memory else QueuePool,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def is_retryable(error: BaseException) -> bool:
+    if not isinstance(error, DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    orig = error.orig
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int):
+        return args[0] in RETRYABLE_MYSQL_CODES
+    return isinstance(error, OperationalError) and any(m in str(orig) for m in SQLITE_BUSY_MARKERS)
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """The database cannot be reached at all (as opposed to a conflict between transactions)."""
+    if not isinstance(error, DBAPIError):
+        return False
+    args = getattr(error.orig, "args", ())
+    code = args[0] if args and isinstance(args[0], int) else None
+    return error.connection_invalidated or code in DISCONNECT_MYSQL_CODES
+
+
+class Database:
+    """Runs functions inside write or read transactions; the only place that commits."""
+
+    def __init__(self, url: str, *, attempts: int = 8, pool_size: int = 20) -> None:
+        self.url = normalize_url(url)
+        self.engine = make_engine(self.url, pool_size=pool_size)
+        self.dialect = self.engine.dialect.name
+        self.is_sqlite = self.dialect == "sqlite"
+        self.attempts = attempts
+        self._writer_lock: threading.Lock | None = threading.Lock() if self.is_sqlite else None
+
+    def write(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in one write transaction, committed when it returns, retried on transient errors."""
+        return self._retrying(work, write=True)
+
+    def read(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in one consistent read-only transaction (rolled back at the end)."""
+        return self._retrying(work, write=False)
+
+    def _retrying(self, work: Callable[[Connection], T], *, write: bool) -> T:
+        for attempt in range(1, self.attempts + 1):
+            try:
+                with self._transaction(write=write) as conn:
+                    return work(conn)
+            except DBAPIError as error:
+                if not is_retryable(error) or attempt == self.attempts:
+                    if is_unavailable(error) or is_retryable(error):
+                        raise DatabaseUnavailable("the database is unavailable; try again later") from error
+                    raise
+                delay = min(0.5, 0.005 * 2**attempt) * random.uniform(0.5, 1.5)
+                log.warning("transient database error, retrying", extra={"attempt": attempt})
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[Connection]:
+        lock = self._writer_lock if (write and self._writer_lock is not None) else nullcontext()
+        with lock, self.engine.connect() as conn:
+            if self.is_sqlite:
+                conn = conn.execution_options(sqlite_begin="IMMEDIATE" if write else "DEFERRED")
+            conn.begin()
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            if write:
+                conn.commit()
+            else:
+                conn.rollback()
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+            return True
+        except DBAPIError:
+            return False
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,189 @@
+"""The balance row lock and the one way to change a balance: an append-only ledger entry.
+
+Lock order everywhere: the company's ``prepaid_balances`` row first (``SELECT ... FOR UPDATE``), then
+whatever the use case touches (the call charge, the top-up). Every money movement goes through
+:func:`post_entry`, which writes the entry with its ``balance_before``/``balance_after`` and moves the
+stored balance in the same transaction, so the balance is the sum of the ledger by construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from billing_core.db.tables import balances, companies, ledger
+from billing_core.errors import CompanyNotFound
+from billing_core.money import Money
+
+ENTRY_TYPES = ("topup", "bonus", "charge", "refund", "adjustment", "reversal")
+
+
+@dataclass(slots=True)
+class LockedBalance:
+    """The company's balance row, locked for the rest of the transaction."""
+
+    company_id: int
+    currency: str
+    balance: int
+    reserved: int
+    low_balance_threshold: int
+    extra: dict[str, Any]
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.reserved
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    id: int
+    company_id: int
+    type: str
+    amount: Money
+    balance_before: Money
+    balance_after: Money
+    description: str
+    reference_type: str | None
+    reference_id: str | None
+    idempotency_key: str
+    actor: str | None
+    created_at: datetime
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "company_id": self.company_id,
+            "type": self.type,
+            "amount": self.amount.as_json(),
+            "balance_before": self.balance_before.as_json(),
+            "balance_after": self.balance_after.as_json(),
+            "description": self.description,
+            "reference_type": self.reference_type,
+            "reference_id": self.reference_id,
+            "actor": self.actor,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+def lock_balance(conn: Connection, company_id: int, *extra_columns: Any) -> LockedBalance:
+    """Lock the balance row; ``extra_columns`` (scalar subqueries, other columns) come back in ``extra``."""
+    query = (
+        select(
+            balances.c.currency,
+            balances.c.balance,
+            balances.c.reserved_balance,
+            balances.c.low_balance_threshold,
+            *extra_columns,
+        )
+        .where(balances.c.company_id == company_id)
+        .with_for_update()
+    )
+    row = conn.execute(query).mappings().first()
+    if row is None:
+        raise CompanyNotFound(company_id)
+    return LockedBalance(
+        company_id=company_id,
+        currency=row["currency"],
+        balance=row["balance"],
+        reserved=row["reserved_balance"],
+        low_balance_threshold=row["low_balance_threshold"],
+        extra={k: v for k, v in row.items() if k not in _BASE_KEYS},
+    )
+
+
+_BASE_KEYS = {"currency", "balance", "reserved_balance", "low_balance_threshold"}
+
+
+def company_exists(conn: Connection, company_id: int) -> bool:
+    return conn.execute(select(companies.c.id).where(companies.c.id == company_id)).first() is not None
+
+
+def post_entry(
+    conn: Connection,
+    locked: LockedBalance,
+    *,
+    type: str,
+    amount: int,
+    description: str,
+    idempotency_key: str,
+    now: datetime,
+    reference_type: str | None = None,
+    reference_id: str | None = None,
+    actor: str | None = None,
+    reserved_delta: int = 0,
+) -> LedgerEntry:
+    """Append one ledger entry and move the locked balance by ``amount`` (and reserved by ``reserved_delta``)."""
+    assert type in ENTRY_TYPES, type
+    before = locked.balance
+    after = before + amount
+    result = conn.execute(
+        insert(ledger).values(
+            company_id=locked.company_id,
+            type=type,
+            amount=amount,
+            currency=locked.currency,
+            balance_before=before,
+            balance_after=after,
+            description=description[:500],
+            reference_type=reference_type,
+            reference_id=reference_id,
+            idempotency_key=idempotency_key,
+            actor=actor,
+            created_at=now,
+        )
+    )
+    move_balance(conn, locked, amount=amount, reserved_delta=reserved_delta, now=now)
+    currency = locked.currency
+    return LedgerEntry(
+        id=int(result.inserted_primary_key[0]),  # type: ignore[index]
+        company_id=locked.company_id,
+        type=type,
+        amount=Money(amount, currency),
+        balance_before=Money(before, currency),
+        balance_after=Money(after, currency),
+        description=description[:500],
+        reference_type=reference_type,
+        reference_id=reference_id,
+        idempotency_key=idempotency_key,
+        actor=actor,
+        created_at=now,
+    )
+
+
+def move_balance(conn: Connection, locked: LockedBalance, *, amount: int, reserved_delta: int, now: datetime) -> None:
+    """Write the locked row's new balance and reservation total (only ever called under the row lock)."""
+    if amount == 0 and reserved_delta == 0:
+        return
+    locked.balance += amount
+    locked.reserved += reserved_delta
+    conn.execute(
+        update(balances)
+        .where(balances.c.company_id == locked.company_id)
+        .values(balance=locked.balance, reserved_balance=locked.reserved, updated_at=now)
+    )
+
+
+def entry_by_key(conn: Connection, idempotency_key: str) -> LedgerEntry | None:
+    row = conn.execute(select(ledger).where(ledger.c.idempotency_key == idempotency_key)).mappings().first()
+    return None if row is None else entry_from_row(row)
+
+
+def entry_from_row(row: Any) -> LedgerEntry:
+    currency = row["currency"]
+    return LedgerEntry(
+        id=row["id"],
+        company_id=row["company_id"],
+        type=row["type"],
+        amount=Money(row["amount"], currency),
+        balance_before=Money(row["balance_before"], currency),
+        balance_after=Money(row["balance_after"], currency),
+        description=row["description"],
+        reference_type=row["reference_type"],
+        reference_id=row["reference_id"],
+        idempotency_key=row["idempotency_key"],
+        actor=row["actor"],
+        created_at=row["created_at"],
+    )

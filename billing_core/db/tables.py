@@ -1,0 +1,247 @@
+"""The schema, as SQLAlchemy 2 typed declarative classes.
+
+Money columns are BIGINT minor units next to a currency column. Services use these classes' tables
+through lean Core statements on the hot paths; the ORM mapping documents the schema and serves the
+shell commands and Alembic.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from billing_core.db.types import ExactDecimal, Id, UtcDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _id() -> Mapped[int]:
+    return mapped_column(Id, primary_key=True, autoincrement=True)
+
+
+def _company_fk(*, nullable: bool = False) -> Mapped[int]:
+    return mapped_column(Id, ForeignKey("companies.id"), nullable=nullable)
+
+
+def _money(*, default: int | None = 0, nullable: bool = False) -> Mapped[int]:
+    server_default = None if default is None else text(str(default))
+    return mapped_column(BigInteger, nullable=nullable, default=default, server_default=server_default)
+
+
+def _currency() -> Mapped[str]:
+    return mapped_column(String(3), nullable=False)
+
+
+def _timestamp(*, nullable: bool = False) -> Mapped[datetime]:
+    return mapped_column(UtcDateTime(), nullable=nullable)
+
+
+class Company(Base):
+    __tablename__ = "companies"
+
+    id: Mapped[int] = _id()
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320))
+    currency: Mapped[str] = _currency()
+    locale: Mapped[str] = mapped_column(String(16), default="de_DE")
+    vat_id: Mapped[str | None] = mapped_column(String(32))
+    tax_number: Mapped[str | None] = mapped_column(String(32))
+    address_line1: Mapped[str | None] = mapped_column(String(200))
+    address_line2: Mapped[str | None] = mapped_column(String(200))
+    postal_code: Mapped[str | None] = mapped_column(String(16))
+    city: Mapped[str | None] = mapped_column(String(100))
+    country: Mapped[str | None] = mapped_column(String(2))
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    prepaid_billing_enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("1"))
+    created_at: Mapped[datetime] = _timestamp()
+    updated_at: Mapped[datetime] = _timestamp()
+
+
+class PrepaidBalance(Base):
+    """One row per company: the stored balance (always the sum of its ledger) and its settings."""
+
+    __tablename__ = "prepaid_balances"
+
+    id: Mapped[int] = _id()
+    company_id: Mapped[int] = mapped_column(Id, ForeignKey("companies.id"), unique=True)
+    currency: Mapped[str] = _currency()
+    balance: Mapped[int] = _money()
+    reserved_balance: Mapped[int] = _money()
+    low_balance_threshold: Mapped[int] = _money()
+    auto_topup_enabled: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    auto_topup_threshold: Mapped[int] = _money()
+    auto_topup_amount: Mapped[int] = _money()
+    auto_topup_daily_limit: Mapped[int] = mapped_column(Integer, server_default=text("2"))
+    auto_topup_monthly_limit: Mapped[int | None] = _money(default=None, nullable=True)
+    stripe_payment_method_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _timestamp()
+    updated_at: Mapped[datetime] = _timestamp()
+
+
+class BalanceTopup(Base):
+    __tablename__ = "balance_topups"
+    __table_args__ = (Index("ix_balance_topups_company_created", "company_id", "created_at"),)
+
+    id: Mapped[int] = _id()
+    company_id: Mapped[int] = _company_fk()
+    amount: Mapped[int] = _money(default=None)
+    bonus_amount: Mapped[int] = _money()
+    currency: Mapped[str] = _currency()
+    status: Mapped[str] = mapped_column(String(24), index=True)
+    source: Mapped[str] = mapped_column(String(24))
+    reference: Mapped[str | None] = mapped_column(String(200))
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    stripe_checkout_session_id: Mapped[str | None] = mapped_column(String(128), unique=True)
+    invoice_id: Mapped[int | None] = mapped_column(Id)
+    initiated_by: Mapped[str | None] = mapped_column(String(200))
+    idempotency_key: Mapped[str | None] = mapped_column(String(191), unique=True)
+    refunded_amount: Mapped[int] = _money()
+    failure_reason: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = _timestamp()
+    updated_at: Mapped[datetime] = _timestamp()
+    succeeded_at: Mapped[datetime | None] = _timestamp(nullable=True)
+
+
+class BalanceTransaction(Base):
+    """The ledger: append-only, each entry chained to the previous one through balance_before/after."""
+
+    __tablename__ = "balance_transactions"
+    __table_args__ = (
+        Index("ix_balance_transactions_company_id_id", "company_id", "id"),
+        Index("ix_balance_transactions_reference", "reference_type", "reference_id"),
+    )
+
+    id: Mapped[int] = _id()
+    company_id: Mapped[int] = _company_fk()
+    type: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = _money(default=None)
+    currency: Mapped[str] = _currency()
+    balance_before: Mapped[int] = _money(default=None)
+    balance_after: Mapped[int] = _money(default=None)
+    description: Mapped[str] = mapped_column(String(500))
+    reference_type: Mapped[str | None] = mapped_column(String(32))
+    reference_id: Mapped[str | None] = mapped_column(String(128))
+    idempotency_key: Mapped[str] = mapped_column(String(191), unique=True)
+    actor: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = _timestamp()
+
+
+class CallCharge(Base):
+    __tablename__ = "call_charges"
+    __table_args__ = (Index("ix_call_charges_company_charged", "company_id", "charged_at"),)
+
+    id: Mapped[int] = _id()
+    call_id: Mapped[str] = mapped_column(String(128), unique=True)
+    company_id: Mapped[int] = _company_fk()
+    duration_seconds: Mapped[int] = mapped_column(Integer)
+    billed_seconds: Mapped[int] = mapped_column(Integer)
+    rate_per_minute: Mapped[Decimal] = mapped_column(ExactDecimal())
+    billing_increment_seconds: Mapped[int] = mapped_column(Integer)
+    amount_charged: Mapped[int] = _money(default=None)
+    currency: Mapped[str] = _currency()
+    refund_status: Mapped[str] = mapped_column(String(16), server_default=text("'none'"))
+    refunded_amount: Mapped[int] = _money()
+    call_started_at: Mapped[datetime] = _timestamp()
+    call_ended_at: Mapped[datetime | None] = _timestamp(nullable=True)
+    charged_at: Mapped[datetime] = _timestamp()
+
+
+class CallReservation(Base):
+    """Balance held while a call runs; released (or rejected when nothing was available)."""
+
+    __tablename__ = "call_reservations"
+    __table_args__ = (Index("ix_call_reservations_company_status", "company_id", "status"),)
+
+    id: Mapped[int] = _id()
+    call_id: Mapped[str] = mapped_column(String(128), unique=True)
+    company_id: Mapped[int] = _company_fk()
+    amount: Mapped[int] = _money(default=None)
+    currency: Mapped[str] = _currency()
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = _timestamp()
+    released_at: Mapped[datetime | None] = _timestamp(nullable=True)
+
+
+class BonusRule(Base):
+    __tablename__ = "bonus_rules"
+
+    id: Mapped[int] = _id()
+    company_id: Mapped[int | None] = _company_fk(nullable=True)
+    name: Mapped[str] = mapped_column(String(200))
+    currency: Mapped[str] = _currency()
+    min_topup_amount: Mapped[int] = _money(default=None)
+    max_topup_amount: Mapped[int | None] = _money(default=None, nullable=True)
+    bonus_percent: Mapped[Decimal] = mapped_column(ExactDecimal(7, 4))
+    bonus_fixed_amount: Mapped[int] = _money()
+    max_bonus_amount: Mapped[int | None] = _money(default=None, nullable=True)
+    valid_from: Mapped[datetime | None] = _timestamp(nullable=True)
+    valid_until: Mapped[datetime | None] = _timestamp(nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, server_default=text("1"))
+    created_at: Mapped[datetime] = _timestamp()
+
+
+class BillingRate(Base):
+    """A company's per-minute rate from ``effective_from`` on; calls use the rate in force at their start."""
+
+    __tablename__ = "billing_rates"
+    __table_args__ = (UniqueConstraint("company_id", "effective_from", name="uq_billing_rates_company_from"),)
+
+    id: Mapped[int] = _id()
+    company_id: Mapped[int] = _company_fk()
+    rate_per_minute: Mapped[Decimal] = mapped_column(ExactDecimal())
+    billing_increment_seconds: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    effective_from: Mapped[datetime] = _timestamp()
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = _timestamp()
+
+
+class AuditLog(Base):
+    """Who changed what: every setting change and money movement made by a person or a tool."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_company_created", "company_id", "created_at"),)
+
+    id: Mapped[int] = _id()
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64))
+    entity_type: Mapped[str] = mapped_column(String(32))
+    entity_id: Mapped[str | None] = mapped_column(String(128))
+    company_id: Mapped[int | None] = mapped_column(Id)
+    details: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _timestamp()
+
+
+companies = Company.__table__
+balances = PrepaidBalance.__table__
+topups = BalanceTopup.__table__
+ledger = BalanceTransaction.__table__
+call_charges = CallCharge.__table__
+reservations = CallReservation.__table__
+bonus_rules = BonusRule.__table__
+billing_rates = BillingRate.__table__
+audit_log = AuditLog.__table__

@@ -1,0 +1,143 @@
+"""Typed errors of the billing core. Every one carries a stable ``code`` and a message fit for people.
+
+::
+
+    BillingError
+    ├── InvalidInput               bad arguments; nothing was changed
+    │   ├── InvalidAmount          not a positive/parsable amount, bad currency code
+    │   ├── CurrencyMismatch       two currencies in one operation
+    │   └── InvalidCursor          a history cursor we did not issue
+    ├── NotFound
+    │   ├── CompanyNotFound
+    │   ├── CallChargeNotFound
+    │   └── TopupNotFound
+    ├── Conflict                   the request contradicts what is already recorded
+    │   ├── CallChargedWithDifferentData
+    │   ├── IdempotencyKeyReused
+    │   ├── RefundExceedsCharge
+    │   └── InvalidTopupState
+    ├── InsufficientBalance        a debit or reservation the available balance cannot cover
+    ├── BillingDisabled            prepaid billing is switched off for the company
+    └── DatabaseUnavailable        the database could not be reached; retry later
+"""
+
+from __future__ import annotations
+
+
+class BillingError(Exception):
+    code = "billing_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(BillingError):
+    code = "invalid_input"
+
+
+class InvalidAmount(InvalidInput):
+    code = "invalid_amount"
+
+
+class CurrencyMismatch(InvalidInput):
+    code = "currency_mismatch"
+
+    def __init__(self, expected: str, got: str) -> None:
+        super().__init__(f"currency {got} does not match {expected}")
+        self.expected = expected
+        self.got = got
+
+
+class InvalidCursor(InvalidInput):
+    code = "invalid_cursor"
+
+
+class NotFound(BillingError):
+    code = "not_found"
+
+
+class CompanyNotFound(NotFound):
+    code = "company_not_found"
+
+    def __init__(self, company_id: int) -> None:
+        super().__init__(f"company {company_id} does not exist")
+        self.company_id = company_id
+
+
+class CallChargeNotFound(NotFound):
+    code = "call_charge_not_found"
+
+    def __init__(self, reference: str) -> None:
+        super().__init__(f"no charge for call {reference}")
+        self.reference = reference
+
+
+class TopupNotFound(NotFound):
+    code = "topup_not_found"
+
+    def __init__(self, topup_id: int) -> None:
+        super().__init__(f"top-up {topup_id} does not exist")
+        self.topup_id = topup_id
+
+
+class Conflict(BillingError):
+    code = "conflict"
+
+
+class CallChargedWithDifferentData(Conflict):
+    code = "call_charged_with_different_data"
+
+    def __init__(self, call_id: str, differences: list[str]) -> None:
+        super().__init__(f"call {call_id} was already charged with different data: {', '.join(differences)}")
+        self.call_id = call_id
+        self.differences = differences
+
+
+class IdempotencyKeyReused(Conflict):
+    code = "idempotency_key_reused"
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"idempotency key {key!r} was already used for a different request")
+        self.key = key
+
+
+class RefundExceedsCharge(Conflict):
+    code = "refund_exceeds_charge"
+
+    def __init__(self, requested: int, refundable: int, currency: str) -> None:
+        super().__init__(
+            f"refund of {requested} minor units {currency} exceeds the {refundable} still refundable"
+        )
+        self.requested = requested
+        self.refundable = refundable
+        self.currency = currency
+
+
+class InvalidTopupState(Conflict):
+    code = "invalid_topup_state"
+
+
+class InsufficientBalance(BillingError):
+    code = "insufficient_balance"
+
+    def __init__(self, company_id: int, requested: int, available: int, currency: str) -> None:
+        super().__init__(
+            f"company {company_id} has {available} minor units {currency} available, {requested} needed"
+        )
+        self.company_id = company_id
+        self.requested = requested
+        self.available = available
+        self.currency = currency
+
+
+class BillingDisabled(BillingError):
+    code = "billing_disabled"
+
+    def __init__(self, company_id: int) -> None:
+        super().__init__(f"prepaid billing is disabled for company {company_id}")
+        self.company_id = company_id
+
+
+class DatabaseUnavailable(BillingError):
+    code = "database_unavailable"

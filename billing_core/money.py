@@ -1,0 +1,119 @@
+"""Money as integer minor units with an ISO 4217 currency.
+
+No float ever enters or leaves this module: amounts are parsed from decimal strings, stored as ``int``
+minor units, and per-minute rates (which carry more precision) are turned into minor units exactly once,
+with explicit ROUND_HALF_UP, by :func:`round_to_minor`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from babel.numbers import format_currency, get_currency_precision
+
+from billing_core.errors import CurrencyMismatch, InvalidAmount
+
+_CURRENCY_CODE = re.compile(r"^[A-Z]{3}$")
+_DECIMAL_TEXT = re.compile(r"^[+-]?(\d+)(?:\.(\d+))?$")
+
+
+def minor_digits(currency: str) -> int:
+    """Digits after the decimal point for a currency (EUR 2, JPY 0, ...), from CLDR via babel."""
+    return int(get_currency_precision(normalize_currency(currency)))
+
+
+def normalize_currency(currency: str) -> str:
+    code = currency.strip().upper()
+    if not _CURRENCY_CODE.match(code):
+        raise InvalidAmount(f"{currency!r} is not an ISO 4217 currency code")
+    return code
+
+
+def round_to_minor(major: Decimal, currency: str) -> int:
+    """Round an exact decimal amount in major units to minor units, half up (away from zero)."""
+    scale = Decimal(10) ** minor_digits(currency)
+    return int((major * scale).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+@dataclass(frozen=True, order=False, slots=True)
+class Money:
+    cents: int
+    currency: str
+
+    def __post_init__(self) -> None:
+        if isinstance(self.cents, bool) or not isinstance(self.cents, int):
+            raise InvalidAmount(f"money needs integer minor units, got {type(self.cents).__name__}")
+        object.__setattr__(self, "currency", normalize_currency(self.currency))
+
+    @classmethod
+    def parse(cls, text: str, currency: str) -> Money:
+        """Parse a decimal string in major units ("50.00", "-3.5", "12") without rounding."""
+        match = _DECIMAL_TEXT.match(str(text).strip())
+        if not match:
+            raise InvalidAmount(f"{text!r} is not a decimal amount like 50.00")
+        digits = minor_digits(currency)
+        fraction = match.group(2) or ""
+        if len(fraction.rstrip("0")) > digits:
+            raise InvalidAmount(f"{text!r} has more than {digits} decimal places for {currency.upper()}")
+        try:
+            value = Decimal(str(text).strip())
+        except InvalidOperation as exc:  # pragma: no cover - the regex already rejects these
+            raise InvalidAmount(f"{text!r} is not a decimal amount") from exc
+        return cls(int(value.scaleb(digits)), currency)
+
+    @classmethod
+    def zero(cls, currency: str) -> Money:
+        return cls(0, currency)
+
+    def _same(self, other: Money) -> None:
+        if not isinstance(other, Money):
+            raise TypeError(f"cannot combine Money with {type(other).__name__}")
+        if other.currency != self.currency:
+            raise CurrencyMismatch(self.currency, other.currency)
+
+    def __add__(self, other: Money) -> Money:
+        self._same(other)
+        return Money(self.cents + other.cents, self.currency)
+
+    def __sub__(self, other: Money) -> Money:
+        self._same(other)
+        return Money(self.cents - other.cents, self.currency)
+
+    def __neg__(self) -> Money:
+        return Money(-self.cents, self.currency)
+
+    def __lt__(self, other: Money) -> bool:
+        self._same(other)
+        return self.cents < other.cents
+
+    def __le__(self, other: Money) -> bool:
+        self._same(other)
+        return self.cents <= other.cents
+
+    def __gt__(self, other: Money) -> bool:
+        self._same(other)
+        return self.cents > other.cents
+
+    def __ge__(self, other: Money) -> bool:
+        self._same(other)
+        return self.cents >= other.cents
+
+    def is_positive(self) -> bool:
+        return self.cents > 0
+
+    def to_decimal(self) -> Decimal:
+        """The exact amount in major units (for display and external APIs, never for arithmetic)."""
+        return Decimal(self.cents).scaleb(-minor_digits(self.currency))
+
+    def format(self, locale: str = "en") -> str:
+        """Localized display, e.g. ``42,00 €`` for de_DE."""
+        return str(format_currency(self.to_decimal(), self.currency, locale=locale))
+
+    def as_json(self) -> dict[str, int | str]:
+        """The wire shape for scripts and tool output: integer minor units plus currency."""
+        return {"cents": self.cents, "currency": self.currency}
+
+    def __str__(self) -> str:
+        return f"{self.to_decimal():f} {self.currency}"

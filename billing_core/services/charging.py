@@ -1,0 +1,297 @@
+"""Calls: reserve balance when a call starts, charge it once when it ends, release what was held.
+
+The hot path (:meth:`ChargingService.charge_call`) takes four statements and a commit: one locking
+SELECT that also brings the rate in force, the company's switch and the call's reservation as scalar
+subqueries; the charge row; the ledger entry; the balance update. A duplicate call id is caught by the
+unique key rather than looked up first, and answered from what was stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from billing_core.db.ledger import LockedBalance, entry_by_key, lock_balance, move_balance, post_entry
+from billing_core.db.tables import balances, billing_rates, call_charges, companies, reservations
+from billing_core.domain.charges import Rate, compute_charge, reservation_amount
+from billing_core.errors import BillingDisabled, CallChargedWithDifferentData, InvalidInput
+from billing_core.money import Money
+from billing_core.services import validation
+from billing_core.services.context import ServiceContext
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeResult:
+    call_id: str
+    company_id: int
+    charge_id: int
+    duration_seconds: int
+    billed_seconds: int
+    rate_per_minute: Decimal
+    billing_increment_seconds: int
+    amount: Money
+    balance_after: Money
+    released_reservation: Money
+    replayed: bool
+
+    @property
+    def balance_negative(self) -> bool:
+        """The call was charged although the balance did not cover it (the call happened)."""
+        return self.balance_after.cents < 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "call_id": self.call_id,
+            "company_id": self.company_id,
+            "charge_id": self.charge_id,
+            "duration_seconds": self.duration_seconds,
+            "billed_seconds": self.billed_seconds,
+            "rate_per_minute": str(self.rate_per_minute),
+            "billing_increment_seconds": self.billing_increment_seconds,
+            "amount": self.amount.as_json(),
+            "balance_after": self.balance_after.as_json(),
+            "balance_negative": self.balance_negative,
+            "released_reservation": self.released_reservation.as_json(),
+            "replayed": self.replayed,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationResult:
+    call_id: str
+    company_id: int
+    amount: Money
+    status: str  # active | rejected (nothing available) | already_charged (the call ended first)
+    replayed: bool
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == "active"
+
+
+def rate_in_force(company_id: int, at: datetime) -> tuple[Any, Any]:
+    """Scalar subqueries for the company's rate and increment in force at ``at`` (NULL when none)."""
+    latest = (
+        select(billing_rates.c.rate_per_minute)
+        .where(billing_rates.c.company_id == company_id, billing_rates.c.effective_from <= at)
+        .order_by(billing_rates.c.effective_from.desc())
+        .limit(1)
+    )
+    return (
+        latest.scalar_subquery().label("rate"),
+        latest.with_only_columns(billing_rates.c.billing_increment_seconds).scalar_subquery().label("increment"),
+    )
+
+
+def _enabled(company_id: int) -> Any:
+    return (
+        select(companies.c.prepaid_billing_enabled)
+        .where(companies.c.id == company_id)
+        .scalar_subquery()
+        .label("enabled")
+    )
+
+
+class ChargingService:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self._ctx = ctx
+
+    def _rate(self, locked: LockedBalance) -> Rate:
+        settings = self._ctx.settings
+        per_minute = locked.extra["rate"]
+        increment = locked.extra["increment"]
+        return Rate(
+            per_minute if per_minute is not None else settings.default_billing_rate,
+            locked.currency,
+            increment if increment is not None else settings.default_billing_increment_seconds,
+        )
+
+    def _check_enabled(self, locked: LockedBalance) -> None:
+        if not (self._ctx.settings.prepaid_billing_enabled and locked.extra["enabled"]):
+            raise BillingDisabled(locked.company_id)
+
+    # -- call start -------------------------------------------------------------------------------
+
+    def reserve(self, *, call_id: str, company_id: int, started_at: datetime | None = None) -> ReservationResult:
+        """Hold ``reservation_minutes`` at the company's rate, capped by what is available."""
+        call_id = validation.identifier(call_id, "call id")
+        company_id = validation.company_id(company_id)
+        at = validation.aware(started_at, "started_at") if started_at is not None else self._ctx.clock()
+        return self._ctx.db.write(lambda conn: self._reserve(conn, call_id, company_id, at))
+
+    def _reserve(self, conn: Connection, call_id: str, company_id: int, at: datetime) -> ReservationResult:
+        existing = (
+            select(reservations.c.amount, reservations.c.status, reservations.c.company_id)
+            .where(reservations.c.call_id == call_id)
+        )
+        charged = select(call_charges.c.id).where(call_charges.c.call_id == call_id).scalar_subquery()
+        locked = lock_balance(
+            conn, company_id, *rate_in_force(company_id, at), _enabled(company_id), charged.label("charged")
+        )
+        self._check_enabled(locked)
+        row = conn.execute(existing).first()
+        if row is not None:
+            return ReservationResult(call_id, row.company_id, Money(row.amount, locked.currency), row.status, True)
+        if locked.extra["charged"] is not None:  # call_ended arrived first: nothing left to hold
+            return ReservationResult(call_id, company_id, Money.zero(locked.currency), "already_charged", False)
+        available = Money(locked.available, locked.currency)
+        amount = reservation_amount(self._ctx.settings.reservation_minutes, self._rate(locked), available)
+        status = "active" if amount.cents > 0 else "rejected"
+        now = self._ctx.clock()
+        conn.execute(
+            insert(reservations).values(
+                call_id=call_id, company_id=company_id, amount=amount.cents, currency=locked.currency,
+                status=status, created_at=now,
+            )
+        )
+        move_balance(conn, locked, amount=0, reserved_delta=amount.cents, now=now)
+        return ReservationResult(call_id, company_id, amount, status, False)
+
+    def release(self, *, call_id: str) -> Money | None:
+        """Give back a call's hold without charging (the call never connected). None when nothing was held."""
+        call_id = validation.identifier(call_id, "call id")
+
+        def work(conn: Connection) -> Money | None:
+            row = conn.execute(
+                select(reservations.c.company_id).where(reservations.c.call_id == call_id)
+            ).first()
+            if row is None:
+                return None
+            locked = lock_balance(conn, row.company_id)
+            return self._release_locked(conn, locked, call_id)
+
+        return self._ctx.db.write(work)
+
+    def _release_locked(self, conn: Connection, locked: LockedBalance, call_id: str) -> Money | None:
+        row = conn.execute(
+            select(reservations.c.amount).where(
+                reservations.c.call_id == call_id, reservations.c.status == "active"
+            )
+        ).first()
+        if row is None:
+            return None
+        now = self._ctx.clock()
+        conn.execute(
+            update(reservations)
+            .where(reservations.c.call_id == call_id, reservations.c.status == "active")
+            .values(status="released", released_at=now)
+        )
+        move_balance(conn, locked, amount=0, reserved_delta=-row.amount, now=now)
+        return Money(row.amount, locked.currency)
+
+    # -- call end ---------------------------------------------------------------------------------
+
+    def charge_call(
+        self,
+        *,
+        call_id: str,
+        company_id: int,
+        duration_seconds: int,
+        started_at: datetime,
+        ended_at: datetime | None = None,
+    ) -> ChargeResult:
+        """Charge a finished call once, at the rate in force when it started; posts even below zero."""
+        call_id = validation.identifier(call_id, "call id")
+        company_id = validation.company_id(company_id)
+        if isinstance(duration_seconds, bool) or not isinstance(duration_seconds, int) or duration_seconds < 0:
+            raise InvalidInput(f"call duration must be a non-negative number of seconds, got {duration_seconds!r}")
+        validation.aware(started_at, "started_at")
+        if ended_at is not None:
+            validation.aware(ended_at, "ended_at")
+        try:
+            return self._ctx.db.write(
+                lambda conn: self._charge(conn, call_id, company_id, duration_seconds, started_at, ended_at)
+            )
+        except IntegrityError:
+            previous = self._ctx.db.read(lambda conn: self._stored_charge(conn, call_id))
+            if previous is None:
+                raise
+            differences = [
+                name
+                for name, stored, given in (
+                    ("company_id", previous.company_id, company_id),
+                    ("duration_seconds", previous.duration_seconds, duration_seconds),
+                )
+                if stored != given
+            ]
+            if differences:
+                raise CallChargedWithDifferentData(call_id, differences) from None
+            return previous
+
+    def _charge(
+        self,
+        conn: Connection,
+        call_id: str,
+        company_id: int,
+        duration_seconds: int,
+        started_at: datetime,
+        ended_at: datetime | None,
+    ) -> ChargeResult:
+        held = (
+            select(reservations.c.amount)
+            .where(reservations.c.call_id == call_id, reservations.c.status == "active")
+            .scalar_subquery()
+            .label("held")
+        )
+        locked = lock_balance(conn, company_id, *rate_in_force(company_id, started_at), _enabled(company_id), held)
+        self._check_enabled(locked)
+        rate = self._rate(locked)
+        charge = compute_charge(duration_seconds, rate)
+        now = self._ctx.clock()
+        charge_id = conn.execute(
+            insert(call_charges).values(
+                call_id=call_id, company_id=company_id, duration_seconds=duration_seconds,
+                billed_seconds=charge.billed_seconds, rate_per_minute=rate.per_minute,
+                billing_increment_seconds=rate.increment_seconds, amount_charged=charge.amount.cents,
+                currency=rate.currency, call_started_at=started_at, call_ended_at=ended_at, charged_at=now,
+            )
+        ).inserted_primary_key[0]  # type: ignore[index]
+        held_cents = locked.extra["held"] or 0
+        if held_cents:
+            conn.execute(
+                update(reservations)
+                .where(reservations.c.call_id == call_id, reservations.c.status == "active")
+                .values(status="released", released_at=now)
+            )
+        if charge.amount.cents:
+            post_entry(
+                conn, locked, type="charge", amount=-charge.amount.cents,
+                description=f"Call {call_id}: {charge.billed_seconds} s at {rate.per_minute}/min",
+                idempotency_key=f"charge:{call_id}", reference_type="call_charge", reference_id=call_id,
+                now=now, reserved_delta=-held_cents,
+            )
+        else:
+            move_balance(conn, locked, amount=0, reserved_delta=-held_cents, now=now)
+        return ChargeResult(
+            call_id=call_id, company_id=company_id, charge_id=int(charge_id), duration_seconds=duration_seconds,
+            billed_seconds=charge.billed_seconds, rate_per_minute=rate.per_minute,
+            billing_increment_seconds=rate.increment_seconds, amount=charge.amount,
+            balance_after=Money(locked.balance, locked.currency),
+            released_reservation=Money(held_cents, locked.currency), replayed=False,
+        )
+
+    def _stored_charge(self, conn: Connection, call_id: str) -> ChargeResult | None:
+        row = conn.execute(select(call_charges).where(call_charges.c.call_id == call_id)).mappings().first()
+        if row is None:
+            return None
+        entry = entry_by_key(conn, f"charge:{call_id}")
+        currency = row["currency"]
+        balance_after = entry.balance_after if entry else None
+        if balance_after is None:  # a zero-amount call moved no money; report today's balance
+            balance_after = Money(lock_free_balance(conn, row["company_id"]), currency)
+        return ChargeResult(
+            call_id=call_id, company_id=row["company_id"], charge_id=row["id"],
+            duration_seconds=row["duration_seconds"], billed_seconds=row["billed_seconds"],
+            rate_per_minute=row["rate_per_minute"], billing_increment_seconds=row["billing_increment_seconds"],
+            amount=Money(row["amount_charged"], currency), balance_after=balance_after,
+            released_reservation=Money.zero(currency), replayed=True,
+        )
+
+
+def lock_free_balance(conn: Connection, company_id: int) -> int:
+    return int(conn.execute(select(balances.c.balance).where(balances.c.company_id == company_id)).scalar_one())

@@ -1,0 +1,297 @@
+"""Companies, their balance settings and their rates (the reference's tinker and admin-panel tasks)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from billing_core.db.tables import balances, billing_rates, companies
+from billing_core.errors import CompanyNotFound, InvalidInput
+from billing_core.money import Money, normalize_currency
+from billing_core.services import audit, validation
+from billing_core.services.context import ServiceContext
+
+# A company's first rate covers every call it will ever have, so changing DEFAULT_BILLING_RATE later
+# never re-prices a company that exists.
+BEGINNING_OF_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+
+COMPANY_FIELDS = (
+    "name", "email", "locale", "vat_id", "tax_number", "address_line1", "address_line2", "postal_code",
+    "city", "country", "prepaid_billing_enabled",
+)
+BALANCE_MONEY_FIELDS = ("low_balance_threshold", "auto_topup_threshold", "auto_topup_amount", "auto_topup_monthly_limit")
+BALANCE_FIELDS = (*BALANCE_MONEY_FIELDS, "auto_topup_enabled", "auto_topup_daily_limit")
+
+
+@dataclass(frozen=True, slots=True)
+class RateView:
+    rate_per_minute: Decimal
+    billing_increment_seconds: int
+    effective_from: datetime
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "rate_per_minute": str(self.rate_per_minute),
+            "billing_increment_seconds": self.billing_increment_seconds,
+            "effective_from": self.effective_from.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CompanyView:
+    id: int
+    name: str
+    email: str
+    currency: str
+    locale: str
+    prepaid_billing_enabled: bool
+    balance: Money
+    reserved: Money
+    low_balance_threshold: Money
+    auto_topup_enabled: bool
+    auto_topup_threshold: Money
+    auto_topup_amount: Money
+    auto_topup_daily_limit: int
+    auto_topup_monthly_limit: Money | None
+    stripe_customer_id: str | None
+    stripe_payment_method_id: str | None
+    details: dict[str, str | None] = field(default_factory=dict)
+    rates: tuple[RateView, ...] = ()
+
+    @property
+    def available(self) -> Money:
+        return self.balance - self.reserved
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "name": self.name, "email": self.email, "currency": self.currency,
+            "locale": self.locale, "prepaid_billing_enabled": self.prepaid_billing_enabled,
+            "balance": self.balance.as_json(), "reserved": self.reserved.as_json(),
+            "available": self.available.as_json(), "low_balance_threshold": self.low_balance_threshold.as_json(),
+            "auto_topup_enabled": self.auto_topup_enabled, "auto_topup_threshold": self.auto_topup_threshold.as_json(),
+            "auto_topup_amount": self.auto_topup_amount.as_json(),
+            "auto_topup_daily_limit": self.auto_topup_daily_limit,
+            "auto_topup_monthly_limit": (
+                self.auto_topup_monthly_limit.as_json() if self.auto_topup_monthly_limit else None
+            ),
+            "stripe_customer_id": self.stripe_customer_id, "stripe_payment_method_id": self.stripe_payment_method_id,
+            **self.details,
+            "rates": [r.as_json() for r in self.rates],
+        }
+
+
+class CompanyService:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self._ctx = ctx
+
+    def add(
+        self,
+        *,
+        name: str,
+        email: str,
+        actor: str,
+        currency: str | None = None,
+        locale: str | None = None,
+        rate_per_minute: Decimal | None = None,
+        billing_increment_seconds: int | None = None,
+        low_balance_threshold: Money | None = None,
+        **details: Any,
+    ) -> CompanyView:
+        settings = self._ctx.settings
+        name = validation.text(name, "name", max_length=200)
+        email = _email(email)
+        actor = validation.text(actor, "actor", max_length=200)
+        currency = normalize_currency(currency or settings.default_currency)
+        rate = _rate(rate_per_minute if rate_per_minute is not None else settings.default_billing_rate)
+        increment = _increment(billing_increment_seconds or settings.default_billing_increment_seconds)
+        unknown = set(details) - set(COMPANY_FIELDS)
+        if unknown:
+            raise InvalidInput(f"unknown company fields: {', '.join(sorted(unknown))}")
+        threshold = low_balance_threshold or settings.money(settings.default_low_balance_threshold, currency)
+        _same_currency(threshold, currency)
+
+        def work(conn: Connection) -> CompanyView:
+            now = self._ctx.clock()
+            company_id = int(conn.execute(
+                insert(companies).values(
+                    name=name, email=email, currency=currency, locale=locale or settings.default_locale,
+                    created_at=now, updated_at=now, **_clean(details),
+                )
+            ).inserted_primary_key[0])  # type: ignore[index]
+            conn.execute(
+                insert(balances).values(
+                    company_id=company_id, currency=currency, balance=0, reserved_balance=0,
+                    low_balance_threshold=threshold.cents,
+                    auto_topup_threshold=settings.money(settings.default_auto_topup_threshold, currency).cents,
+                    auto_topup_amount=settings.money(settings.default_auto_topup_amount, currency).cents,
+                    auto_topup_daily_limit=settings.auto_topup_daily_limit, created_at=now, updated_at=now,
+                )
+            )
+            conn.execute(
+                insert(billing_rates).values(
+                    company_id=company_id, rate_per_minute=rate, billing_increment_seconds=increment,
+                    effective_from=BEGINNING_OF_TIME, created_by=actor, created_at=now,
+                )
+            )
+            audit.record(
+                conn, actor=actor, action="company.created", entity_type="company", entity_id=company_id,
+                company_id=company_id, now=now,
+                details={"name": name, "currency": currency, "rate_per_minute": str(rate), "increment": increment},
+            )
+            return _load(conn, company_id)
+
+        return self._ctx.db.write(work)
+
+    def show(self, company_id: int) -> CompanyView:
+        return self._ctx.db.read(lambda conn: _load(conn, validation.company_id(company_id)))
+
+    def list(self) -> list[CompanyView]:
+        def work(conn: Connection) -> list[CompanyView]:
+            ids = conn.execute(select(companies.c.id).order_by(companies.c.id)).scalars().all()
+            return [_load(conn, company_id, with_rates=False) for company_id in ids]
+
+        return self._ctx.db.read(work)
+
+    def set(
+        self,
+        company_id: int,
+        *,
+        actor: str,
+        rate_per_minute: Decimal | None = None,
+        billing_increment_seconds: int | None = None,
+        rate_effective_from: datetime | None = None,
+        **changes: Any,
+    ) -> CompanyView:
+        """Change settings. A new rate or increment applies to calls starting from ``rate_effective_from`` (now)."""
+        company_id = validation.company_id(company_id)
+        actor = validation.text(actor, "actor", max_length=200)
+        unknown = set(changes) - set(COMPANY_FIELDS) - set(BALANCE_FIELDS) - {"stripe_payment_method_id"}
+        if unknown:
+            raise InvalidInput(f"unknown settings: {', '.join(sorted(unknown))}")
+        if "email" in changes:
+            changes["email"] = _email(changes["email"])
+        if "name" in changes:
+            changes["name"] = validation.text(changes["name"], "name", max_length=200)
+        if rate_per_minute is not None:
+            rate_per_minute = _rate(rate_per_minute)
+        if billing_increment_seconds is not None:
+            billing_increment_seconds = _increment(billing_increment_seconds)
+        if "auto_topup_daily_limit" in changes and int(changes["auto_topup_daily_limit"]) < 0:
+            raise InvalidInput("auto_topup_daily_limit cannot be negative")
+
+        def work(conn: Connection) -> CompanyView:
+            before = _load(conn, company_id)
+            now = self._ctx.clock()
+            company_values = {k: v for k, v in changes.items() if k in COMPANY_FIELDS}
+            balance_values: dict[str, Any] = {}
+            for key, value in changes.items():
+                if key in BALANCE_MONEY_FIELDS:
+                    if value is not None:
+                        _same_currency(value, before.currency)
+                        if value.cents < 0:
+                            raise InvalidInput(f"{key} cannot be negative")
+                    balance_values[key] = None if value is None else value.cents
+                elif key in BALANCE_FIELDS or key == "stripe_payment_method_id":
+                    balance_values[key] = value
+            if company_values:
+                conn.execute(update(companies).where(companies.c.id == company_id)
+                             .values(updated_at=now, **_clean(company_values)))
+            if balance_values:
+                conn.execute(update(balances).where(balances.c.company_id == company_id)
+                             .values(updated_at=now, **balance_values))
+            if rate_per_minute is not None or billing_increment_seconds is not None:
+                current = before.rates[-1]
+                conn.execute(insert(billing_rates).values(
+                    company_id=company_id,
+                    rate_per_minute=rate_per_minute if rate_per_minute is not None else current.rate_per_minute,
+                    billing_increment_seconds=billing_increment_seconds or current.billing_increment_seconds,
+                    effective_from=validation.aware(rate_effective_from, "effective from") if rate_effective_from else now,
+                    created_by=actor, created_at=now,
+                ))
+            after = _load(conn, company_id)
+            audit.record(
+                conn, actor=actor, action="company.updated", entity_type="company", entity_id=company_id,
+                company_id=company_id, now=now, details=_diff(before.as_json(), after.as_json()),
+            )
+            return after
+
+        return self._ctx.db.write(work)
+
+
+def _load(conn: Connection, company_id: int, *, with_rates: bool = True) -> CompanyView:
+    row = conn.execute(
+        select(companies, balances).join(balances, balances.c.company_id == companies.c.id)
+        .where(companies.c.id == company_id)
+    ).mappings().first()
+    if row is None:
+        raise CompanyNotFound(company_id)
+    currency = row[companies.c.currency]
+    rates: tuple[RateView, ...] = ()
+    if with_rates:
+        rates = tuple(
+            RateView(r.rate_per_minute, r.billing_increment_seconds, r.effective_from)
+            for r in conn.execute(
+                select(billing_rates).where(billing_rates.c.company_id == company_id)
+                .order_by(billing_rates.c.effective_from)
+            )
+        )
+    monthly = row[balances.c.auto_topup_monthly_limit]
+    return CompanyView(
+        id=company_id, name=row[companies.c.name], email=row[companies.c.email], currency=currency,
+        locale=row[companies.c.locale], prepaid_billing_enabled=row[companies.c.prepaid_billing_enabled],
+        balance=Money(row[balances.c.balance], currency), reserved=Money(row[balances.c.reserved_balance], currency),
+        low_balance_threshold=Money(row[balances.c.low_balance_threshold], currency),
+        auto_topup_enabled=row[balances.c.auto_topup_enabled],
+        auto_topup_threshold=Money(row[balances.c.auto_topup_threshold], currency),
+        auto_topup_amount=Money(row[balances.c.auto_topup_amount], currency),
+        auto_topup_daily_limit=row[balances.c.auto_topup_daily_limit],
+        auto_topup_monthly_limit=None if monthly is None else Money(monthly, currency),
+        stripe_customer_id=row[companies.c.stripe_customer_id],
+        stripe_payment_method_id=row[balances.c.stripe_payment_method_id],
+        details={k: row[companies.c[k]] for k in COMPANY_FIELDS if k not in ("name", "email", "locale", "prepaid_billing_enabled")},
+        rates=rates,
+    )
+
+
+def _email(value: str) -> str:
+    email = validation.text(value, "email", max_length=320)
+    local, _, domain = email.partition("@")
+    if not local or "." not in domain or " " in email:
+        raise InvalidInput(f"{value!r} is not an email address")
+    return email
+
+
+def _rate(value: Decimal) -> Decimal:
+    if not isinstance(value, Decimal) or not value.is_finite() or value < 0:
+        raise InvalidInput(f"rate per minute must be a non-negative decimal, got {value!r}")
+    if value.as_tuple().exponent < -6:  # type: ignore[operator]
+        raise InvalidInput("rate per minute has more than 6 decimal places")
+    return value
+
+
+def _increment(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 3600:
+        raise InvalidInput("billing increment must be between 1 and 3600 seconds")
+    return value
+
+
+def _same_currency(amount: Money, currency: str) -> None:
+    if amount.currency != currency:
+        raise InvalidInput(f"amount in {amount.currency} given for a company billed in {currency}")
+
+
+def _clean(values: dict[str, Any]) -> dict[str, Any]:
+    cleaned = {k: (v.strip() or None) if isinstance(v, str) else v for k, v in values.items()}
+    if cleaned.get("country"):
+        cleaned["country"] = str(cleaned["country"]).upper()
+        if len(cleaned["country"]) != 2:
+            raise InvalidInput("country must be a two-letter ISO code such as DE")
+    return cleaned
+
+
+def _diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    return {k: {"from": before.get(k), "to": v} for k, v in after.items() if before.get(k) != v}

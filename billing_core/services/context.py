@@ -1,0 +1,21 @@
+"""What every service needs: the database, the settings and a clock (swapped in tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from billing_core.config import Settings
+from billing_core.db.database import Database
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class ServiceContext:
+    db: Database
+    settings: Settings
+    clock: Callable[[], datetime] = field(default=utcnow)

@@ -1,0 +1,248 @@
+"""Top-ups: a pending row first, then credited exactly once when the payment succeeds, with its bonus.
+
+Whoever reports success first (the synchronous API answer, a webhook, the reconciler, an operator
+recording a bank transfer) calls :meth:`TopupService.settle`; the others get the same result back.
+The credit's ledger keys (``topup:<id>`` and ``topup:<id>:bonus``) make a second credit impossible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, or_, select, update
+
+from billing_core.db.ledger import LockedBalance, lock_balance, post_entry
+from billing_core.db.tables import bonus_rules, companies, topups
+from billing_core.domain.bonus import BonusRule, best_bonus
+from billing_core.errors import CompanyNotFound, CurrencyMismatch, IdempotencyKeyReused, InvalidTopupState, TopupNotFound
+from billing_core.money import Money
+from billing_core.services import audit, validation
+from billing_core.services.context import ServiceContext
+
+SETTLEABLE = ("pending", "processing", "failed")
+SOURCES = ("checkout", "payment_intent", "auto_topup", "bank_transfer", "manual")
+
+
+@dataclass(frozen=True, slots=True)
+class Topup:
+    id: int
+    company_id: int
+    amount: Money
+    bonus: Money
+    status: str
+    source: str
+    reference: str | None
+    initiated_by: str | None
+    stripe_payment_intent_id: str | None
+    stripe_checkout_session_id: str | None
+    refunded: Money
+    failure_reason: str | None
+    created_at: datetime
+    succeeded_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Topup:
+        currency = row["currency"]
+        return cls(
+            id=row["id"], company_id=row["company_id"], amount=Money(row["amount"], currency),
+            bonus=Money(row["bonus_amount"], currency), status=row["status"], source=row["source"],
+            reference=row["reference"], initiated_by=row["initiated_by"],
+            stripe_payment_intent_id=row["stripe_payment_intent_id"],
+            stripe_checkout_session_id=row["stripe_checkout_session_id"],
+            refunded=Money(row["refunded_amount"], currency), failure_reason=row["failure_reason"],
+            created_at=row["created_at"], succeeded_at=row["succeeded_at"],
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "company_id": self.company_id, "amount": self.amount.as_json(),
+            "bonus": self.bonus.as_json(), "status": self.status, "source": self.source,
+            "reference": self.reference, "initiated_by": self.initiated_by,
+            "stripe_payment_intent_id": self.stripe_payment_intent_id,
+            "stripe_checkout_session_id": self.stripe_checkout_session_id,
+            "refunded": self.refunded.as_json(), "failure_reason": self.failure_reason,
+            "created_at": self.created_at.isoformat(),
+            "succeeded_at": self.succeeded_at.isoformat() if self.succeeded_at else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SettleResult:
+    topup: Topup
+    balance_after: Money
+    credited_now: bool  # False when an earlier delivery already credited it
+
+    def as_json(self) -> dict[str, Any]:
+        return {**self.topup.as_json(), "balance_after": self.balance_after.as_json(), "credited_now": self.credited_now}
+
+
+def load_bonus_rules(conn: Connection, company_id: int, currency: str) -> list[BonusRule]:
+    rows = conn.execute(
+        select(bonus_rules).where(
+            bonus_rules.c.currency == currency,
+            bonus_rules.c.active.is_(True),
+            or_(bonus_rules.c.company_id.is_(None), bonus_rules.c.company_id == company_id),
+        )
+    ).mappings()
+    return [
+        BonusRule(
+            id=r["id"], name=r["name"], min_topup_cents=r["min_topup_amount"], bonus_percent=r["bonus_percent"],
+            bonus_fixed_cents=r["bonus_fixed_amount"], max_topup_cents=r["max_topup_amount"],
+            max_bonus_cents=r["max_bonus_amount"], company_id=r["company_id"], valid_from=r["valid_from"],
+            valid_until=r["valid_until"], active=r["active"],
+        )
+        for r in rows
+    ]
+
+
+class TopupService:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self._ctx = ctx
+
+    def create_pending(
+        self,
+        *,
+        company_id: int,
+        amount: Money,
+        source: str,
+        initiated_by: str | None,
+        idempotency_key: str,
+        reference: str | None = None,
+    ) -> Topup:
+        """Record the intent to pay before Stripe hears of it; the same key returns the same row."""
+        company_id = validation.company_id(company_id)
+        validation.positive(amount, "top-up amount")
+        key = validation.identifier(idempotency_key, "idempotency key", max_length=191)
+        if source not in SOURCES:
+            raise InvalidTopupState(f"unknown top-up source {source!r}")
+
+        def work(conn: Connection) -> Topup:
+            existing = self._by_key(conn, key)
+            if existing is not None:
+                if existing.company_id != company_id or existing.amount != amount:
+                    raise IdempotencyKeyReused(key)
+                return existing
+            currency = self._currency(conn, company_id)
+            if amount.currency != currency:
+                raise CurrencyMismatch(currency, amount.currency)
+            now = self._ctx.clock()
+            topup_id = conn.execute(
+                insert(topups).values(
+                    company_id=company_id, amount=amount.cents, currency=currency, status="pending",
+                    source=source, reference=reference, initiated_by=initiated_by, idempotency_key=key,
+                    created_at=now, updated_at=now,
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
+            return self._get(conn, int(topup_id))
+
+        return self._ctx.db.write(work)
+
+    def settle(self, topup_id: int, *, stripe_payment_intent_id: str | None = None) -> SettleResult:
+        """Mark a top-up succeeded and credit it (and its bonus) exactly once."""
+
+        def work(conn: Connection) -> SettleResult:
+            owner = self._get(conn, topup_id)
+            locked = lock_balance(conn, owner.company_id)
+            return self._settle_locked(conn, locked, topup_id, stripe_payment_intent_id)
+
+        return self._ctx.db.write(work)
+
+    def record_payment(
+        self,
+        *,
+        company_id: int,
+        amount: Money,
+        reference: str,
+        actor: str,
+        source: str = "bank_transfer",
+        idempotency_key: str | None = None,
+    ) -> SettleResult:
+        """A payment received outside Stripe (bank transfer): a succeeded top-up, credited in one step."""
+        company_id = validation.company_id(company_id)
+        validation.positive(amount, "top-up amount")
+        reference = validation.text(reference, "reference", max_length=200)
+        actor = validation.text(actor, "actor", max_length=200)
+        key = validation.identifier(idempotency_key or f"{source}:{company_id}:{reference}", "idempotency key", max_length=191)
+
+        def work(conn: Connection) -> SettleResult:
+            locked = lock_balance(conn, company_id)
+            existing = self._by_key(conn, key)
+            if existing is not None:
+                if existing.company_id != company_id or existing.amount != amount:
+                    raise IdempotencyKeyReused(key)
+                return self._settle_locked(conn, locked, existing.id, None)
+            if amount.currency != locked.currency:
+                raise CurrencyMismatch(locked.currency, amount.currency)
+            now = self._ctx.clock()
+            topup_id = int(conn.execute(
+                insert(topups).values(
+                    company_id=company_id, amount=amount.cents, currency=locked.currency, status="pending",
+                    source=source, reference=reference, initiated_by=actor, idempotency_key=key,
+                    created_at=now, updated_at=now,
+                )
+            ).inserted_primary_key[0])  # type: ignore[index]
+            audit.record(
+                conn, actor=actor, action="topup.recorded", entity_type="balance_topup", entity_id=topup_id,
+                company_id=company_id, now=now,
+                details={"amount": amount.cents, "currency": amount.currency, "reference": reference, "source": source},
+            )
+            return self._settle_locked(conn, locked, topup_id, None)
+
+        return self._ctx.db.write(work)
+
+    def get(self, topup_id: int) -> Topup:
+        return self._ctx.db.read(lambda conn: self._get(conn, topup_id))
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _settle_locked(
+        self, conn: Connection, locked: LockedBalance, topup_id: int, payment_intent_id: str | None
+    ) -> SettleResult:
+        row = conn.execute(select(topups).where(topups.c.id == topup_id).with_for_update()).mappings().one()
+        topup = Topup.from_row(row)
+        if topup.status not in SETTLEABLE:
+            if topup.status in ("succeeded", "partially_refunded", "refunded"):
+                return SettleResult(topup, Money(locked.balance, locked.currency), credited_now=False)
+            raise InvalidTopupState(f"top-up {topup_id} is {topup.status} and cannot succeed")
+        now = self._ctx.clock()
+        reference = str(topup_id)
+        post_entry(
+            conn, locked, type="topup", amount=topup.amount.cents,
+            description=f"Top-up {topup_id} ({topup.source})", idempotency_key=f"topup:{topup_id}",
+            reference_type="balance_topup", reference_id=reference, actor=topup.initiated_by, now=now,
+        )
+        bonus = best_bonus(load_bonus_rules(conn, topup.company_id, locked.currency), topup.amount, topup.company_id, now)
+        bonus_cents = bonus.amount.cents if bonus else 0
+        if bonus is not None:
+            post_entry(
+                conn, locked, type="bonus", amount=bonus_cents,
+                description=f"Bonus '{bonus.rule.name}' on top-up {topup_id}", idempotency_key=f"topup:{topup_id}:bonus",
+                reference_type="balance_topup", reference_id=reference, now=now,
+            )
+        values: dict[str, Any] = {"status": "succeeded", "bonus_amount": bonus_cents, "succeeded_at": now,
+                                  "updated_at": now, "failure_reason": None}
+        if payment_intent_id and not topup.stripe_payment_intent_id:
+            values["stripe_payment_intent_id"] = payment_intent_id
+        conn.execute(update(topups).where(topups.c.id == topup_id).values(**values))
+        return SettleResult(self._get(conn, topup_id), Money(locked.balance, locked.currency), credited_now=True)
+
+    @staticmethod
+    def _get(conn: Connection, topup_id: int) -> Topup:
+        row = conn.execute(select(topups).where(topups.c.id == topup_id)).mappings().first()
+        if row is None:
+            raise TopupNotFound(topup_id)
+        return Topup.from_row(row)
+
+    @staticmethod
+    def _by_key(conn: Connection, key: str) -> Topup | None:
+        row = conn.execute(select(topups).where(topups.c.idempotency_key == key)).mappings().first()
+        return None if row is None else Topup.from_row(row)
+
+    @staticmethod
+    def _currency(conn: Connection, company_id: int) -> str:
+        currency = conn.execute(select(companies.c.currency).where(companies.c.id == company_id)).scalar()
+        if currency is None:
+            raise CompanyNotFound(company_id)
+        return str(currency)
