@@ -1,0 +1,134 @@
+"""Fixtures: every database test runs on SQLite and on a private MariaDB server.
+
+The MariaDB server is started once per test session (data directory under ``build/``) unless
+``BILLING_TEST_MARIADB_URL`` points at one already; a missing server is an error, never a skip.
+Each test gets an empty, fully migrated database: SQLite copies a migrated template file,
+MariaDB empties the tables of one migrated schema per worker.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from billing_core.bootstrap import Services, build_services
+from billing_core.config import Settings
+from billing_core.db import migrate
+from billing_core.db.database import Database
+from billing_core.db.tables import Base
+from tests.support.mariadb import MariaDBServer, build_dir
+
+BACKENDS = ("sqlite", "mariadb")
+
+
+class Clock:
+    """A controllable clock; starts at a fixed instant and moves only when told."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> datetime:
+        self.now += timedelta(**kwargs)
+        return self.now
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[MariaDBServer | None]:
+    if os.environ.get("BILLING_TEST_MARIADB_URL"):
+        yield None
+        return
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    server = MariaDBServer(build_dir() / f"mariadb-test-{worker}").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb_template_url(mariadb_server: MariaDBServer | None) -> str:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = f"billing_test_{worker}"
+    if mariadb_server is None:
+        import pymysql
+        from sqlalchemy.engine import make_url
+
+        base = make_url(os.environ["BILLING_TEST_MARIADB_URL"])
+        conn = pymysql.connect(host=base.host, port=base.port or 3306, user=base.username,
+                               password=base.password or "")
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        conn.close()
+        url = base.set(database=name).render_as_string(hide_password=False)
+    else:
+        url = mariadb_server.create_database(name)
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "billing.db"
+    migrate.upgrade(f"sqlite:///{path}")
+    return path
+
+
+def empty_mariadb(url: str) -> None:
+    db = Database(url, pool_size=1)
+    try:
+        with db.engine.begin() as conn:
+            conn.execute(text("SET FOREIGN_KEY_CHECKS=0"))
+            for table in reversed(Base.metadata.sorted_tables):
+                conn.execute(text(f"DELETE FROM `{table.name}`"))
+            conn.execute(text("SET FOREIGN_KEY_CHECKS=1"))
+    finally:
+        db.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if backend == "sqlite":
+        target = tmp_path / "billing.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), target)
+        return f"sqlite:///{target}"
+    url = str(request.getfixturevalue("mariadb_template_url"))
+    empty_mariadb(url)
+    return url
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(datetime(2026, 11, 2, 9, 0, tzinfo=UTC))
+
+
+def make_settings(database_url: str, **overrides: object) -> Settings:
+    return Settings(_env_file=None, database_url=database_url, **overrides)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+@pytest.fixture
+def services(settings: Settings, clock: Clock) -> Iterator[Services]:
+    built = build_services(settings, clock=clock)
+    try:
+        yield built
+    finally:
+        built.close()
