@@ -13,10 +13,17 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from billing_core.db.ledger import LockedBalance, entry_by_key, lock_balance, move_balance, post_entry
+from billing_core.db.ledger import (
+    LockedBalance,
+    entry_by_key,
+    lock_balance,
+    locking_select,
+    move_balance,
+    post_entry,
+)
 from billing_core.db.tables import balances, billing_rates, call_charges, companies, reservations
 from billing_core.domain.charges import Rate, compute_charge, reservation_amount
 from billing_core.errors import BillingDisabled, CallChargedWithDifferentData, InvalidInput
@@ -74,11 +81,11 @@ class ReservationResult:
         return self.status == "active"
 
 
-def rate_in_force(company_id: int, at: datetime) -> tuple[Any, Any]:
-    """Scalar subqueries for the company's rate and increment in force at ``at`` (NULL when none)."""
+def _rate_in_force() -> tuple[Any, Any]:
+    """Scalar subqueries for the rate and increment in force at ``:at`` for ``:company_id`` (NULL if none)."""
     latest = (
         select(billing_rates.c.rate_per_minute)
-        .where(billing_rates.c.company_id == company_id, billing_rates.c.effective_from <= at)
+        .where(billing_rates.c.company_id == bindparam("company_id"), billing_rates.c.effective_from <= bindparam("at"))
         .order_by(billing_rates.c.effective_from.desc())
         .limit(1)
     )
@@ -88,13 +95,33 @@ def rate_in_force(company_id: int, at: datetime) -> tuple[Any, Any]:
     )
 
 
-def _enabled(company_id: int) -> Any:
-    return (
-        select(companies.c.prepaid_billing_enabled)
-        .where(companies.c.id == company_id)
-        .scalar_subquery()
-        .label("enabled")
-    )
+_ENABLED = (
+    select(companies.c.prepaid_billing_enabled)
+    .where(companies.c.id == bindparam("company_id"))
+    .scalar_subquery()
+    .label("enabled")
+)
+_ACTIVE_HOLD = (reservations.c.call_id == bindparam("call_id")) & (reservations.c.status == "active")
+
+# Prebuilt statements of the hot paths (see db.ledger.locking_select).
+LOCK_FOR_CHARGE = locking_select(
+    *_rate_in_force(), _ENABLED,
+    select(reservations.c.amount).where(_ACTIVE_HOLD).scalar_subquery().label("held"),
+)
+LOCK_FOR_RESERVE = locking_select(
+    *_rate_in_force(), _ENABLED,
+    select(call_charges.c.id).where(call_charges.c.call_id == bindparam("call_id")).scalar_subquery().label("charged"),
+)
+INSERT_CHARGE = insert(call_charges)
+INSERT_RESERVATION = insert(reservations)
+RELEASE_HOLD = (
+    update(reservations)
+    .where(reservations.c.call_id == bindparam("r_call_id"), reservations.c.status == "active")
+    .values(status="released", released_at=bindparam("r_released_at"))
+)
+FIND_RESERVATION = select(reservations.c.amount, reservations.c.status, reservations.c.company_id).where(
+    reservations.c.call_id == bindparam("call_id")
+)
 
 
 class ChargingService:
@@ -125,16 +152,9 @@ class ChargingService:
         return self._ctx.db.write(lambda conn: self._reserve(conn, call_id, company_id, at))
 
     def _reserve(self, conn: Connection, call_id: str, company_id: int, at: datetime) -> ReservationResult:
-        existing = (
-            select(reservations.c.amount, reservations.c.status, reservations.c.company_id)
-            .where(reservations.c.call_id == call_id)
-        )
-        charged = select(call_charges.c.id).where(call_charges.c.call_id == call_id).scalar_subquery()
-        locked = lock_balance(
-            conn, company_id, *rate_in_force(company_id, at), _enabled(company_id), charged.label("charged")
-        )
+        locked = lock_balance(conn, company_id, LOCK_FOR_RESERVE, at=at, call_id=call_id)
         self._check_enabled(locked)
-        row = conn.execute(existing).first()
+        row = conn.execute(FIND_RESERVATION, {"call_id": call_id}).first()
         if row is not None:
             return ReservationResult(call_id, row.company_id, Money(row.amount, locked.currency), row.status, True)
         if locked.extra["charged"] is not None:  # call_ended arrived first: nothing left to hold
@@ -143,12 +163,10 @@ class ChargingService:
         amount = reservation_amount(self._ctx.settings.reservation_minutes, self._rate(locked), available)
         status = "active" if amount.cents > 0 else "rejected"
         now = self._ctx.clock()
-        conn.execute(
-            insert(reservations).values(
-                call_id=call_id, company_id=company_id, amount=amount.cents, currency=locked.currency,
-                status=status, created_at=now,
-            )
-        )
+        conn.execute(INSERT_RESERVATION, {
+            "call_id": call_id, "company_id": company_id, "amount": amount.cents, "currency": locked.currency,
+            "status": status, "created_at": now,
+        })
         move_balance(conn, locked, amount=0, reserved_delta=amount.cents, now=now)
         return ReservationResult(call_id, company_id, amount, status, False)
 
@@ -168,19 +186,11 @@ class ChargingService:
         return self._ctx.db.write(work)
 
     def _release_locked(self, conn: Connection, locked: LockedBalance, call_id: str) -> Money | None:
-        row = conn.execute(
-            select(reservations.c.amount).where(
-                reservations.c.call_id == call_id, reservations.c.status == "active"
-            )
-        ).first()
+        row = conn.execute(select(reservations.c.amount).where(_ACTIVE_HOLD), {"call_id": call_id}).first()
         if row is None:
             return None
         now = self._ctx.clock()
-        conn.execute(
-            update(reservations)
-            .where(reservations.c.call_id == call_id, reservations.c.status == "active")
-            .values(status="released", released_at=now)
-        )
+        conn.execute(RELEASE_HOLD, {"r_call_id": call_id, "r_released_at": now})
         move_balance(conn, locked, amount=0, reserved_delta=-row.amount, now=now)
         return Money(row.amount, locked.currency)
 
@@ -232,32 +242,21 @@ class ChargingService:
         started_at: datetime,
         ended_at: datetime | None,
     ) -> ChargeResult:
-        held = (
-            select(reservations.c.amount)
-            .where(reservations.c.call_id == call_id, reservations.c.status == "active")
-            .scalar_subquery()
-            .label("held")
-        )
-        locked = lock_balance(conn, company_id, *rate_in_force(company_id, started_at), _enabled(company_id), held)
+        locked = lock_balance(conn, company_id, LOCK_FOR_CHARGE, at=started_at, call_id=call_id)
         self._check_enabled(locked)
         rate = self._rate(locked)
         charge = compute_charge(duration_seconds, rate)
         now = self._ctx.clock()
-        charge_id = conn.execute(
-            insert(call_charges).values(
-                call_id=call_id, company_id=company_id, duration_seconds=duration_seconds,
-                billed_seconds=charge.billed_seconds, rate_per_minute=rate.per_minute,
-                billing_increment_seconds=rate.increment_seconds, amount_charged=charge.amount.cents,
-                currency=rate.currency, call_started_at=started_at, call_ended_at=ended_at, charged_at=now,
-            )
-        ).inserted_primary_key[0]  # type: ignore[index]
+        charge_id = conn.execute(INSERT_CHARGE, {
+            "call_id": call_id, "company_id": company_id, "duration_seconds": duration_seconds,
+            "billed_seconds": charge.billed_seconds, "rate_per_minute": rate.per_minute,
+            "billing_increment_seconds": rate.increment_seconds, "amount_charged": charge.amount.cents,
+            "currency": rate.currency, "call_started_at": started_at, "call_ended_at": ended_at, "charged_at": now,
+            "refund_status": "none", "refunded_amount": 0,
+        }).inserted_primary_key[0]  # type: ignore[index]
         held_cents = locked.extra["held"] or 0
         if held_cents:
-            conn.execute(
-                update(reservations)
-                .where(reservations.c.call_id == call_id, reservations.c.status == "active")
-                .values(status="released", released_at=now)
-            )
+            conn.execute(RELEASE_HOLD, {"r_call_id": call_id, "r_released_at": now})
         if charge.amount.cents:
             post_entry(
                 conn, locked, type="charge", amount=-charge.amount.cents,

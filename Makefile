@@ -1,0 +1,39 @@
+# Two commands do all the set-up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEBIAN_PACKAGES := mariadb-server mariadb-client
+
+.PHONY: run test lint bench system-packages clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# Debian packages the tests need (we run as root); installed only when missing.
+system-packages:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+run: $(STAMP)
+	$(BIN)/billing db upgrade
+	$(BIN)/billing demo
+
+# The suite runs every database test on SQLite and on a private MariaDB server that the test
+# session starts (data directory under build/) and stops; see tests/conftest.py.
+test: $(STAMP) system-packages
+	$(BIN)/ruff check billing_core mcp_server webhook_app tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest -p no:cacheprovider
+
+bench: $(STAMP) system-packages
+	$(BIN)/python -m bench.charges
+
+clean:
+	rm -rf build var $(VENV)
