@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import os
 import random
+import shutil
 import sys
 import tempfile
 import threading
@@ -323,7 +324,7 @@ def main() -> None:
     if "mariadb" in backends:
         from tests.support.mariadb import MariaDBServer, build_dir
 
-        server = MariaDBServer(build_dir() / "mariadb-bench").start()
+        server = MariaDBServer(build_dir() / f"mariadb-bench-{os.getpid()}").start()
     results: list[Result] = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -341,6 +342,7 @@ def main() -> None:
     finally:
         if server is not None:
             server.stop()
+            shutil.rmtree(server.base_dir, ignore_errors=True)
     print_table(results, args.writers)
 
 

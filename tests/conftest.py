@@ -46,12 +46,12 @@ def mariadb_server() -> Iterator[MariaDBServer | None]:
     if os.environ.get("BILLING_TEST_MARIADB_URL"):
         yield None
         return
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    server = MariaDBServer(build_dir() / f"mariadb-test-{worker}").start()
+    server = MariaDBServer(build_dir() / f"mariadb-test-{os.getpid()}").start()
     try:
         yield server
     finally:
         server.stop()
+        shutil.rmtree(server.base_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
