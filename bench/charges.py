@@ -67,16 +67,52 @@ def seed(url: str) -> None:
     services = build_services(Settings(_env_file=None, database_url=url))  # type: ignore[call-arg]
     now = datetime.now(UTC)
     with services.db.engine.begin() as conn:
-        conn.execute(insert(companies), [
-            {"id": i, "name": f"Company {i}", "email": f"c{i}@example.com", "currency": "EUR", "locale": "de_DE",
-             "prepaid_billing_enabled": True, "created_at": now, "updated_at": now} for i in range(1, COMPANIES + 1)])
-        conn.execute(insert(balances), [
-            {"company_id": i, "currency": "EUR", "balance": 10**12, "reserved_balance": 0, "low_balance_threshold": 0,
-             "auto_topup_threshold": 0, "auto_topup_amount": 0, "created_at": now, "updated_at": now}
-            for i in range(1, COMPANIES + 1)])
-        conn.execute(insert(billing_rates), [
-            {"company_id": i, "rate_per_minute": Decimal("0.42"), "billing_increment_seconds": 1,
-             "effective_from": datetime(1970, 1, 1, tzinfo=UTC), "created_at": now} for i in range(1, COMPANIES + 1)])
+        conn.execute(
+            insert(companies),
+            [
+                {
+                    "id": i,
+                    "name": f"Company {i}",
+                    "email": f"c{i}@example.com",
+                    "currency": "EUR",
+                    "locale": "de_DE",
+                    "prepaid_billing_enabled": True,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in range(1, COMPANIES + 1)
+            ],
+        )
+        conn.execute(
+            insert(balances),
+            [
+                {
+                    "company_id": i,
+                    "currency": "EUR",
+                    "balance": 10**12,
+                    "reserved_balance": 0,
+                    "low_balance_threshold": 0,
+                    "auto_topup_threshold": 0,
+                    "auto_topup_amount": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in range(1, COMPANIES + 1)
+            ],
+        )
+        conn.execute(
+            insert(billing_rates),
+            [
+                {
+                    "company_id": i,
+                    "rate_per_minute": Decimal("0.42"),
+                    "billing_increment_seconds": 1,
+                    "effective_from": datetime(1970, 1, 1, tzinfo=UTC),
+                    "created_at": now,
+                }
+                for i in range(1, COMPANIES + 1)
+            ],
+        )
     # the seeded balances are a fixture, not ledger history: start the ledger at that balance
     services.close()
 
@@ -86,8 +122,9 @@ def plan(n: int, hot: bool, tag: str) -> list[tuple[str, int, int]]:
     return [(f"{tag}-{i}", 1 if hot else rng.randint(1, COMPANIES), rng.randint(5, 900)) for i in range(n)]
 
 
-async def drive(jobs: list[tuple[str, int, int]], writers: int,
-                one: Callable[[str, int, int], Awaitable[None]]) -> tuple[float, list[float]]:
+async def drive(
+    jobs: list[tuple[str, int, int]], writers: int, one: Callable[[str, int, int], Awaitable[None]]
+) -> tuple[float, list[float]]:
     latencies: list[float] = []
     queue = list(reversed(jobs))
 
@@ -119,8 +156,10 @@ async def service_path(url: str, jobs: list[tuple[str, int, int]], writers: int)
 
     async def one(call_id: str, company: int, seconds: int) -> None:
         await anyio.to_thread.run_sync(
-            lambda: charging.charge_call(call_id=call_id, company_id=company, duration_seconds=seconds,
-                                         started_at=STARTED))
+            lambda: charging.charge_call(
+                call_id=call_id, company_id=company, duration_seconds=seconds, started_at=STARTED
+            )
+        )
 
     try:
         return await drive(jobs, writers, one)
@@ -131,8 +170,9 @@ async def service_path(url: str, jobs: list[tuple[str, int, int]], writers: int)
 # -- raw MariaDB ----------------------------------------------------------------------------------
 
 MYSQL_STEPS = (
-    "SELECT currency, balance, reserved_balance, " + RATE_SQL.format(p="%s") +
-    " AS rate FROM prepaid_balances WHERE company_id = %s FOR UPDATE",
+    "SELECT currency, balance, reserved_balance, "
+    + RATE_SQL.format(p="%s")
+    + " AS rate FROM prepaid_balances WHERE company_id = %s FOR UPDATE",
     "INSERT INTO call_charges (call_id, company_id, duration_seconds, billed_seconds, rate_per_minute, "
     "billing_increment_seconds, amount_charged, currency, refund_status, refunded_amount, call_started_at, "
     "charged_at) VALUES (%s, %s, %s, %s, %s, 1, %s, 'EUR', 'none', 0, %s, %s)",
@@ -156,8 +196,15 @@ def mysql_params(call_id: str, company: int, seconds: int, row: tuple) -> tuple[
 
 def mysql_connect_args(url: str) -> dict:
     u = make_url(url)
-    return {"host": u.host, "port": u.port or 3306, "user": u.username, "password": u.password or "",
-            "db": u.database, "autocommit": False, "charset": "utf8mb4"}
+    return {
+        "host": u.host,
+        "port": u.port or 3306,
+        "user": u.username,
+        "password": u.password or "",
+        "db": u.database,
+        "autocommit": False,
+        "charset": "utf8mb4",
+    }
 
 
 async def raw_aiomysql(url: str, jobs: list[tuple[str, int, int]], writers: int) -> tuple[float, list[float]]:
@@ -194,8 +241,9 @@ async def raw_pymysql(url: str, jobs: list[tuple[str, int, int]], writers: int) 
 
     def connection() -> pymysql.Connection:
         if not hasattr(local, "conn"):
-            local.conn = pymysql.connect(**mysql_connect_args(url), init_command=(
-                "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"))
+            local.conn = pymysql.connect(
+                **mysql_connect_args(url), init_command=("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            )
             opened.append(local.conn)
         return local.conn
 
@@ -337,8 +385,7 @@ def main() -> None:
                         jobs = plan(args.charges, hot, f"b{index}")
                         seconds, latencies = asyncio.run(path(url, jobs, args.writers))
                         results.append(Result(backend, scenario, name, len(jobs), seconds, latencies))
-                        print(f"  {backend:<8} {scenario:<16} {name:<14} {len(jobs) / seconds:8.0f}/s",
-                              file=sys.stderr)
+                        print(f"  {backend:<8} {scenario:<16} {name:<14} {len(jobs) / seconds:8.0f}/s", file=sys.stderr)
     finally:
         if server is not None:
             server.stop()
@@ -347,26 +394,34 @@ def main() -> None:
 
 
 def print_table(results: list[Result], writers: int) -> None:
-    print(f"\nCall charges, {writers} concurrent writers, {results[0].charges} charges per run "
-          f"({os.cpu_count()} cores)\n")
-    header = f"| {'database':<8} | {'scenario':<16} | {'path':<14} | {'charges/s':>9} | {'p50 ms':>7} | " \
-             f"{'p99 ms':>7} | {'vs best raw':>11} |"
+    print(
+        f"\nCall charges, {writers} concurrent writers, {results[0].charges} charges per run ({os.cpu_count()} cores)\n"
+    )
+    header = (
+        f"| {'database':<8} | {'scenario':<16} | {'path':<14} | {'charges/s':>9} | {'p50 ms':>7} | "
+        f"{'p99 ms':>7} | {'vs best raw':>11} |"
+    )
     print(header)
     print("|" + "|".join("-" * (len(part)) for part in header.split("|")[1:-1]) + "|")
     for r in results:
         raws = [o for o in results if o.database == r.database and o.scenario == r.scenario and o.path != "service"]
         best = max(raws, key=lambda o: o.per_second) if raws else None
         ratio = f"{r.per_second / best.per_second:.2f}x" if best else "-"
-        print(f"| {r.database:<8} | {r.scenario:<16} | {r.path:<14} | {r.per_second:>9.0f} | {r.pct(0.5):>7.2f} | "
-              f"{r.pct(0.99):>7.2f} | {ratio:>11} |")
+        print(
+            f"| {r.database:<8} | {r.scenario:<16} | {r.path:<14} | {r.per_second:>9.0f} | {r.pct(0.5):>7.2f} | "
+            f"{r.pct(0.99):>7.2f} | {ratio:>11} |"
+        )
     print()
     for database in sorted({r.database for r in results}):
         for scenario in sorted({r.scenario for r in results}):
             rows = [r for r in results if r.database == database and r.scenario == scenario]
             service = next((r for r in rows if r.path == "service"), None)
             named = {r.path: r for r in rows}
-            per = [f"{p}: {service.per_second / named[p].per_second:.2f}x" for p in named if p != "service"] \
-                if service else []
+            per = (
+                [f"{p}: {service.per_second / named[p].per_second:.2f}x" for p in named if p != "service"]
+                if service
+                else []
+            )
             print(f"{database}, {scenario}: service vs " + ", ".join(per))
 
 

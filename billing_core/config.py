@@ -50,9 +50,7 @@ class Settings(BaseSettings):
     default_auto_topup_threshold: DecimalText = Field(
         Decimal("10.00"), validation_alias=env("DEFAULT_AUTO_TOPUP_THRESHOLD")
     )
-    default_auto_topup_amount: DecimalText = Field(
-        Decimal("50.00"), validation_alias=env("DEFAULT_AUTO_TOPUP_AMOUNT")
-    )
+    default_auto_topup_amount: DecimalText = Field(Decimal("50.00"), validation_alias=env("DEFAULT_AUTO_TOPUP_AMOUNT"))
     smtp_url: str | None = Field(None, validation_alias=env("SMTP_URL"))
 
     default_currency: str = Field("EUR", validation_alias=env("BILLING_DEFAULT_CURRENCY"))
@@ -63,8 +61,12 @@ class Settings(BaseSettings):
     reservation_minutes: int = Field(5, ge=0, le=600, validation_alias=env("BILLING_RESERVATION_MINUTES"))
     auto_topup_daily_limit: int = Field(2, ge=0, validation_alias=env("BILLING_AUTO_TOPUP_DAILY_LIMIT"))
 
-    @field_validator("default_billing_rate", "default_low_balance_threshold",
-                     "default_auto_topup_threshold", "default_auto_topup_amount")
+    @field_validator(
+        "default_billing_rate",
+        "default_low_balance_threshold",
+        "default_auto_topup_threshold",
+        "default_auto_topup_amount",
+    )
     @classmethod
     def _not_negative(cls, value: Decimal) -> Decimal:
         if not value.is_finite() or value < 0:

@@ -106,9 +106,7 @@ class RefundExceedsCharge(Conflict):
     code = "refund_exceeds_charge"
 
     def __init__(self, requested: int, refundable: int, currency: str) -> None:
-        super().__init__(
-            f"refund of {requested} minor units {currency} exceeds the {refundable} still refundable"
-        )
+        super().__init__(f"refund of {requested} minor units {currency} exceeds the {refundable} still refundable")
         self.requested = requested
         self.refundable = refundable
         self.currency = currency
@@ -122,9 +120,7 @@ class InsufficientBalance(BillingError):
     code = "insufficient_balance"
 
     def __init__(self, company_id: int, requested: int, available: int, currency: str) -> None:
-        super().__init__(
-            f"company {company_id} has {available} minor units {currency} available, {requested} needed"
-        )
+        super().__init__(f"company {company_id} has {available} minor units {currency} available, {requested} needed")
         self.company_id = company_id
         self.requested = requested
         self.available = available

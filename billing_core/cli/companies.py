@@ -50,16 +50,32 @@ def companies() -> None:
 @actor_option
 @json_option
 @handles_errors
-def add(name: str, email: str, currency: str | None, locale: str | None, rate: Decimal | None,
-        increment: int | None, low_balance_threshold: str | None, actor: str, as_json: bool, **details: Any) -> None:
+def add(
+    name: str,
+    email: str,
+    currency: str | None,
+    locale: str | None,
+    rate: Decimal | None,
+    increment: int | None,
+    low_balance_threshold: str | None,
+    actor: str,
+    as_json: bool,
+    **details: Any,
+) -> None:
     """Create a company with its prepaid balance."""
     with services() as svc:
         threshold = None
         if low_balance_threshold is not None:
             threshold = Money.parse(low_balance_threshold, currency or svc.ctx.settings.default_currency)
         company = svc.companies.add(
-            name=name, email=email, currency=currency, locale=locale, rate_per_minute=rate,
-            billing_increment_seconds=increment, low_balance_threshold=threshold, actor=actor,
+            name=name,
+            email=email,
+            currency=currency,
+            locale=locale,
+            rate_per_minute=rate,
+            billing_increment_seconds=increment,
+            low_balance_threshold=threshold,
+            actor=actor,
             **{k: v for k, v in details.items() if v is not None},
         )
     emit(company.as_json(), as_json, lambda: _print_company(company))
@@ -76,8 +92,10 @@ def list_companies(as_json: bool) -> None:
     def human() -> None:
         click.echo(f"{'id':>4}  {'company':<30} {'balance':>14} {'available':>14}  billing  auto top-up")
         for c in listing:
-            click.echo(f"{c.id:>4}  {c.name[:30]:<30} {money_text(c.balance):>14} {money_text(c.available):>14}  "
-                       f"{'on ' if c.prepaid_billing_enabled else 'off'}      {'on' if c.auto_topup_enabled else 'off'}")
+            click.echo(
+                f"{c.id:>4}  {c.name[:30]:<30} {money_text(c.balance):>14} {money_text(c.available):>14}  "
+                f"{'on ' if c.prepaid_billing_enabled else 'off'}      {'on' if c.auto_topup_enabled else 'off'}"
+            )
 
     emit([c.as_json() for c in listing], as_json, human)
 
@@ -112,8 +130,15 @@ def show(company_id: int, as_json: bool) -> None:
 @actor_option
 @json_option
 @handles_errors
-def set_(company_id: int, rate: Decimal | None, increment: int | None, effective_from: datetime | None,
-         actor: str, as_json: bool, **options: Any) -> None:
+def set_(
+    company_id: int,
+    rate: Decimal | None,
+    increment: int | None,
+    effective_from: datetime | None,
+    actor: str,
+    as_json: bool,
+    **options: Any,
+) -> None:
     """Change settings; only the options given are changed."""
     with services() as svc:
         currency = svc.companies.show(company_id).currency
@@ -128,23 +153,34 @@ def set_(company_id: int, rate: Decimal | None, increment: int | None, effective
             changes[key] = value
         if not changes and rate is None and increment is None:
             raise click.UsageError("nothing to change: give at least one option")
-        company = svc.companies.set(company_id, actor=actor, rate_per_minute=rate, billing_increment_seconds=increment,
-                                    rate_effective_from=effective_from, **changes)
+        company = svc.companies.set(
+            company_id,
+            actor=actor,
+            rate_per_minute=rate,
+            billing_increment_seconds=increment,
+            rate_effective_from=effective_from,
+            **changes,
+        )
     emit(company.as_json(), as_json, lambda: _print_company(company))
 
 
 def _print_company(c: CompanyView) -> None:
     click.echo(f"#{c.id} {c.name} <{c.email}>  ({c.currency}, {c.locale})")
     click.echo(f"  prepaid billing: {'on' if c.prepaid_billing_enabled else 'off'}")
-    click.echo(f"  balance {money_text(c.balance)}, reserved {money_text(c.reserved)}, "
-               f"available {money_text(c.available)}")
+    click.echo(
+        f"  balance {money_text(c.balance)}, reserved {money_text(c.reserved)}, available {money_text(c.available)}"
+    )
     click.echo(f"  low-balance threshold {money_text(c.low_balance_threshold)}")
     monthly = money_text(c.auto_topup_monthly_limit) if c.auto_topup_monthly_limit else "no cap"
-    click.echo(f"  auto top-up {'on' if c.auto_topup_enabled else 'off'}: {money_text(c.auto_topup_amount)} below "
-               f"{money_text(c.auto_topup_threshold)}, {c.auto_topup_daily_limit}/day, monthly {monthly}")
+    click.echo(
+        f"  auto top-up {'on' if c.auto_topup_enabled else 'off'}: {money_text(c.auto_topup_amount)} below "
+        f"{money_text(c.auto_topup_threshold)}, {c.auto_topup_daily_limit}/day, monthly {monthly}"
+    )
     address = ", ".join(v for k, v in c.details.items() if k.startswith(("address", "postal", "city", "country")) and v)
     if address:
         click.echo(f"  address: {address}")
     for r in c.rates:
-        click.echo(f"  rate {r.rate_per_minute}/min, {r.billing_increment_seconds} s increment, "
-                   f"from {r.effective_from:%Y-%m-%d %H:%M:%S %Z}")
+        click.echo(
+            f"  rate {r.rate_per_minute}/min, {r.billing_increment_seconds} s increment, "
+            f"from {r.effective_from:%Y-%m-%d %H:%M:%S %Z}"
+        )

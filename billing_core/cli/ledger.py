@@ -44,17 +44,26 @@ def balance(company_id: int, as_json: bool) -> None:
     """Balance, reserved and available amounts of one company."""
     with services() as svc:
         view = svc.balances.get(company_id)
-    emit(view.as_json(), as_json, lambda: click.echo(
-        f"balance {money_text(view.balance)}, reserved {money_text(view.reserved)}, "
-        f"available {money_text(view.available)}{' (low)' if view.is_low else ''}"))
+    emit(
+        view.as_json(),
+        as_json,
+        lambda: click.echo(
+            f"balance {money_text(view.balance)}, reserved {money_text(view.reserved)}, "
+            f"available {money_text(view.available)}{' (low)' if view.is_low else ''}"
+        ),
+    )
 
 
 @ledger.command()
 @click.argument("company_id", type=int)
 @click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
 @click.option("--cursor", default=None, help="next_cursor of the previous page.")
-@click.option("--type", "types", multiple=True,
-              type=click.Choice(["topup", "bonus", "charge", "refund", "adjustment", "reversal"]))
+@click.option(
+    "--type",
+    "types",
+    multiple=True,
+    type=click.Choice(["topup", "bonus", "charge", "refund", "adjustment", "reversal"]),
+)
 @json_option
 @handles_errors
 def history(company_id: int, limit: int, cursor: str | None, types: tuple[str, ...], as_json: bool) -> None:
@@ -64,8 +73,10 @@ def history(company_id: int, limit: int, cursor: str | None, types: tuple[str, .
 
     def human() -> None:
         for e in page.entries:
-            click.echo(f"{e.id:>8}  {e.created_at:%Y-%m-%d %H:%M:%S}  {e.type:<10} {money_text(e.amount):>14} "
-                       f"-> {money_text(e.balance_after):>14}  {e.description}")
+            click.echo(
+                f"{e.id:>8}  {e.created_at:%Y-%m-%d %H:%M:%S}  {e.type:<10} {money_text(e.amount):>14} "
+                f"-> {money_text(e.balance_after):>14}  {e.description}"
+            )
         if page.next_cursor:
             click.echo(f"more: --cursor {page.next_cursor}")
 
@@ -79,6 +90,12 @@ def low_balance(as_json: bool) -> None:
     """Companies whose balance is below their low-balance threshold."""
     with services() as svc:
         rows = svc.balances.low_balance_companies()
-    emit([r.as_json() for r in rows], as_json, lambda: [
-        click.echo(f"{r.company_id:>4}  {r.name:<30} {money_text(r.balance):>14} < {money_text(r.low_balance_threshold)}"
-                   f"  auto top-up {'on' if r.auto_topup_enabled else 'off'}") for r in rows])
+
+    def human() -> None:
+        for r in rows:
+            click.echo(
+                f"{r.company_id:>4}  {r.name:<30} {money_text(r.balance):>14} < "
+                f"{money_text(r.low_balance_threshold)}  auto top-up {'on' if r.auto_topup_enabled else 'off'}"
+            )
+
+    emit([r.as_json() for r in rows], as_json, human)

@@ -7,7 +7,15 @@ from decimal import Decimal
 
 import click
 
-from billing_core.cli.main import default_actor, emit, handles_errors, money_text, parse_datetime, parse_decimal, services
+from billing_core.cli.main import (
+    default_actor,
+    emit,
+    handles_errors,
+    money_text,
+    parse_datetime,
+    parse_decimal,
+    services,
+)
 from billing_core.money import Money
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -34,11 +42,21 @@ def adjust(company_id: int, amount: str, reason: str, actor: str, idempotency_ke
     """Manual credit or debit of a company's balance (needs a reason; audited)."""
     with services() as svc:
         currency = svc.companies.show(company_id).currency
-        result = svc.adjustments.adjust(company_id=company_id, amount=Money.parse(amount, currency), reason=reason,
-                                        actor=actor, idempotency_key=idempotency_key)
-    emit(result.as_json(), as_json, lambda: click.echo(
-        f"{'already applied: ' if result.replayed else ''}adjusted by {money_text(result.entry.amount)}, "
-        f"balance now {money_text(result.entry.balance_after)}"))
+        result = svc.adjustments.adjust(
+            company_id=company_id,
+            amount=Money.parse(amount, currency),
+            reason=reason,
+            actor=actor,
+            idempotency_key=idempotency_key,
+        )
+    emit(
+        result.as_json(),
+        as_json,
+        lambda: click.echo(
+            f"{'already applied: ' if result.replayed else ''}adjusted by {money_text(result.entry.amount)}, "
+            f"balance now {money_text(result.entry.balance_after)}"
+        ),
+    )
 
 
 @click.group()
@@ -54,18 +72,25 @@ def calls() -> None:
 @key_option
 @json_option
 @handles_errors
-def refund(call_id: str, amount: str | None, reason: str, actor: str, idempotency_key: str | None,
-           as_json: bool) -> None:
+def refund(
+    call_id: str, amount: str | None, reason: str, actor: str, idempotency_key: str | None, as_json: bool
+) -> None:
     """Refund a call charge (fully or partly) back to the prepaid balance."""
     with services() as svc:
         money = None
         if amount is not None:
             money = Money.parse(amount, svc.ctx.settings.default_currency)
-        result = svc.refunds.refund_call(call_id=call_id, amount=money, reason=reason, actor=actor,
-                                         idempotency_key=idempotency_key)
-    emit(result.as_json(), as_json, lambda: click.echo(
-        f"refunded {money_text(result.amount)} of {money_text(result.charged)} ({result.refund_status}), "
-        f"balance now {money_text(result.balance_after)}"))
+        result = svc.refunds.refund_call(
+            call_id=call_id, amount=money, reason=reason, actor=actor, idempotency_key=idempotency_key
+        )
+    emit(
+        result.as_json(),
+        as_json,
+        lambda: click.echo(
+            f"refunded {money_text(result.amount)} of {money_text(result.charged)} ({result.refund_status}), "
+            f"balance now {money_text(result.balance_after)}"
+        ),
+    )
 
 
 @click.group()
@@ -84,13 +109,19 @@ def record(company_id: int, amount: str, reference: str, actor: str, as_json: bo
     """Record a payment received outside Stripe (bank transfer) as a succeeded, credited top-up."""
     with services() as svc:
         currency = svc.companies.show(company_id).currency
-        result = svc.topups.record_payment(company_id=company_id, amount=Money.parse(amount, currency),
-                                           reference=reference, actor=actor)
-    emit(result.as_json(), as_json, lambda: click.echo(
-        f"top-up {result.topup.id}: {money_text(result.topup.amount)} credited"
-        f"{' (already recorded)' if not result.credited_now else ''}"
-        f"{f', bonus {money_text(result.topup.bonus)}' if result.topup.bonus.cents else ''}, "
-        f"balance now {money_text(result.balance_after)}"))
+        result = svc.topups.record_payment(
+            company_id=company_id, amount=Money.parse(amount, currency), reference=reference, actor=actor
+        )
+    emit(
+        result.as_json(),
+        as_json,
+        lambda: click.echo(
+            f"top-up {result.topup.id}: {money_text(result.topup.amount)} credited"
+            f"{' (already recorded)' if not result.credited_now else ''}"
+            f"{f', bonus {money_text(result.topup.bonus)}' if result.topup.bonus.cents else ''}, "
+            f"balance now {money_text(result.balance_after)}"
+        ),
+    )
 
 
 @click.group(name="bonus-rules")
@@ -112,9 +143,20 @@ def bonus_rules() -> None:
 @actor_option
 @json_option
 @handles_errors
-def add_rule(name: str, min_topup: str, max_topup: str | None, percent: Decimal, fixed: str | None,
-             max_bonus: str | None, currency: str | None, company_id: int | None, valid_from: datetime | None,
-             valid_until: datetime | None, actor: str, as_json: bool) -> None:
+def add_rule(
+    name: str,
+    min_topup: str,
+    max_topup: str | None,
+    percent: Decimal,
+    fixed: str | None,
+    max_bonus: str | None,
+    currency: str | None,
+    company_id: int | None,
+    valid_from: datetime | None,
+    valid_until: datetime | None,
+    actor: str,
+    as_json: bool,
+) -> None:
     """Add a bonus rule."""
     with services() as svc:
         cur = currency or svc.ctx.settings.default_currency
@@ -123,9 +165,16 @@ def add_rule(name: str, min_topup: str, max_topup: str | None, percent: Decimal,
             return None if value is None else Money.parse(value, cur)
 
         rule = svc.bonus_rules.add(
-            name=name, min_topup=Money.parse(min_topup, cur), max_topup=money(max_topup), bonus_percent=percent,
-            bonus_fixed=money(fixed), max_bonus=money(max_bonus), company_id=company_id, valid_from=valid_from,
-            valid_until=valid_until, actor=actor,
+            name=name,
+            min_topup=Money.parse(min_topup, cur),
+            max_topup=money(max_topup),
+            bonus_percent=percent,
+            bonus_fixed=money(fixed),
+            max_bonus=money(max_bonus),
+            company_id=company_id,
+            valid_from=valid_from,
+            valid_until=valid_until,
+            actor=actor,
         )
     emit(rule, as_json, lambda: click.echo(f"bonus rule {rule['id']} added"))
 
@@ -137,6 +186,12 @@ def list_rules(as_json: bool) -> None:
     """All bonus rules."""
     with services() as svc:
         rules = svc.bonus_rules.list()
-    emit(rules, as_json, lambda: [click.echo(
-        f"{r['id']:>4}  {r['name']:<30} from {r['min_topup']['cents']} {r['currency']} +{r['bonus_percent']}% "
-        f"{'active' if r['active'] else 'inactive'}") for r in rules])
+
+    def human() -> None:
+        for r in rules:
+            click.echo(
+                f"{r['id']:>4}  {r['name']:<30} from {r['min_topup']['cents']} {r['currency']} "
+                f"+{r['bonus_percent']}% {'active' if r['active'] else 'inactive'}"
+            )
+
+    emit(rules, as_json, human)

@@ -81,7 +81,7 @@ class GroupCommitter:
 
     def _execute(self, batch: list[_Unit]) -> None:
         for attempt in range(1, self._attempts + 1):
-            outcomes: list[tuple[Any, BaseException | None]] = []
+            outcomes: list[tuple[Any, Exception | None]] = []
             try:
                 with self._engine.connect() as conn:
                     conn.begin()
@@ -92,12 +92,12 @@ class GroupCommitter:
                         driver.execute("SAVEPOINT unit")
                         try:
                             result = unit.work(conn)
-                        except Exception as error:
+                        except Exception as unit_error:
                             driver.execute("ROLLBACK TO unit")
                             driver.execute("RELEASE unit")
-                            if self._is_retryable(error):
+                            if self._is_retryable(unit_error):
                                 raise
-                            outcomes.append((None, error))
+                            outcomes.append((None, unit_error))
                         else:
                             driver.execute("RELEASE unit")
                             outcomes.append((result, None))
@@ -114,6 +114,6 @@ class GroupCommitter:
                 for unit in batch:
                     unit.error = error
                 raise
-            for unit, (result, error) in zip(batch, outcomes, strict=True):
-                unit.result, unit.error = result, error
+            for unit, (result, unit_failure) in zip(batch, outcomes, strict=True):
+                unit.result, unit.error = result, unit_failure
             return

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, bindparam, insert, select, update
 
+from billing_core.db.database import inserted_id
 from billing_core.db.tables import balances, companies, ledger
 from billing_core.errors import CompanyNotFound
 from billing_core.money import Money
@@ -153,7 +154,7 @@ def post_entry(
         "actor": actor,
         "created_at": now,
     }
-    entry_id = conn.execute(INSERT_ENTRY, values).inserted_primary_key[0]  # type: ignore[index]
+    entry_id = inserted_id(conn.execute(INSERT_ENTRY, values))
     move_balance(conn, locked, amount=amount, reserved_delta=reserved_delta, now=now)
     return entry_from_row({**values, "id": entry_id})
 
@@ -166,8 +167,12 @@ def move_balance(conn: Connection, locked: LockedBalance, *, amount: int, reserv
     locked.reserved += reserved_delta
     conn.execute(
         UPDATE_BALANCE,
-        {"b_company_id": locked.company_id, "b_balance": locked.balance, "b_reserved": locked.reserved,
-         "b_updated_at": now},
+        {
+            "b_company_id": locked.company_id,
+            "b_balance": locked.balance,
+            "b_reserved": locked.reserved,
+            "b_updated_at": now,
+        },
     )
 
 

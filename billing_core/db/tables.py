@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import cast
 
 from sqlalchemy import (
     BigInteger,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     false,
@@ -236,12 +238,13 @@ class AuditLog(Base):
     created_at: Mapped[datetime] = _timestamp()
 
 
-companies = Company.__table__
-balances = PrepaidBalance.__table__
-topups = BalanceTopup.__table__
-ledger = BalanceTransaction.__table__
-call_charges = CallCharge.__table__
-reservations = CallReservation.__table__
-bonus_rules = BonusRule.__table__
-billing_rates = BillingRate.__table__
-audit_log = AuditLog.__table__
+# The Core tables, for the lean statements of the services.
+companies = cast(Table, Company.__table__)
+balances = cast(Table, PrepaidBalance.__table__)
+topups = cast(Table, BalanceTopup.__table__)
+ledger = cast(Table, BalanceTransaction.__table__)
+call_charges = cast(Table, CallCharge.__table__)
+reservations = cast(Table, CallReservation.__table__)
+bonus_rules = cast(Table, BonusRule.__table__)
+billing_rates = cast(Table, BillingRate.__table__)
+audit_log = cast(Table, AuditLog.__table__)

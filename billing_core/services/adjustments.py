@@ -60,12 +60,24 @@ class AdjustmentService:
                 raise InsufficientBalance(company_id, -amount.cents, locked.available, locked.currency)
             now = self._ctx.clock()
             entry = post_entry(
-                conn, locked, type="adjustment", amount=amount.cents, description=reason,
-                idempotency_key=key, reference_type="admin_adjustment", actor=actor, now=now,
+                conn,
+                locked,
+                type="adjustment",
+                amount=amount.cents,
+                description=reason,
+                idempotency_key=key,
+                reference_type="admin_adjustment",
+                actor=actor,
+                now=now,
             )
             audit.record(
-                conn, actor=actor, action="balance.adjusted", entity_type="balance_transaction",
-                entity_id=entry.id, company_id=company_id, now=now,
+                conn,
+                actor=actor,
+                action="balance.adjusted",
+                entity_type="balance_transaction",
+                entity_id=entry.id,
+                company_id=company_id,
+                now=now,
                 details={"amount": amount.cents, "currency": amount.currency, "reason": reason},
             )
             return AdjustmentResult(entry, replayed=False)

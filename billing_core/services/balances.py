@@ -65,7 +65,9 @@ class LowBalanceCompany:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "company_id": self.company_id, "name": self.name, "balance": self.balance.as_json(),
+            "company_id": self.company_id,
+            "name": self.name,
+            "balance": self.balance.as_json(),
             "low_balance_threshold": self.low_balance_threshold.as_json(),
             "auto_topup_enabled": self.auto_topup_enabled,
         }
@@ -88,8 +90,11 @@ class CompanyLedgerCheck:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "company_id": self.company_id, "ok": self.ok, "balance": Money(self.balance, self.currency).as_json(),
-            "ledger_sum": Money(self.ledger_sum, self.currency).as_json(), "entries": self.entries,
+            "company_id": self.company_id,
+            "ok": self.ok,
+            "balance": Money(self.balance, self.currency).as_json(),
+            "ledger_sum": Money(self.ledger_sum, self.currency).as_json(),
+            "entries": self.entries,
             "reserved": Money(self.reserved, self.currency).as_json(),
             "active_reservations": Money(self.active_reservations, self.currency).as_json(),
             "problems": self.problems,
@@ -109,8 +114,7 @@ class LedgerReport:
         return [c for c in self.companies if not c.ok]
 
     def as_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "companies_checked": len(self.companies),
-                "failing": [c.as_json() for c in self.failing]}
+        return {"ok": self.ok, "companies_checked": len(self.companies), "failing": [c.as_json() for c in self.failing]}
 
 
 def encode_cursor(company_id: int, before_id: int) -> str:
@@ -140,8 +144,12 @@ class BalanceService:
             if row is None:
                 raise CompanyNotFound(company_id)
             currency = row["currency"]
-            return BalanceView(company_id, Money(row["balance"], currency), Money(row["reserved_balance"], currency),
-                               Money(row["low_balance_threshold"], currency))
+            return BalanceView(
+                company_id,
+                Money(row["balance"], currency),
+                Money(row["reserved_balance"], currency),
+                Money(row["low_balance_threshold"], currency),
+            )
 
         return self._ctx.db.read(work)
 
@@ -173,15 +181,26 @@ class BalanceService:
     def low_balance_companies(self) -> list[LowBalanceCompany]:
         def work(conn: Connection) -> list[LowBalanceCompany]:
             rows = conn.execute(
-                select(companies.c.id, companies.c.name, balances.c.balance, balances.c.currency,
-                       balances.c.low_balance_threshold, balances.c.auto_topup_enabled)
+                select(
+                    companies.c.id,
+                    companies.c.name,
+                    balances.c.balance,
+                    balances.c.currency,
+                    balances.c.low_balance_threshold,
+                    balances.c.auto_topup_enabled,
+                )
                 .join(balances, balances.c.company_id == companies.c.id)
                 .where(balances.c.balance < balances.c.low_balance_threshold)
                 .order_by(balances.c.balance, companies.c.id)
             )
             return [
-                LowBalanceCompany(r.id, r.name, Money(r.balance, r.currency),
-                                  Money(r.low_balance_threshold, r.currency), r.auto_topup_enabled)
+                LowBalanceCompany(
+                    r.id,
+                    r.name,
+                    Money(r.balance, r.currency),
+                    Money(r.low_balance_threshold, r.currency),
+                    r.auto_topup_enabled,
+                )
                 for r in rows
             ]
 
@@ -194,20 +213,30 @@ class BalanceService:
 
 def _check_ledger(conn: Connection) -> LedgerReport:
     checks: dict[int, CompanyLedgerCheck] = {}
-    for row in conn.execute(select(balances.c.company_id, balances.c.currency, balances.c.balance,
-                                   balances.c.reserved_balance)):
-        checks[row.company_id] = CompanyLedgerCheck(row.company_id, row.currency, row.balance,
-                                                    reserved=row.reserved_balance)
     for row in conn.execute(
-        select(reservations.c.company_id, func.sum(reservations.c.amount))
-        .where(reservations.c.status == "active").group_by(reservations.c.company_id)
+        select(balances.c.company_id, balances.c.currency, balances.c.balance, balances.c.reserved_balance)
     ):
-        if row[0] in checks:
-            checks[row[0]].active_reservations = int(row[1])
+        checks[row.company_id] = CompanyLedgerCheck(
+            row.company_id, row.currency, row.balance, reserved=row.reserved_balance
+        )
+    held = conn.execute(
+        select(reservations.c.company_id, func.sum(reservations.c.amount))
+        .where(reservations.c.status == "active")
+        .group_by(reservations.c.company_id)
+    )
+    for company_id, total in held:
+        if company_id in checks:
+            checks[company_id].active_reservations = int(total)
     running: dict[int, int] = {}
     entries = conn.execution_options(stream_results=True, yield_per=5000).execute(
-        select(ledger.c.id, ledger.c.company_id, ledger.c.amount, ledger.c.balance_before, ledger.c.balance_after,
-               ledger.c.currency).order_by(ledger.c.company_id, ledger.c.id)
+        select(
+            ledger.c.id,
+            ledger.c.company_id,
+            ledger.c.amount,
+            ledger.c.balance_before,
+            ledger.c.balance_after,
+            ledger.c.currency,
+        ).order_by(ledger.c.company_id, ledger.c.id)
     )
     for e in entries:
         check = checks.get(e.company_id)
@@ -215,7 +244,9 @@ def _check_ledger(conn: Connection) -> LedgerReport:
             continue
         previous = running.get(e.company_id, 0)
         if e.balance_before != previous and len(check.problems) < 10:
-            check.problems.append(f"entry {e.id}: balance_before {e.balance_before} but previous balance_after {previous}")
+            check.problems.append(
+                f"entry {e.id}: balance_before {e.balance_before} but previous balance_after {previous}"
+            )
         if e.balance_after != e.balance_before + e.amount and len(check.problems) < 10:
             check.problems.append(f"entry {e.id}: {e.balance_before} + {e.amount} != balance_after {e.balance_after}")
         if e.currency != check.currency and len(check.problems) < 10:
@@ -229,7 +260,5 @@ def _check_ledger(conn: Connection) -> LedgerReport:
         if running.get(check.company_id, 0) != check.balance:
             check.problems.append(f"last balance_after {running.get(check.company_id, 0)} != balance {check.balance}")
         if check.reserved != check.active_reservations:
-            check.problems.append(
-                f"reserved {check.reserved} != active reservations {check.active_reservations}"
-            )
+            check.problems.append(f"reserved {check.reserved} != active reservations {check.active_reservations}")
     return LedgerReport(sorted(checks.values(), key=lambda c: c.company_id))

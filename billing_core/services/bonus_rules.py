@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from billing_core.db.database import inserted_id
 from billing_core.db.ledger import company_exists
 from billing_core.db.tables import bonus_rules
 from billing_core.errors import CompanyNotFound, InvalidInput, NotFound
@@ -23,10 +24,16 @@ def rule_json(row: Any) -> dict[str, Any]:
         return None if value is None else Money(value, currency).as_json()
 
     return {
-        "id": row["id"], "name": row["name"], "company_id": row["company_id"], "currency": currency,
-        "min_topup": money(row["min_topup_amount"]), "max_topup": money(row["max_topup_amount"]),
-        "bonus_percent": str(row["bonus_percent"]), "bonus_fixed": money(row["bonus_fixed_amount"]),
-        "max_bonus": money(row["max_bonus_amount"]), "active": row["active"],
+        "id": row["id"],
+        "name": row["name"],
+        "company_id": row["company_id"],
+        "currency": currency,
+        "min_topup": money(row["min_topup_amount"]),
+        "max_topup": money(row["max_topup_amount"]),
+        "bonus_percent": str(row["bonus_percent"]),
+        "bonus_fixed": money(row["bonus_fixed_amount"]),
+        "max_bonus": money(row["max_bonus_amount"]),
+        "active": row["active"],
         "valid_from": row["valid_from"].isoformat() if row["valid_from"] else None,
         "valid_until": row["valid_until"].isoformat() if row["valid_until"] else None,
     }
@@ -69,16 +76,35 @@ class BonusRuleService:
             if company_id is not None and not company_exists(conn, company_id):
                 raise CompanyNotFound(company_id)
             now = self._ctx.clock()
-            rule_id = conn.execute(insert(bonus_rules).values(
-                name=name, company_id=company_id, currency=currency, min_topup_amount=min_topup.cents,
-                max_topup_amount=max_topup.cents if max_topup else None, bonus_percent=bonus_percent,
-                bonus_fixed_amount=bonus_fixed.cents if bonus_fixed else 0,
-                max_bonus_amount=max_bonus.cents if max_bonus else None, valid_from=valid_from,
-                valid_until=valid_until, active=True, created_at=now,
-            )).inserted_primary_key[0]  # type: ignore[index]
+            rule_id = inserted_id(
+                conn.execute(
+                    insert(bonus_rules).values(
+                        name=name,
+                        company_id=company_id,
+                        currency=currency,
+                        min_topup_amount=min_topup.cents,
+                        max_topup_amount=max_topup.cents if max_topup else None,
+                        bonus_percent=bonus_percent,
+                        bonus_fixed_amount=bonus_fixed.cents if bonus_fixed else 0,
+                        max_bonus_amount=max_bonus.cents if max_bonus else None,
+                        valid_from=valid_from,
+                        valid_until=valid_until,
+                        active=True,
+                        created_at=now,
+                    )
+                )
+            )
             row = conn.execute(select(bonus_rules).where(bonus_rules.c.id == rule_id)).mappings().one()
-            audit.record(conn, actor=actor, action="bonus_rule.created", entity_type="bonus_rule",
-                         entity_id=rule_id, company_id=company_id, details=rule_json(row), now=now)
+            audit.record(
+                conn,
+                actor=actor,
+                action="bonus_rule.created",
+                entity_type="bonus_rule",
+                entity_id=rule_id,
+                company_id=company_id,
+                details=rule_json(row),
+                now=now,
+            )
             return rule_json(row)
 
         return self._ctx.db.write(work)
@@ -94,7 +120,15 @@ class BonusRuleService:
         def work(conn: Connection) -> None:
             if conn.execute(update(bonus_rules).where(bonus_rules.c.id == rule_id).values(active=False)).rowcount == 0:
                 raise NotFound(f"bonus rule {rule_id} does not exist")
-            audit.record(conn, actor=actor, action="bonus_rule.deactivated", entity_type="bonus_rule",
-                         entity_id=rule_id, company_id=None, details={}, now=self._ctx.clock())
+            audit.record(
+                conn,
+                actor=actor,
+                action="bonus_rule.deactivated",
+                entity_type="bonus_rule",
+                entity_id=rule_id,
+                company_id=None,
+                details={},
+                now=self._ctx.clock(),
+            )
 
         self._ctx.db.write(work)

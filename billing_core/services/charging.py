@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from billing_core.db.database import inserted_id
 from billing_core.db.ledger import (
     LockedBalance,
     entry_by_key,
@@ -105,11 +106,13 @@ _ACTIVE_HOLD = (reservations.c.call_id == bindparam("call_id")) & (reservations.
 
 # Prebuilt statements of the hot paths (see db.ledger.locking_select).
 LOCK_FOR_CHARGE = locking_select(
-    *_rate_in_force(), _ENABLED,
+    *_rate_in_force(),
+    _ENABLED,
     select(reservations.c.amount).where(_ACTIVE_HOLD).scalar_subquery().label("held"),
 )
 LOCK_FOR_RESERVE = locking_select(
-    *_rate_in_force(), _ENABLED,
+    *_rate_in_force(),
+    _ENABLED,
     select(call_charges.c.id).where(call_charges.c.call_id == bindparam("call_id")).scalar_subquery().label("charged"),
 )
 INSERT_CHARGE = insert(call_charges)
@@ -163,10 +166,17 @@ class ChargingService:
         amount = reservation_amount(self._ctx.settings.reservation_minutes, self._rate(locked), available)
         status = "active" if amount.cents > 0 else "rejected"
         now = self._ctx.clock()
-        conn.execute(INSERT_RESERVATION, {
-            "call_id": call_id, "company_id": company_id, "amount": amount.cents, "currency": locked.currency,
-            "status": status, "created_at": now,
-        })
+        conn.execute(
+            INSERT_RESERVATION,
+            {
+                "call_id": call_id,
+                "company_id": company_id,
+                "amount": amount.cents,
+                "currency": locked.currency,
+                "status": status,
+                "created_at": now,
+            },
+        )
         move_balance(conn, locked, amount=0, reserved_delta=amount.cents, now=now)
         return ReservationResult(call_id, company_id, amount, status, False)
 
@@ -175,9 +185,7 @@ class ChargingService:
         call_id = validation.identifier(call_id, "call id")
 
         def work(conn: Connection) -> Money | None:
-            row = conn.execute(
-                select(reservations.c.company_id).where(reservations.c.call_id == call_id)
-            ).first()
+            row = conn.execute(select(reservations.c.company_id).where(reservations.c.call_id == call_id)).first()
             if row is None:
                 return None
             locked = lock_balance(conn, row.company_id)
@@ -247,31 +255,56 @@ class ChargingService:
         rate = self._rate(locked)
         charge = compute_charge(duration_seconds, rate)
         now = self._ctx.clock()
-        charge_id = conn.execute(INSERT_CHARGE, {
-            "call_id": call_id, "company_id": company_id, "duration_seconds": duration_seconds,
-            "billed_seconds": charge.billed_seconds, "rate_per_minute": rate.per_minute,
-            "billing_increment_seconds": rate.increment_seconds, "amount_charged": charge.amount.cents,
-            "currency": rate.currency, "call_started_at": started_at, "call_ended_at": ended_at, "charged_at": now,
-            "refund_status": "none", "refunded_amount": 0,
-        }).inserted_primary_key[0]  # type: ignore[index]
+        charge_id = inserted_id(
+            conn.execute(
+                INSERT_CHARGE,
+                {
+                    "call_id": call_id,
+                    "company_id": company_id,
+                    "duration_seconds": duration_seconds,
+                    "billed_seconds": charge.billed_seconds,
+                    "rate_per_minute": rate.per_minute,
+                    "billing_increment_seconds": rate.increment_seconds,
+                    "amount_charged": charge.amount.cents,
+                    "currency": rate.currency,
+                    "call_started_at": started_at,
+                    "call_ended_at": ended_at,
+                    "charged_at": now,
+                    "refund_status": "none",
+                    "refunded_amount": 0,
+                },
+            )
+        )
         held_cents = locked.extra["held"] or 0
         if held_cents:
             conn.execute(RELEASE_HOLD, {"r_call_id": call_id, "r_released_at": now})
         if charge.amount.cents:
             post_entry(
-                conn, locked, type="charge", amount=-charge.amount.cents,
+                conn,
+                locked,
+                type="charge",
+                amount=-charge.amount.cents,
                 description=f"Call {call_id}: {charge.billed_seconds} s at {rate.per_minute}/min",
-                idempotency_key=f"charge:{call_id}", reference_type="call_charge", reference_id=call_id,
-                now=now, reserved_delta=-held_cents,
+                idempotency_key=f"charge:{call_id}",
+                reference_type="call_charge",
+                reference_id=call_id,
+                now=now,
+                reserved_delta=-held_cents,
             )
         else:
             move_balance(conn, locked, amount=0, reserved_delta=-held_cents, now=now)
         return ChargeResult(
-            call_id=call_id, company_id=company_id, charge_id=int(charge_id), duration_seconds=duration_seconds,
-            billed_seconds=charge.billed_seconds, rate_per_minute=rate.per_minute,
-            billing_increment_seconds=rate.increment_seconds, amount=charge.amount,
+            call_id=call_id,
+            company_id=company_id,
+            charge_id=int(charge_id),
+            duration_seconds=duration_seconds,
+            billed_seconds=charge.billed_seconds,
+            rate_per_minute=rate.per_minute,
+            billing_increment_seconds=rate.increment_seconds,
+            amount=charge.amount,
             balance_after=Money(locked.balance, locked.currency),
-            released_reservation=Money(held_cents, locked.currency), replayed=False,
+            released_reservation=Money(held_cents, locked.currency),
+            replayed=False,
         )
 
     def _stored_charge(self, conn: Connection, call_id: str) -> ChargeResult | None:
@@ -284,11 +317,17 @@ class ChargingService:
         if balance_after is None:  # a zero-amount call moved no money; report today's balance
             balance_after = Money(lock_free_balance(conn, row["company_id"]), currency)
         return ChargeResult(
-            call_id=call_id, company_id=row["company_id"], charge_id=row["id"],
-            duration_seconds=row["duration_seconds"], billed_seconds=row["billed_seconds"],
-            rate_per_minute=row["rate_per_minute"], billing_increment_seconds=row["billing_increment_seconds"],
-            amount=Money(row["amount_charged"], currency), balance_after=balance_after,
-            released_reservation=Money.zero(currency), replayed=True,
+            call_id=call_id,
+            company_id=row["company_id"],
+            charge_id=row["id"],
+            duration_seconds=row["duration_seconds"],
+            billed_seconds=row["billed_seconds"],
+            rate_per_minute=row["rate_per_minute"],
+            billing_increment_seconds=row["billing_increment_seconds"],
+            amount=Money(row["amount_charged"], currency),
+            balance_after=balance_after,
+            released_reservation=Money.zero(currency),
+            replayed=True,
         )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from billing_core.db.database import inserted_id
 from billing_core.db.tables import balances, billing_rates, companies
 from billing_core.errors import CompanyNotFound, InvalidInput
 from billing_core.money import Money, normalize_currency
@@ -20,10 +21,24 @@ from billing_core.services.context import ServiceContext
 BEGINNING_OF_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
 COMPANY_FIELDS = (
-    "name", "email", "locale", "vat_id", "tax_number", "address_line1", "address_line2", "postal_code",
-    "city", "country", "prepaid_billing_enabled",
+    "name",
+    "email",
+    "locale",
+    "vat_id",
+    "tax_number",
+    "address_line1",
+    "address_line2",
+    "postal_code",
+    "city",
+    "country",
+    "prepaid_billing_enabled",
 )
-BALANCE_MONEY_FIELDS = ("low_balance_threshold", "auto_topup_threshold", "auto_topup_amount", "auto_topup_monthly_limit")
+BALANCE_MONEY_FIELDS = (
+    "low_balance_threshold",
+    "auto_topup_threshold",
+    "auto_topup_amount",
+    "auto_topup_monthly_limit",
+)
 BALANCE_FIELDS = (*BALANCE_MONEY_FIELDS, "auto_topup_enabled", "auto_topup_daily_limit")
 
 
@@ -68,17 +83,25 @@ class CompanyView:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "id": self.id, "name": self.name, "email": self.email, "currency": self.currency,
-            "locale": self.locale, "prepaid_billing_enabled": self.prepaid_billing_enabled,
-            "balance": self.balance.as_json(), "reserved": self.reserved.as_json(),
-            "available": self.available.as_json(), "low_balance_threshold": self.low_balance_threshold.as_json(),
-            "auto_topup_enabled": self.auto_topup_enabled, "auto_topup_threshold": self.auto_topup_threshold.as_json(),
+            "id": self.id,
+            "name": self.name,
+            "email": self.email,
+            "currency": self.currency,
+            "locale": self.locale,
+            "prepaid_billing_enabled": self.prepaid_billing_enabled,
+            "balance": self.balance.as_json(),
+            "reserved": self.reserved.as_json(),
+            "available": self.available.as_json(),
+            "low_balance_threshold": self.low_balance_threshold.as_json(),
+            "auto_topup_enabled": self.auto_topup_enabled,
+            "auto_topup_threshold": self.auto_topup_threshold.as_json(),
             "auto_topup_amount": self.auto_topup_amount.as_json(),
             "auto_topup_daily_limit": self.auto_topup_daily_limit,
             "auto_topup_monthly_limit": (
                 self.auto_topup_monthly_limit.as_json() if self.auto_topup_monthly_limit else None
             ),
-            "stripe_customer_id": self.stripe_customer_id, "stripe_payment_method_id": self.stripe_payment_method_id,
+            "stripe_customer_id": self.stripe_customer_id,
+            "stripe_payment_method_id": self.stripe_payment_method_id,
             **self.details,
             "rates": [r.as_json() for r in self.rates],
         }
@@ -116,30 +139,51 @@ class CompanyService:
 
         def work(conn: Connection) -> CompanyView:
             now = self._ctx.clock()
-            company_id = int(conn.execute(
-                insert(companies).values(
-                    name=name, email=email, currency=currency, locale=locale or settings.default_locale,
-                    created_at=now, updated_at=now, **_clean(details),
+            company_id = inserted_id(
+                conn.execute(
+                    insert(companies).values(
+                        name=name,
+                        email=email,
+                        currency=currency,
+                        locale=locale or settings.default_locale,
+                        created_at=now,
+                        updated_at=now,
+                        **_clean(details),
+                    )
                 )
-            ).inserted_primary_key[0])  # type: ignore[index]
+            )
             conn.execute(
                 insert(balances).values(
-                    company_id=company_id, currency=currency, balance=0, reserved_balance=0,
+                    company_id=company_id,
+                    currency=currency,
+                    balance=0,
+                    reserved_balance=0,
                     low_balance_threshold=threshold.cents,
                     auto_topup_threshold=settings.money(settings.default_auto_topup_threshold, currency).cents,
                     auto_topup_amount=settings.money(settings.default_auto_topup_amount, currency).cents,
-                    auto_topup_daily_limit=settings.auto_topup_daily_limit, created_at=now, updated_at=now,
+                    auto_topup_daily_limit=settings.auto_topup_daily_limit,
+                    created_at=now,
+                    updated_at=now,
                 )
             )
             conn.execute(
                 insert(billing_rates).values(
-                    company_id=company_id, rate_per_minute=rate, billing_increment_seconds=increment,
-                    effective_from=BEGINNING_OF_TIME, created_by=actor, created_at=now,
+                    company_id=company_id,
+                    rate_per_minute=rate,
+                    billing_increment_seconds=increment,
+                    effective_from=BEGINNING_OF_TIME,
+                    created_by=actor,
+                    created_at=now,
                 )
             )
             audit.record(
-                conn, actor=actor, action="company.created", entity_type="company", entity_id=company_id,
-                company_id=company_id, now=now,
+                conn,
+                actor=actor,
+                action="company.created",
+                entity_type="company",
+                entity_id=company_id,
+                company_id=company_id,
+                now=now,
                 details={"name": name, "currency": currency, "rate_per_minute": str(rate), "increment": increment},
             )
             return _load(conn, company_id)
@@ -198,24 +242,39 @@ class CompanyService:
                 elif key in BALANCE_FIELDS or key == "stripe_payment_method_id":
                     balance_values[key] = value
             if company_values:
-                conn.execute(update(companies).where(companies.c.id == company_id)
-                             .values(updated_at=now, **_clean(company_values)))
+                conn.execute(
+                    update(companies)
+                    .where(companies.c.id == company_id)
+                    .values(updated_at=now, **_clean(company_values))
+                )
             if balance_values:
-                conn.execute(update(balances).where(balances.c.company_id == company_id)
-                             .values(updated_at=now, **balance_values))
+                conn.execute(
+                    update(balances).where(balances.c.company_id == company_id).values(updated_at=now, **balance_values)
+                )
             if rate_per_minute is not None or billing_increment_seconds is not None:
                 current = before.rates[-1]
-                conn.execute(insert(billing_rates).values(
-                    company_id=company_id,
-                    rate_per_minute=rate_per_minute if rate_per_minute is not None else current.rate_per_minute,
-                    billing_increment_seconds=billing_increment_seconds or current.billing_increment_seconds,
-                    effective_from=validation.aware(rate_effective_from, "effective from") if rate_effective_from else now,
-                    created_by=actor, created_at=now,
-                ))
+                conn.execute(
+                    insert(billing_rates).values(
+                        company_id=company_id,
+                        rate_per_minute=rate_per_minute if rate_per_minute is not None else current.rate_per_minute,
+                        billing_increment_seconds=billing_increment_seconds or current.billing_increment_seconds,
+                        effective_from=validation.aware(rate_effective_from, "effective from")
+                        if rate_effective_from
+                        else now,
+                        created_by=actor,
+                        created_at=now,
+                    )
+                )
             after = _load(conn, company_id)
             audit.record(
-                conn, actor=actor, action="company.updated", entity_type="company", entity_id=company_id,
-                company_id=company_id, now=now, details=_diff(before.as_json(), after.as_json()),
+                conn,
+                actor=actor,
+                action="company.updated",
+                entity_type="company",
+                entity_id=company_id,
+                company_id=company_id,
+                now=now,
+                details=_diff(before.as_json(), after.as_json()),
             )
             return after
 
@@ -223,10 +282,15 @@ class CompanyService:
 
 
 def _load(conn: Connection, company_id: int, *, with_rates: bool = True) -> CompanyView:
-    row = conn.execute(
-        select(companies, balances).join(balances, balances.c.company_id == companies.c.id)
-        .where(companies.c.id == company_id)
-    ).mappings().first()
+    row = (
+        conn.execute(
+            select(companies, balances)
+            .join(balances, balances.c.company_id == companies.c.id)
+            .where(companies.c.id == company_id)
+        )
+        .mappings()
+        .first()
+    )
     if row is None:
         raise CompanyNotFound(company_id)
     currency = row[companies.c.currency]
@@ -235,15 +299,21 @@ def _load(conn: Connection, company_id: int, *, with_rates: bool = True) -> Comp
         rates = tuple(
             RateView(r.rate_per_minute, r.billing_increment_seconds, r.effective_from)
             for r in conn.execute(
-                select(billing_rates).where(billing_rates.c.company_id == company_id)
+                select(billing_rates)
+                .where(billing_rates.c.company_id == company_id)
                 .order_by(billing_rates.c.effective_from)
             )
         )
     monthly = row[balances.c.auto_topup_monthly_limit]
     return CompanyView(
-        id=company_id, name=row[companies.c.name], email=row[companies.c.email], currency=currency,
-        locale=row[companies.c.locale], prepaid_billing_enabled=row[companies.c.prepaid_billing_enabled],
-        balance=Money(row[balances.c.balance], currency), reserved=Money(row[balances.c.reserved_balance], currency),
+        id=company_id,
+        name=row[companies.c.name],
+        email=row[companies.c.email],
+        currency=currency,
+        locale=row[companies.c.locale],
+        prepaid_billing_enabled=row[companies.c.prepaid_billing_enabled],
+        balance=Money(row[balances.c.balance], currency),
+        reserved=Money(row[balances.c.reserved_balance], currency),
         low_balance_threshold=Money(row[balances.c.low_balance_threshold], currency),
         auto_topup_enabled=row[balances.c.auto_topup_enabled],
         auto_topup_threshold=Money(row[balances.c.auto_topup_threshold], currency),
@@ -252,7 +322,11 @@ def _load(conn: Connection, company_id: int, *, with_rates: bool = True) -> Comp
         auto_topup_monthly_limit=None if monthly is None else Money(monthly, currency),
         stripe_customer_id=row[companies.c.stripe_customer_id],
         stripe_payment_method_id=row[balances.c.stripe_payment_method_id],
-        details={k: row[companies.c[k]] for k in COMPANY_FIELDS if k not in ("name", "email", "locale", "prepaid_billing_enabled")},
+        details={
+            k: row[companies.c[k]]
+            for k in COMPANY_FIELDS
+            if k not in ("name", "email", "locale", "prepaid_billing_enabled")
+        },
         rates=rates,
     )
 
@@ -286,9 +360,10 @@ def _same_currency(amount: Money, currency: str) -> None:
 
 def _clean(values: dict[str, Any]) -> dict[str, Any]:
     cleaned = {k: (v.strip() or None) if isinstance(v, str) else v for k, v in values.items()}
-    if cleaned.get("country"):
-        cleaned["country"] = str(cleaned["country"]).upper()
-        if len(cleaned["country"]) != 2:
+    country = cleaned.get("country")
+    if country:
+        cleaned["country"] = country = str(country).upper()
+        if len(country) != 2:
             raise InvalidInput("country must be a two-letter ISO code such as DE")
     return cleaned
 

@@ -77,9 +77,11 @@ class RefundService:
         if owner is None:
             raise CallChargeNotFound(call_id)
         locked = lock_balance(conn, owner.company_id)
-        charge = conn.execute(
-            select(call_charges).where(call_charges.c.call_id == call_id).with_for_update()
-        ).mappings().one()
+        charge = (
+            conn.execute(select(call_charges).where(call_charges.c.call_id == call_id).with_for_update())
+            .mappings()
+            .one()
+        )
         charged = Money(charge["amount_charged"], charge["currency"])
         previous = entry_by_key(conn, key)
         if previous is not None:
@@ -92,8 +94,16 @@ class RefundService:
             raise RefundExceedsCharge(cents or charge["amount_charged"], refundable, charged.currency)
         now = self._ctx.clock()
         entry = post_entry(
-            conn, locked, type="refund", amount=cents, description=f"Refund for call {call_id}: {reason}",
-            idempotency_key=key, reference_type="call_charge", reference_id=call_id, actor=actor, now=now,
+            conn,
+            locked,
+            type="refund",
+            amount=cents,
+            description=f"Refund for call {call_id}: {reason}",
+            idempotency_key=key,
+            reference_type="call_charge",
+            reference_id=call_id,
+            actor=actor,
+            now=now,
         )
         refunded = charge["refunded_amount"] + cents
         status = refund_status(charge["amount_charged"], refunded)
@@ -103,14 +113,25 @@ class RefundService:
             .values(refunded_amount=refunded, refund_status=status)
         )
         audit.record(
-            conn, actor=actor, action="call_charge.refunded", entity_type="call_charge", entity_id=call_id,
-            company_id=locked.company_id, now=now,
+            conn,
+            actor=actor,
+            action="call_charge.refunded",
+            entity_type="call_charge",
+            entity_id=call_id,
+            company_id=locked.company_id,
+            now=now,
             details={"amount": cents, "currency": charged.currency, "reason": reason, "ledger_entry": entry.id},
         )
         return CallRefundResult(
-            call_id=call_id, company_id=locked.company_id, amount=Money(cents, charged.currency),
-            refunded_total=Money(refunded, charged.currency), charged=charged, refund_status=status,
-            balance_after=entry.balance_after, ledger_entry_id=entry.id, replayed=False,
+            call_id=call_id,
+            company_id=locked.company_id,
+            amount=Money(cents, charged.currency),
+            refunded_total=Money(refunded, charged.currency),
+            charged=charged,
+            refund_status=status,
+            balance_after=entry.balance_after,
+            ledger_entry_id=entry.id,
+            replayed=False,
         )
 
     @staticmethod
@@ -121,8 +142,13 @@ class RefundService:
         if not same_call or (amount is not None and amount != previous.amount):
             raise IdempotencyKeyReused(previous.idempotency_key.removeprefix("refund:"))
         return CallRefundResult(
-            call_id=call_id, company_id=previous.company_id, amount=previous.amount,
-            refunded_total=Money(charge["refunded_amount"], charged.currency), charged=charged,
-            refund_status=charge["refund_status"], balance_after=previous.balance_after,
-            ledger_entry_id=previous.id, replayed=True,
+            call_id=call_id,
+            company_id=previous.company_id,
+            amount=previous.amount,
+            refunded_total=Money(charge["refunded_amount"], charged.currency),
+            charged=charged,
+            refund_status=charge["refund_status"],
+            balance_after=previous.balance_after,
+            ledger_entry_id=previous.id,
+            replayed=True,
         )

@@ -13,10 +13,17 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, or_, select, update
 
+from billing_core.db.database import inserted_id
 from billing_core.db.ledger import LockedBalance, lock_balance, post_entry
 from billing_core.db.tables import bonus_rules, companies, topups
 from billing_core.domain.bonus import BonusRule, best_bonus
-from billing_core.errors import CompanyNotFound, CurrencyMismatch, IdempotencyKeyReused, InvalidTopupState, TopupNotFound
+from billing_core.errors import (
+    CompanyNotFound,
+    CurrencyMismatch,
+    IdempotencyKeyReused,
+    InvalidTopupState,
+    TopupNotFound,
+)
 from billing_core.money import Money
 from billing_core.services import audit, validation
 from billing_core.services.context import ServiceContext
@@ -46,23 +53,36 @@ class Topup:
     def from_row(cls, row: Any) -> Topup:
         currency = row["currency"]
         return cls(
-            id=row["id"], company_id=row["company_id"], amount=Money(row["amount"], currency),
-            bonus=Money(row["bonus_amount"], currency), status=row["status"], source=row["source"],
-            reference=row["reference"], initiated_by=row["initiated_by"],
+            id=row["id"],
+            company_id=row["company_id"],
+            amount=Money(row["amount"], currency),
+            bonus=Money(row["bonus_amount"], currency),
+            status=row["status"],
+            source=row["source"],
+            reference=row["reference"],
+            initiated_by=row["initiated_by"],
             stripe_payment_intent_id=row["stripe_payment_intent_id"],
             stripe_checkout_session_id=row["stripe_checkout_session_id"],
-            refunded=Money(row["refunded_amount"], currency), failure_reason=row["failure_reason"],
-            created_at=row["created_at"], succeeded_at=row["succeeded_at"],
+            refunded=Money(row["refunded_amount"], currency),
+            failure_reason=row["failure_reason"],
+            created_at=row["created_at"],
+            succeeded_at=row["succeeded_at"],
         )
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "id": self.id, "company_id": self.company_id, "amount": self.amount.as_json(),
-            "bonus": self.bonus.as_json(), "status": self.status, "source": self.source,
-            "reference": self.reference, "initiated_by": self.initiated_by,
+            "id": self.id,
+            "company_id": self.company_id,
+            "amount": self.amount.as_json(),
+            "bonus": self.bonus.as_json(),
+            "status": self.status,
+            "source": self.source,
+            "reference": self.reference,
+            "initiated_by": self.initiated_by,
             "stripe_payment_intent_id": self.stripe_payment_intent_id,
             "stripe_checkout_session_id": self.stripe_checkout_session_id,
-            "refunded": self.refunded.as_json(), "failure_reason": self.failure_reason,
+            "refunded": self.refunded.as_json(),
+            "failure_reason": self.failure_reason,
             "created_at": self.created_at.isoformat(),
             "succeeded_at": self.succeeded_at.isoformat() if self.succeeded_at else None,
         }
@@ -75,7 +95,11 @@ class SettleResult:
     credited_now: bool  # False when an earlier delivery already credited it
 
     def as_json(self) -> dict[str, Any]:
-        return {**self.topup.as_json(), "balance_after": self.balance_after.as_json(), "credited_now": self.credited_now}
+        return {
+            **self.topup.as_json(),
+            "balance_after": self.balance_after.as_json(),
+            "credited_now": self.credited_now,
+        }
 
 
 def load_bonus_rules(conn: Connection, company_id: int, currency: str) -> list[BonusRule]:
@@ -88,10 +112,17 @@ def load_bonus_rules(conn: Connection, company_id: int, currency: str) -> list[B
     ).mappings()
     return [
         BonusRule(
-            id=r["id"], name=r["name"], min_topup_cents=r["min_topup_amount"], bonus_percent=r["bonus_percent"],
-            bonus_fixed_cents=r["bonus_fixed_amount"], max_topup_cents=r["max_topup_amount"],
-            max_bonus_cents=r["max_bonus_amount"], company_id=r["company_id"], valid_from=r["valid_from"],
-            valid_until=r["valid_until"], active=r["active"],
+            id=r["id"],
+            name=r["name"],
+            min_topup_cents=r["min_topup_amount"],
+            bonus_percent=r["bonus_percent"],
+            bonus_fixed_cents=r["bonus_fixed_amount"],
+            max_topup_cents=r["max_topup_amount"],
+            max_bonus_cents=r["max_bonus_amount"],
+            company_id=r["company_id"],
+            valid_from=r["valid_from"],
+            valid_until=r["valid_until"],
+            active=r["active"],
         )
         for r in rows
     ]
@@ -128,13 +159,22 @@ class TopupService:
             if amount.currency != currency:
                 raise CurrencyMismatch(currency, amount.currency)
             now = self._ctx.clock()
-            topup_id = conn.execute(
-                insert(topups).values(
-                    company_id=company_id, amount=amount.cents, currency=currency, status="pending",
-                    source=source, reference=reference, initiated_by=initiated_by, idempotency_key=key,
-                    created_at=now, updated_at=now,
+            topup_id = inserted_id(
+                conn.execute(
+                    insert(topups).values(
+                        company_id=company_id,
+                        amount=amount.cents,
+                        currency=currency,
+                        status="pending",
+                        source=source,
+                        reference=reference,
+                        initiated_by=initiated_by,
+                        idempotency_key=key,
+                        created_at=now,
+                        updated_at=now,
+                    )
                 )
-            ).inserted_primary_key[0]  # type: ignore[index]
+            )
             return self._get(conn, int(topup_id))
 
         return self._ctx.db.write(work)
@@ -164,7 +204,9 @@ class TopupService:
         validation.positive(amount, "top-up amount")
         reference = validation.text(reference, "reference", max_length=200)
         actor = validation.text(actor, "actor", max_length=200)
-        key = validation.identifier(idempotency_key or f"{source}:{company_id}:{reference}", "idempotency key", max_length=191)
+        key = validation.identifier(
+            idempotency_key or f"{source}:{company_id}:{reference}", "idempotency key", max_length=191
+        )
 
         def work(conn: Connection) -> SettleResult:
             locked = lock_balance(conn, company_id)
@@ -176,16 +218,30 @@ class TopupService:
             if amount.currency != locked.currency:
                 raise CurrencyMismatch(locked.currency, amount.currency)
             now = self._ctx.clock()
-            topup_id = int(conn.execute(
-                insert(topups).values(
-                    company_id=company_id, amount=amount.cents, currency=locked.currency, status="pending",
-                    source=source, reference=reference, initiated_by=actor, idempotency_key=key,
-                    created_at=now, updated_at=now,
+            topup_id = inserted_id(
+                conn.execute(
+                    insert(topups).values(
+                        company_id=company_id,
+                        amount=amount.cents,
+                        currency=locked.currency,
+                        status="pending",
+                        source=source,
+                        reference=reference,
+                        initiated_by=actor,
+                        idempotency_key=key,
+                        created_at=now,
+                        updated_at=now,
+                    )
                 )
-            ).inserted_primary_key[0])  # type: ignore[index]
+            )
             audit.record(
-                conn, actor=actor, action="topup.recorded", entity_type="balance_topup", entity_id=topup_id,
-                company_id=company_id, now=now,
+                conn,
+                actor=actor,
+                action="topup.recorded",
+                entity_type="balance_topup",
+                entity_id=topup_id,
+                company_id=company_id,
+                now=now,
                 details={"amount": amount.cents, "currency": amount.currency, "reference": reference, "source": source},
             )
             return self._settle_locked(conn, locked, topup_id, None)
@@ -209,20 +265,40 @@ class TopupService:
         now = self._ctx.clock()
         reference = str(topup_id)
         post_entry(
-            conn, locked, type="topup", amount=topup.amount.cents,
-            description=f"Top-up {topup_id} ({topup.source})", idempotency_key=f"topup:{topup_id}",
-            reference_type="balance_topup", reference_id=reference, actor=topup.initiated_by, now=now,
+            conn,
+            locked,
+            type="topup",
+            amount=topup.amount.cents,
+            description=f"Top-up {topup_id} ({topup.source})",
+            idempotency_key=f"topup:{topup_id}",
+            reference_type="balance_topup",
+            reference_id=reference,
+            actor=topup.initiated_by,
+            now=now,
         )
-        bonus = best_bonus(load_bonus_rules(conn, topup.company_id, locked.currency), topup.amount, topup.company_id, now)
+        bonus = best_bonus(
+            load_bonus_rules(conn, topup.company_id, locked.currency), topup.amount, topup.company_id, now
+        )
         bonus_cents = bonus.amount.cents if bonus else 0
         if bonus is not None:
             post_entry(
-                conn, locked, type="bonus", amount=bonus_cents,
-                description=f"Bonus '{bonus.rule.name}' on top-up {topup_id}", idempotency_key=f"topup:{topup_id}:bonus",
-                reference_type="balance_topup", reference_id=reference, now=now,
+                conn,
+                locked,
+                type="bonus",
+                amount=bonus_cents,
+                description=f"Bonus '{bonus.rule.name}' on top-up {topup_id}",
+                idempotency_key=f"topup:{topup_id}:bonus",
+                reference_type="balance_topup",
+                reference_id=reference,
+                now=now,
             )
-        values: dict[str, Any] = {"status": "succeeded", "bonus_amount": bonus_cents, "succeeded_at": now,
-                                  "updated_at": now, "failure_reason": None}
+        values: dict[str, Any] = {
+            "status": "succeeded",
+            "bonus_amount": bonus_cents,
+            "succeeded_at": now,
+            "updated_at": now,
+            "failure_reason": None,
+        }
         if payment_intent_id and not topup.stripe_payment_intent_id:
             values["stripe_payment_intent_id"] = payment_intent_id
         conn.execute(update(topups).where(topups.c.id == topup_id).values(**values))
