@@ -6,16 +6,33 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from billing_core.adapters.stripe_gateway import StripeGateway
 from billing_core.config import Settings
 from billing_core.db.database import Database
+from billing_core.errors import StripeConfigurationError
 from billing_core.services.adjustments import AdjustmentService
+from billing_core.services.auto_topup import AutoTopupService
 from billing_core.services.balances import BalanceService
 from billing_core.services.bonus_rules import BonusRuleService
 from billing_core.services.charging import ChargingService
 from billing_core.services.companies import CompanyService
 from billing_core.services.context import ServiceContext, utcnow
+from billing_core.services.payments import PaymentService
+from billing_core.services.reconcile import ReconcileService
 from billing_core.services.refunds import RefundService
+from billing_core.services.topup_refunds import TopupRefundService
 from billing_core.services.topups import TopupService
+
+
+@dataclass(frozen=True)
+class StripeServices:
+    """The use cases that need Stripe; absent when STRIPE_SECRET is not configured."""
+
+    gateway: StripeGateway
+    payments: PaymentService
+    auto_topup: AutoTopupService
+    topup_refunds: TopupRefundService
+    reconcile: ReconcileService
 
 
 @dataclass(frozen=True)
@@ -28,20 +45,54 @@ class Services:
     adjustments: AdjustmentService
     topups: TopupService
     bonus_rules: BonusRuleService
+    stripe_services: StripeServices | None
 
     @property
     def db(self) -> Database:
         return self.ctx.db
 
+    @property
+    def stripe(self) -> StripeServices:
+        if self.stripe_services is None:
+            raise StripeConfigurationError("Stripe is not configured: set STRIPE_SECRET (and STRIPE_TEST_MODE)")
+        return self.stripe_services
+
     def close(self) -> None:
+        if self.stripe_services is not None:
+            self.stripe_services.gateway.close()
         self.ctx.db.dispose()
 
 
+def build_gateway(settings: Settings) -> StripeGateway | None:
+    secret = settings.stripe_secret.get_secret_value()
+    if not secret:
+        return None
+    return StripeGateway(secret, test_mode=settings.stripe_test_mode, api_base=settings.stripe_api_base)
+
+
 def build_services(
-    settings: Settings | None = None, *, clock: Callable[[], datetime] = utcnow, db: Database | None = None
+    settings: Settings | None = None,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    db: Database | None = None,
+    gateway: StripeGateway | None = None,
 ) -> Services:
     settings = settings or Settings()
     ctx = ServiceContext(db=db or Database(settings.database_url), settings=settings, clock=clock)
+    topups = TopupService(ctx)
+    gateway = gateway or build_gateway(settings)
+    stripe_services = None
+    if gateway is not None:
+        payments = PaymentService(ctx, gateway, topups)
+        auto_topup = AutoTopupService(ctx, gateway, payments, topups)
+        topup_refunds = TopupRefundService(ctx, gateway, topups)
+        stripe_services = StripeServices(
+            gateway=gateway,
+            payments=payments,
+            auto_topup=auto_topup,
+            topup_refunds=topup_refunds,
+            reconcile=ReconcileService(ctx, gateway, topups, payments, auto_topup, topup_refunds),
+        )
     return Services(
         ctx=ctx,
         companies=CompanyService(ctx),
@@ -49,6 +100,7 @@ def build_services(
         charging=ChargingService(ctx),
         refunds=RefundService(ctx),
         adjustments=AdjustmentService(ctx),
-        topups=TopupService(ctx),
+        topups=topups,
         bonus_rules=BonusRuleService(ctx),
+        stripe_services=stripe_services,
     )

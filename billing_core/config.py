@@ -60,18 +60,51 @@ class Settings(BaseSettings):
     )
     reservation_minutes: int = Field(5, ge=0, le=600, validation_alias=env("BILLING_RESERVATION_MINUTES"))
     auto_topup_daily_limit: int = Field(2, ge=0, validation_alias=env("BILLING_AUTO_TOPUP_DAILY_LIMIT"))
+    auto_topup_monthly_limit: DecimalText | None = Field(None, validation_alias=env("BILLING_AUTO_TOPUP_MONTHLY_LIMIT"))
+    auto_topup_max_failures: int = Field(3, ge=1, validation_alias=env("BILLING_AUTO_TOPUP_MAX_FAILURES"))
+    checkout_success_url: str = Field(
+        "http://127.0.0.1:8001/billing/topup/success?session_id={CHECKOUT_SESSION_ID}",
+        validation_alias=env("BILLING_CHECKOUT_SUCCESS_URL"),
+    )
+    checkout_cancel_url: str = Field(
+        "http://127.0.0.1:8001/billing/topup/cancel", validation_alias=env("BILLING_CHECKOUT_CANCEL_URL")
+    )
+    checkout_allowed_countries: str = Field("DE,AT,CH", validation_alias=env("BILLING_CHECKOUT_ALLOWED_COUNTRIES"))
+    # giropay and sofort are accepted for compatibility with the reference configuration but Stripe retires
+    # them, so no flow offers them.
+    payment_methods: str = Field("card,sepa_debit", validation_alias=env("BILLING_PAYMENT_METHODS"))
+    admin_email: str = Field("billing-admin@localhost", validation_alias=env("BILLING_ADMIN_EMAIL"))
 
     @field_validator(
         "default_billing_rate",
         "default_low_balance_threshold",
         "default_auto_topup_threshold",
         "default_auto_topup_amount",
+        "auto_topup_monthly_limit",
     )
     @classmethod
-    def _not_negative(cls, value: Decimal) -> Decimal:
-        if not value.is_finite() or value < 0:
+    def _not_negative(cls, value: Decimal | None) -> Decimal | None:
+        if value is not None and (not value.is_finite() or value < 0):
             raise ValueError("must be a non-negative decimal amount")
         return value
+
+    @field_validator("payment_methods")
+    @classmethod
+    def _known_methods(cls, value: str) -> str:
+        methods = {m.strip() for m in value.split(",") if m.strip()}
+        unknown = methods - {"card", "sepa_debit", "giropay", "sofort"}
+        if unknown:
+            raise ValueError(f"unknown payment methods: {', '.join(sorted(unknown))}")
+        return ",".join(sorted(methods))
+
+    @property
+    def allowed_countries(self) -> frozenset[str]:
+        return frozenset(c.strip().upper() for c in self.checkout_allowed_countries.split(",") if c.strip())
+
+    @property
+    def offered_payment_methods(self) -> tuple[str, ...]:
+        """The configured methods that still have flows: card and SEPA Direct Debit."""
+        return tuple(m for m in ("card", "sepa_debit") if m in self.payment_methods.split(","))
 
     def money(self, amount: Decimal, currency: str | None = None) -> Money:
         """A configured major-unit amount in minor units of ``currency`` (exact, or an error)."""

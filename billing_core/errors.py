@@ -18,7 +18,14 @@
     │   └── InvalidTopupState
     ├── InsufficientBalance        a debit or reservation the available balance cannot cover
     ├── BillingDisabled            prepaid billing is switched off for the company
-    └── DatabaseUnavailable        the database could not be reached; retry later
+    ├── DatabaseUnavailable        the database could not be reached; retry later
+    └── PaymentError               Stripe said no, or could not be asked
+        ├── PaymentDeclined        the bank declined (decline_code says why)
+        ├── AuthenticationRequired the payment needs the customer (3-D Secure) but they are not present
+        ├── StripeConfigurationError  bad API key, test/live mismatch
+        ├── StripeRequestRejected  Stripe refused the request (unknown object, bad parameter)
+        ├── StripeRateLimited
+        └── StripeUnavailable      network or Stripe outage; safe to retry with the same idempotency key
 """
 
 from __future__ import annotations
@@ -137,3 +144,35 @@ class BillingDisabled(BillingError):
 
 class DatabaseUnavailable(BillingError):
     code = "database_unavailable"
+
+
+class PaymentError(BillingError):
+    code = "payment_error"
+
+
+class PaymentDeclined(PaymentError):
+    code = "payment_declined"
+
+    def __init__(self, message: str, *, decline_code: str | None = None) -> None:
+        super().__init__(message)
+        self.decline_code = decline_code
+
+
+class AuthenticationRequired(PaymentError):
+    code = "authentication_required"
+
+
+class StripeConfigurationError(PaymentError):
+    code = "stripe_configuration"
+
+
+class StripeRequestRejected(PaymentError):
+    code = "stripe_request_rejected"
+
+
+class StripeRateLimited(PaymentError):
+    code = "stripe_rate_limited"
+
+
+class StripeUnavailable(PaymentError):
+    code = "stripe_unavailable"

@@ -17,11 +17,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from billing_core.adapters.stripe_gateway import StripeGateway
 from billing_core.bootstrap import Services, build_services
 from billing_core.config import Settings
 from billing_core.db import migrate
 from billing_core.db.database import Database
 from billing_core.db.tables import Base
+from tests.support.localstripe import SECRET_KEY as LOCALSTRIPE_KEY
+from tests.support.localstripe import LocalStripe
 from tests.support.mariadb import MariaDBServer, build_dir
 
 BACKENDS = ("sqlite", "mariadb")
@@ -128,6 +131,31 @@ def settings(database_url: str) -> Settings:
 @pytest.fixture
 def services(settings: Settings, clock: Clock) -> Iterator[Services]:
     built = build_services(settings, clock=clock)
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+@pytest.fixture(scope="session")
+def localstripe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStripe]:
+    """One emulator per test session; tests tell their data apart by fresh customers."""
+    server = LocalStripe(tmp_path_factory.mktemp("localstripe")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def stripe_gateway(localstripe: LocalStripe) -> StripeGateway:
+    return StripeGateway(LOCALSTRIPE_KEY, test_mode=True, api_base=localstripe.url, max_network_retries=0)
+
+
+@pytest.fixture
+def stripe_services(settings: Settings, clock: Clock, stripe_gateway: StripeGateway) -> Iterator[Services]:
+    """The whole system with its Stripe gateway pointed at the emulator."""
+    built = build_services(settings, clock=clock, gateway=stripe_gateway)
     try:
         yield built
     finally:

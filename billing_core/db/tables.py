@@ -101,6 +101,8 @@ class PrepaidBalance(Base):
     auto_topup_daily_limit: Mapped[int] = mapped_column(Integer, server_default=text("2"))
     auto_topup_monthly_limit: Mapped[int | None] = _money(default=None, nullable=True)
     stripe_payment_method_id: Mapped[str | None] = mapped_column(String(64))
+    auto_topup_consecutive_failures: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    auto_topup_disabled_reason: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = _timestamp()
     updated_at: Mapped[datetime] = _timestamp()
 
@@ -119,6 +121,11 @@ class BalanceTopup(Base):
     reference: Mapped[str | None] = mapped_column(String(200))
     stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     stripe_checkout_session_id: Mapped[str | None] = mapped_column(String(128), unique=True)
+    stripe_charge_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    stripe_payment_method_id: Mapped[str | None] = mapped_column(String(64))
+    payment_method_type: Mapped[str | None] = mapped_column(String(32))
+    checkout_url: Mapped[str | None] = mapped_column(String(1000))
+    failure_code: Mapped[str | None] = mapped_column(String(64))
     invoice_id: Mapped[int | None] = mapped_column(Id)
     initiated_by: Mapped[str | None] = mapped_column(String(200))
     idempotency_key: Mapped[str | None] = mapped_column(String(191), unique=True)
@@ -151,6 +158,48 @@ class BalanceTransaction(Base):
     idempotency_key: Mapped[str] = mapped_column(String(191), unique=True)
     actor: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = _timestamp()
+
+
+class TopupRefund(Base):
+    """A refund of a top-up back to the card or account, through Stripe (two-phase: pending, then settled)."""
+
+    __tablename__ = "topup_refunds"
+
+    id: Mapped[int] = _id()
+    topup_id: Mapped[int] = mapped_column(Id, ForeignKey("balance_topups.id"), index=True)
+    company_id: Mapped[int] = _company_fk()
+    amount: Mapped[int] = _money(default=None)
+    bonus_reversed: Mapped[int] = _money()
+    currency: Mapped[str] = _currency()
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    source: Mapped[str] = mapped_column(String(16))  # ours | stripe_dashboard
+    reason: Mapped[str] = mapped_column(String(500))
+    actor: Mapped[str] = mapped_column(String(200))
+    stripe_refund_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    idempotency_key: Mapped[str] = mapped_column(String(191), unique=True)
+    failure_reason: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = _timestamp()
+    updated_at: Mapped[datetime] = _timestamp()
+
+
+class Notification(Base):
+    """The mail outbox: rows written in the billing transaction, sent later by the worker."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_status_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = _id()
+    company_id: Mapped[int | None] = mapped_column(Id, index=True)
+    kind: Mapped[str] = mapped_column(String(48))
+    recipient: Mapped[str] = mapped_column(String(16))  # company | admin
+    payload: Mapped[str] = mapped_column(Text)
+    dedupe_key: Mapped[str | None] = mapped_column(String(191), unique=True)
+    status: Mapped[str] = mapped_column(String(16))  # pending | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    next_attempt_at: Mapped[datetime] = _timestamp()
+    created_at: Mapped[datetime] = _timestamp()
+    sent_at: Mapped[datetime | None] = _timestamp(nullable=True)
 
 
 class CallCharge(Base):
@@ -248,3 +297,5 @@ reservations = cast(Table, CallReservation.__table__)
 bonus_rules = cast(Table, BonusRule.__table__)
 billing_rates = cast(Table, BillingRate.__table__)
 audit_log = cast(Table, AuditLog.__table__)
+topup_refunds = cast(Table, TopupRefund.__table__)
+notifications = cast(Table, Notification.__table__)

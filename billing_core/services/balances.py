@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from billing_core.db.ledger import LedgerEntry, entry_from_row
-from billing_core.db.tables import balances, companies, ledger, reservations
+from billing_core.db.tables import balances, companies, ledger, reservations, topup_refunds
 from billing_core.errors import CompanyNotFound, InvalidCursor, InvalidInput
 from billing_core.money import Money
 from billing_core.services import validation
@@ -224,9 +224,14 @@ def _check_ledger(conn: Connection) -> LedgerReport:
         .where(reservations.c.status == "active")
         .group_by(reservations.c.company_id)
     )
-    for company_id, total in held:
+    refunds_held = conn.execute(
+        select(topup_refunds.c.company_id, func.sum(topup_refunds.c.amount + topup_refunds.c.bonus_reversed))
+        .where(topup_refunds.c.status == "pending")
+        .group_by(topup_refunds.c.company_id)
+    )
+    for company_id, total in (*held, *refunds_held):
         if company_id in checks:
-            checks[company_id].active_reservations = int(total)
+            checks[company_id].active_reservations += int(total)
     running: dict[int, int] = {}
     entries = conn.execution_options(stream_results=True, yield_per=5000).execute(
         select(

@@ -46,6 +46,7 @@ class ChargeResult:
     balance_after: Money
     released_reservation: Money
     replayed: bool
+    auto_topup_due: bool = False
 
     @property
     def balance_negative(self) -> bool:
@@ -66,6 +67,7 @@ class ChargeResult:
             "balance_negative": self.balance_negative,
             "released_reservation": self.released_reservation.as_json(),
             "replayed": self.replayed,
+            "auto_topup_due": self.auto_topup_due,
         }
 
 
@@ -108,6 +110,8 @@ _ACTIVE_HOLD = (reservations.c.call_id == bindparam("call_id")) & (reservations.
 LOCK_FOR_CHARGE = locking_select(
     *_rate_in_force(),
     _ENABLED,
+    balances.c.auto_topup_enabled,
+    balances.c.auto_topup_threshold,
     select(reservations.c.amount).where(_ACTIVE_HOLD).scalar_subquery().label("held"),
 )
 LOCK_FOR_RESERVE = locking_select(
@@ -305,6 +309,11 @@ class ChargingService:
             balance_after=Money(locked.balance, locked.currency),
             released_reservation=Money(held_cents, locked.currency),
             replayed=False,
+            auto_topup_due=(
+                self._ctx.settings.auto_topup_enabled
+                and bool(locked.extra["auto_topup_enabled"])
+                and locked.balance < locked.extra["auto_topup_threshold"]
+            ),
         )
 
     def _stored_charge(self, conn: Connection, call_id: str) -> ChargeResult | None:

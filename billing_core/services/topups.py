@@ -29,7 +29,17 @@ from billing_core.services import audit, validation
 from billing_core.services.context import ServiceContext
 
 SETTLEABLE = ("pending", "processing", "failed")
+CREDITED = ("succeeded", "partially_refunded", "refunded")
+OPEN = ("pending", "processing")
 SOURCES = ("checkout", "payment_intent", "auto_topup", "bank_transfer", "manual")
+STRIPE_FIELDS = (
+    "stripe_payment_intent_id",
+    "stripe_checkout_session_id",
+    "stripe_charge_id",
+    "stripe_payment_method_id",
+    "payment_method_type",
+    "checkout_url",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +54,14 @@ class Topup:
     initiated_by: str | None
     stripe_payment_intent_id: str | None
     stripe_checkout_session_id: str | None
+    stripe_charge_id: str | None
+    stripe_payment_method_id: str | None
+    payment_method_type: str | None
+    checkout_url: str | None
     refunded: Money
     failure_reason: str | None
+    failure_code: str | None
+    idempotency_key: str | None
     created_at: datetime
     succeeded_at: datetime | None
 
@@ -61,10 +77,11 @@ class Topup:
             source=row["source"],
             reference=row["reference"],
             initiated_by=row["initiated_by"],
-            stripe_payment_intent_id=row["stripe_payment_intent_id"],
-            stripe_checkout_session_id=row["stripe_checkout_session_id"],
+            **{name: row[name] for name in STRIPE_FIELDS},
             refunded=Money(row["refunded_amount"], currency),
             failure_reason=row["failure_reason"],
+            failure_code=row["failure_code"],
+            idempotency_key=row["idempotency_key"],
             created_at=row["created_at"],
             succeeded_at=row["succeeded_at"],
         )
@@ -79,10 +96,10 @@ class Topup:
             "source": self.source,
             "reference": self.reference,
             "initiated_by": self.initiated_by,
-            "stripe_payment_intent_id": self.stripe_payment_intent_id,
-            "stripe_checkout_session_id": self.stripe_checkout_session_id,
+            **{name: getattr(self, name) for name in STRIPE_FIELDS},
             "refunded": self.refunded.as_json(),
             "failure_reason": self.failure_reason,
+            "failure_code": self.failure_code,
             "created_at": self.created_at.isoformat(),
             "succeeded_at": self.succeeded_at.isoformat() if self.succeeded_at else None,
         }
@@ -175,19 +192,122 @@ class TopupService:
                     )
                 )
             )
-            return self._get(conn, int(topup_id))
+            return self.get_in(conn, int(topup_id))
 
         return self._ctx.db.write(work)
 
-    def settle(self, topup_id: int, *, stripe_payment_intent_id: str | None = None) -> SettleResult:
-        """Mark a top-up succeeded and credit it (and its bonus) exactly once."""
+    def settle(self, topup_id: int, **stripe_ids: str | None) -> SettleResult:
+        """Mark a top-up succeeded and credit it (and its bonus) exactly once, whoever reports it first."""
+        return self._ctx.db.write(lambda conn: self.settle_in(conn, topup_id, **stripe_ids))
 
-        def work(conn: Connection) -> SettleResult:
-            owner = self._get(conn, topup_id)
-            locked = lock_balance(conn, owner.company_id)
-            return self._settle_locked(conn, locked, topup_id, stripe_payment_intent_id)
+    def settle_in(self, conn: Connection, topup_id: int, **stripe_ids: str | None) -> SettleResult:
+        """:meth:`settle` inside a caller's transaction (auto top-up, webhooks)."""
+        owner = self.get_in(conn, topup_id)
+        locked = lock_balance(conn, owner.company_id)
+        return self._settle_locked(conn, locked, topup_id, stripe_ids)
+
+    def mark_processing(self, topup_id: int, **stripe_ids: str | None) -> Topup:
+        """Payment started but not final (SEPA): no credit yet. A settled or failed top-up stays as it is."""
+
+        def work(conn: Connection) -> Topup:
+            topup = self.get_in(conn, topup_id, lock=True)
+            values = self._stripe_values(topup, stripe_ids)
+            if topup.status in OPEN:
+                values["status"] = "processing"
+            if values:
+                conn.execute(
+                    update(topups).where(topups.c.id == topup_id).values(updated_at=self._ctx.clock(), **values)
+                )
+            return self.get_in(conn, topup_id)
 
         return self._ctx.db.write(work)
+
+    def fail(self, topup_id: int, *, reason: str, code: str | None = None, **stripe_ids: str | None) -> Topup:
+        """Record a failed payment (no credit). A top-up that already succeeded is never un-credited here."""
+        return self._ctx.db.write(lambda conn: self.fail_in(conn, topup_id, reason=reason, code=code, **stripe_ids)[0])
+
+    def fail_in(
+        self, conn: Connection, topup_id: int, *, reason: str, code: str | None = None, **stripe_ids: str | None
+    ) -> tuple[Topup, bool]:
+        """:meth:`fail` inside a caller's transaction; also says whether this call made it fail."""
+        topup = self.get_in(conn, topup_id, lock=True)
+        values = self._stripe_values(topup, stripe_ids)
+        failing = topup.status in OPEN
+        if failing:
+            values.update(status="failed", failure_reason=reason[:500], failure_code=code)
+        if values:
+            conn.execute(update(topups).where(topups.c.id == topup_id).values(updated_at=self._ctx.clock(), **values))
+        return self.get_in(conn, topup_id), failing
+
+    def cancel(self, topup_id: int, *, reason: str) -> Topup:
+        """An abandoned payment (expired Checkout Session, canceled PaymentIntent)."""
+
+        def work(conn: Connection) -> Topup:
+            topup = self.get_in(conn, topup_id, lock=True)
+            if topup.status in (*OPEN, "failed"):
+                conn.execute(
+                    update(topups)
+                    .where(topups.c.id == topup_id)
+                    .values(status="canceled", failure_reason=reason[:500], updated_at=self._ctx.clock())
+                )
+            return self.get_in(conn, topup_id)
+
+        return self._ctx.db.write(work)
+
+    def attach_stripe_ids(self, topup_id: int, **stripe_ids: str | None) -> Topup:
+        """Record Stripe's ids on the row as soon as they are known (before any money can move)."""
+
+        def work(conn: Connection) -> Topup:
+            topup = self.get_in(conn, topup_id, lock=True)
+            values = self._stripe_values(topup, stripe_ids)
+            if values:
+                conn.execute(
+                    update(topups).where(topups.c.id == topup_id).values(updated_at=self._ctx.clock(), **values)
+                )
+            return self.get_in(conn, topup_id)
+
+        return self._ctx.db.write(work)
+
+    def find(self, *, payment_intent_id: str | None = None, checkout_session_id: str | None = None) -> Topup | None:
+        column = topups.c.stripe_payment_intent_id if payment_intent_id else topups.c.stripe_checkout_session_id
+        value = payment_intent_id or checkout_session_id
+        if not value:
+            return None
+        return self._ctx.db.read(lambda conn: self._one(conn, select(topups).where(column == value)))
+
+    def list(
+        self,
+        *,
+        company_id: int | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> list[Topup]:
+        query = select(topups)
+        if company_id is not None:
+            query = query.where(topups.c.company_id == company_id)
+        if status is not None:
+            query = query.where(topups.c.status == status)
+        if since is not None:
+            query = query.where(topups.c.created_at >= since)
+        query = query.order_by(topups.c.id.desc()).limit(limit)
+        return self._ctx.db.read(lambda conn: [Topup.from_row(r) for r in conn.execute(query).mappings()])
+
+    @staticmethod
+    def _stripe_values(topup: Topup, stripe_ids: dict[str, str | None]) -> dict[str, Any]:
+        unknown = set(stripe_ids) - set(STRIPE_FIELDS)
+        if unknown:
+            raise InvalidTopupState(f"unknown Stripe fields {sorted(unknown)}")
+        values: dict[str, Any] = {}
+        for name, value in stripe_ids.items():
+            if not value:
+                continue
+            current = getattr(topup, name)
+            if current and current != value and name in ("stripe_payment_intent_id", "stripe_checkout_session_id"):
+                raise InvalidTopupState(f"top-up {topup.id} already belongs to {current}, not {value}")
+            if current != value:
+                values[name] = value
+        return values
 
     def record_payment(
         self,
@@ -214,7 +334,7 @@ class TopupService:
             if existing is not None:
                 if existing.company_id != company_id or existing.amount != amount:
                     raise IdempotencyKeyReused(key)
-                return self._settle_locked(conn, locked, existing.id, None)
+                return self._settle_locked(conn, locked, existing.id, {})
             if amount.currency != locked.currency:
                 raise CurrencyMismatch(locked.currency, amount.currency)
             now = self._ctx.clock()
@@ -244,22 +364,21 @@ class TopupService:
                 now=now,
                 details={"amount": amount.cents, "currency": amount.currency, "reference": reference, "source": source},
             )
-            return self._settle_locked(conn, locked, topup_id, None)
+            return self._settle_locked(conn, locked, topup_id, {})
 
         return self._ctx.db.write(work)
 
     def get(self, topup_id: int) -> Topup:
-        return self._ctx.db.read(lambda conn: self._get(conn, topup_id))
+        return self._ctx.db.read(lambda conn: self.get_in(conn, topup_id))
 
     # -- internals --------------------------------------------------------------------------------
 
     def _settle_locked(
-        self, conn: Connection, locked: LockedBalance, topup_id: int, payment_intent_id: str | None
+        self, conn: Connection, locked: LockedBalance, topup_id: int, stripe_ids: dict[str, str | None]
     ) -> SettleResult:
-        row = conn.execute(select(topups).where(topups.c.id == topup_id).with_for_update()).mappings().one()
-        topup = Topup.from_row(row)
+        topup = self.get_in(conn, topup_id, lock=True)
         if topup.status not in SETTLEABLE:
-            if topup.status in ("succeeded", "partially_refunded", "refunded"):
+            if topup.status in CREDITED:
                 return SettleResult(topup, Money(locked.balance, locked.currency), credited_now=False)
             raise InvalidTopupState(f"top-up {topup_id} is {topup.status} and cannot succeed")
         now = self._ctx.clock()
@@ -293,23 +412,29 @@ class TopupService:
                 now=now,
             )
         values: dict[str, Any] = {
+            **self._stripe_values(topup, stripe_ids),
             "status": "succeeded",
             "bonus_amount": bonus_cents,
             "succeeded_at": now,
             "updated_at": now,
             "failure_reason": None,
+            "failure_code": None,
         }
-        if payment_intent_id and not topup.stripe_payment_intent_id:
-            values["stripe_payment_intent_id"] = payment_intent_id
         conn.execute(update(topups).where(topups.c.id == topup_id).values(**values))
-        return SettleResult(self._get(conn, topup_id), Money(locked.balance, locked.currency), credited_now=True)
+        return SettleResult(self.get_in(conn, topup_id), Money(locked.balance, locked.currency), credited_now=True)
 
     @staticmethod
-    def _get(conn: Connection, topup_id: int) -> Topup:
-        row = conn.execute(select(topups).where(topups.c.id == topup_id)).mappings().first()
+    def get_in(conn: Connection, topup_id: int, *, lock: bool = False) -> Topup:
+        query = select(topups).where(topups.c.id == topup_id)
+        row = conn.execute(query.with_for_update() if lock else query).mappings().first()
         if row is None:
             raise TopupNotFound(topup_id)
         return Topup.from_row(row)
+
+    @staticmethod
+    def _one(conn: Connection, query: Any) -> Topup | None:
+        row = conn.execute(query).mappings().first()
+        return None if row is None else Topup.from_row(row)
 
     @staticmethod
     def _by_key(conn: Connection, key: str) -> Topup | None:

@@ -1,0 +1,315 @@
+"""Refunds of top-ups back to the customer's card or account, through Stripe, two-phase.
+
+Phase one (one transaction, balance row locked): check the amount against what was paid and not yet
+refunded (or being refunded) and against the available balance, work out the bonus to take back in
+proportion, write a pending refund row and hold the total on the balance (``reserved``), so nothing
+else can spend it while Stripe works. Phase two calls Stripe with the row's idempotency key. Phase
+three settles: ledger entries (``refund`` for the money, ``reversal`` for the bonus), the top-up's status
+and refunded amount, and the hold released; or, if Stripe refused, only the hold released.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, func, select, update
+
+from billing_core.adapters.stripe_gateway import RefundView, StripeGateway
+from billing_core.db.database import inserted_id
+from billing_core.db.ledger import lock_balance, move_balance, post_entry
+from billing_core.db.tables import topup_refunds, topups
+from billing_core.errors import (
+    CurrencyMismatch,
+    IdempotencyKeyReused,
+    InsufficientBalance,
+    InvalidTopupState,
+    NotFound,
+    PaymentError,
+    RefundExceedsCharge,
+    StripeRateLimited,
+    StripeUnavailable,
+)
+from billing_core.money import Money
+from billing_core.services import audit, validation
+from billing_core.services.context import ServiceContext
+from billing_core.services.topups import CREDITED, Topup, TopupService
+
+
+@dataclass(frozen=True, slots=True)
+class TopupRefund:
+    id: int
+    topup_id: int
+    company_id: int
+    amount: Money
+    bonus_reversed: Money
+    status: str  # pending | succeeded | failed
+    source: str  # ours | stripe_dashboard
+    reason: str
+    actor: str
+    stripe_refund_id: str | None
+    failure_reason: str | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> TopupRefund:
+        currency = row["currency"]
+        return cls(
+            id=row["id"],
+            topup_id=row["topup_id"],
+            company_id=row["company_id"],
+            amount=Money(row["amount"], currency),
+            bonus_reversed=Money(row["bonus_reversed"], currency),
+            status=row["status"],
+            source=row["source"],
+            reason=row["reason"],
+            actor=row["actor"],
+            stripe_refund_id=row["stripe_refund_id"],
+            failure_reason=row["failure_reason"],
+        )
+
+    @property
+    def balance_debit(self) -> int:
+        return self.amount.cents + self.bonus_reversed.cents
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "topup_id": self.topup_id,
+            "company_id": self.company_id,
+            "amount": self.amount.as_json(),
+            "bonus_reversed": self.bonus_reversed.as_json(),
+            "status": self.status,
+            "source": self.source,
+            "reason": self.reason,
+            "actor": self.actor,
+            "stripe_refund_id": self.stripe_refund_id,
+            "failure_reason": self.failure_reason,
+        }
+
+
+def proportional_bonus(topup: Topup, amount: int, bonus_already_reversed: int, refunded_after: int) -> int:
+    """The bonus share of a refund; the last refund takes whatever bonus is left, so rounding never drifts."""
+    if topup.bonus.cents == 0:
+        return 0
+    if refunded_after >= topup.amount.cents:
+        return topup.bonus.cents - bonus_already_reversed
+    return topup.bonus.cents * amount // topup.amount.cents
+
+
+class TopupRefundService:
+    def __init__(self, ctx: ServiceContext, gateway: StripeGateway, topups: TopupService) -> None:
+        self._ctx = ctx
+        self._stripe = gateway
+        self._topups = topups
+
+    def refund(
+        self,
+        *,
+        topup_id: int,
+        amount: Money | None,
+        reason: str,
+        actor: str,
+        idempotency_key: str,
+    ) -> TopupRefund:
+        """Refund (part of) a Stripe top-up to the customer; ``amount=None`` refunds what is left."""
+        reason = validation.text(reason, "reason")
+        actor = validation.text(actor, "actor", max_length=200)
+        key = "topup_refund:" + validation.identifier(idempotency_key, "idempotency key", max_length=170)
+        if amount is not None:
+            validation.positive(amount, "refund amount")
+        pending = self._ctx.db.write(lambda conn: self._open(conn, topup_id, amount, reason, actor, key))
+        if pending.status != "pending":
+            return pending
+        return self.run(pending)
+
+    def run(self, pending: TopupRefund) -> TopupRefund:
+        """Phase two and three (also used by the reconciler for refunds left pending)."""
+        topup = self._topups.get(pending.topup_id)
+        try:
+            if pending.stripe_refund_id:
+                view = self._stripe.retrieve_refund(pending.stripe_refund_id)
+            else:
+                assert topup.stripe_payment_intent_id is not None
+                view = self._stripe.create_refund(
+                    payment_intent=topup.stripe_payment_intent_id,
+                    amount=pending.amount.cents,
+                    metadata={"topup_id": str(topup.id), "topup_refund_id": str(pending.id)},
+                    idempotency_key=f"topup_refund:{pending.id}",
+                )
+        except (StripeUnavailable, StripeRateLimited):
+            return pending  # unknown outcome: stays pending and held; `billing reconcile` finishes it
+        except PaymentError as error:
+            message = error.message
+            return self._ctx.db.write(lambda conn: self._close_failed(conn, pending.id, message))
+        return self.record(pending.id, view)
+
+    def record(self, refund_id: int, view: RefundView) -> TopupRefund:
+        if view.status == "succeeded":
+            return self._ctx.db.write(lambda conn: self._close_succeeded(conn, refund_id, view.id))
+        if view.status in ("failed", "canceled"):
+            reason = f"Stripe reports the refund {view.status}: {view.failure_reason or 'no reason given'}"
+            return self._ctx.db.write(lambda conn: self._close_failed(conn, refund_id, reason, view.id))
+        return self._ctx.db.write(lambda conn: self._note_stripe_id(conn, refund_id, view.id))
+
+    def get(self, refund_id: int) -> TopupRefund:
+        return self._ctx.db.read(lambda conn: self._get(conn, refund_id))
+
+    def pending(self) -> list[TopupRefund]:
+        query = select(topup_refunds).where(topup_refunds.c.status == "pending").order_by(topup_refunds.c.id)
+        return self._ctx.db.read(lambda conn: [TopupRefund.from_row(r) for r in conn.execute(query).mappings()])
+
+    # -- phases -----------------------------------------------------------------------------------
+
+    def _open(
+        self, conn: Connection, topup_id: int, amount: Money | None, reason: str, actor: str, key: str
+    ) -> TopupRefund:
+        existing = conn.execute(select(topup_refunds).where(topup_refunds.c.idempotency_key == key)).mappings().first()
+        if existing is not None:
+            refund = TopupRefund.from_row(existing)
+            if refund.topup_id != topup_id or (amount is not None and amount != refund.amount):
+                raise IdempotencyKeyReused(key.removeprefix("topup_refund:"))
+            return refund
+        locked = lock_balance(conn, TopupService.get_in(conn, topup_id).company_id)
+        topup = TopupService.get_in(conn, topup_id, lock=True)
+        if topup.status not in CREDITED or not topup.stripe_payment_intent_id:
+            raise InvalidTopupState(
+                f"top-up {topup_id} is {topup.status}"
+                f"{'' if topup.stripe_payment_intent_id else ' and was not paid through Stripe'}; "
+                "only paid Stripe top-ups can be refunded to the customer"
+            )
+        if amount is not None and amount.currency != topup.amount.currency:
+            raise CurrencyMismatch(topup.amount.currency, amount.currency)
+        in_flight, bonus_in_flight = conn.execute(
+            select(
+                func.coalesce(func.sum(topup_refunds.c.amount), 0),
+                func.coalesce(func.sum(topup_refunds.c.bonus_reversed), 0),
+            ).where(topup_refunds.c.topup_id == topup_id, topup_refunds.c.status == "pending")
+        ).one()
+        bonus_done = conn.execute(
+            select(func.coalesce(func.sum(topup_refunds.c.bonus_reversed), 0)).where(
+                topup_refunds.c.topup_id == topup_id, topup_refunds.c.status == "succeeded"
+            )
+        ).scalar_one()
+        refundable = topup.amount.cents - topup.refunded.cents - int(in_flight)
+        cents = refundable if amount is None else amount.cents
+        if cents <= 0 or cents > refundable:
+            raise RefundExceedsCharge(cents or topup.amount.cents, max(refundable, 0), topup.amount.currency)
+        bonus = proportional_bonus(
+            topup, cents, int(bonus_done) + int(bonus_in_flight), topup.refunded.cents + int(in_flight) + cents
+        )
+        if cents + bonus > locked.available:
+            raise InsufficientBalance(topup.company_id, cents + bonus, locked.available, locked.currency)
+        now = self._ctx.clock()
+        refund_id = inserted_id(
+            conn.execute(
+                topup_refunds.insert().values(
+                    topup_id=topup_id,
+                    company_id=topup.company_id,
+                    amount=cents,
+                    bonus_reversed=bonus,
+                    currency=topup.amount.currency,
+                    status="pending",
+                    source="ours",
+                    reason=reason,
+                    actor=actor,
+                    idempotency_key=key,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        )
+        move_balance(conn, locked, amount=0, reserved_delta=cents + bonus, now=now)  # hold it during phase two
+        audit.record(
+            conn,
+            actor=actor,
+            action="topup.refund_requested",
+            entity_type="balance_topup",
+            entity_id=topup_id,
+            company_id=topup.company_id,
+            now=now,
+            details={"amount": cents, "bonus_reversed": bonus, "reason": reason, "refund_id": refund_id},
+        )
+        return self._get(conn, refund_id)
+
+    def _close_succeeded(self, conn: Connection, refund_id: int, stripe_refund_id: str) -> TopupRefund:
+        owner = self._get(conn, refund_id)
+        locked = lock_balance(conn, owner.company_id)
+        refund = self._get(conn, refund_id, lock=True)
+        if refund.status != "pending":
+            return refund
+        now = self._ctx.clock()
+        move_balance(conn, locked, amount=0, reserved_delta=-refund.balance_debit, now=now)
+        post_entry(
+            conn,
+            locked,
+            type="refund",
+            amount=-refund.amount.cents,
+            description=f"Refund of top-up {refund.topup_id} to the customer: {refund.reason}",
+            idempotency_key=f"topup_refund:{refund.id}",
+            reference_type="topup_refund",
+            reference_id=str(refund.id),
+            actor=refund.actor,
+            now=now,
+        )
+        if refund.bonus_reversed.cents:
+            post_entry(
+                conn,
+                locked,
+                type="reversal",
+                amount=-refund.bonus_reversed.cents,
+                description=f"Bonus taken back with the refund of top-up {refund.topup_id}",
+                idempotency_key=f"topup_refund:{refund.id}:bonus",
+                reference_type="topup_refund",
+                reference_id=str(refund.id),
+                actor=refund.actor,
+                now=now,
+            )
+        self._mark_topup_refunded(conn, refund.topup_id, refund.amount.cents, now)
+        conn.execute(
+            update(topup_refunds)
+            .where(topup_refunds.c.id == refund_id)
+            .values(status="succeeded", stripe_refund_id=stripe_refund_id, updated_at=now)
+        )
+        return self._get(conn, refund_id)
+
+    def _close_failed(
+        self, conn: Connection, refund_id: int, reason: str, stripe_refund_id: str | None = None
+    ) -> TopupRefund:
+        owner = self._get(conn, refund_id)
+        locked = lock_balance(conn, owner.company_id)
+        refund = self._get(conn, refund_id, lock=True)
+        if refund.status != "pending":
+            return refund
+        now = self._ctx.clock()
+        move_balance(conn, locked, amount=0, reserved_delta=-refund.balance_debit, now=now)
+        values: dict[str, Any] = {"status": "failed", "failure_reason": reason[:500], "updated_at": now}
+        if stripe_refund_id:
+            values["stripe_refund_id"] = stripe_refund_id
+        conn.execute(update(topup_refunds).where(topup_refunds.c.id == refund_id).values(**values))
+        return self._get(conn, refund_id)
+
+    def _note_stripe_id(self, conn: Connection, refund_id: int, stripe_refund_id: str) -> TopupRefund:
+        conn.execute(
+            update(topup_refunds)
+            .where(topup_refunds.c.id == refund_id, topup_refunds.c.status == "pending")
+            .values(stripe_refund_id=stripe_refund_id, updated_at=self._ctx.clock())
+        )
+        return self._get(conn, refund_id)
+
+    def _mark_topup_refunded(self, conn: Connection, topup_id: int, cents: int, now: Any) -> None:
+        topup = TopupService.get_in(conn, topup_id, lock=True)
+        refunded = topup.refunded.cents + cents
+        status = "refunded" if refunded >= topup.amount.cents else "partially_refunded"
+        conn.execute(
+            update(topups)
+            .where(topups.c.id == topup_id)
+            .values(refunded_amount=refunded, status=status, updated_at=now)
+        )
+
+    @staticmethod
+    def _get(conn: Connection, refund_id: int, *, lock: bool = False) -> TopupRefund:
+        query = select(topup_refunds).where(topup_refunds.c.id == refund_id)
+        row = conn.execute(query.with_for_update() if lock else query).mappings().first()
+        if row is None:
+            raise NotFound(f"top-up refund {refund_id} does not exist")
+        return TopupRefund.from_row(row)
