@@ -150,7 +150,7 @@ class StripeGateway:
         self.api_base = api_base
 
     def close(self) -> None:
-        self._http.close()
+        self._http.close()  # type: ignore[no-untyped-call]  # the SDK leaves it unannotated
 
     # -- customers and payment methods -------------------------------------------------------------
 
