@@ -11,17 +11,21 @@ from billing_core.config import Settings
 from billing_core.db.database import Database
 from billing_core.errors import StripeConfigurationError
 from billing_core.services.adjustments import AdjustmentService
-from billing_core.services.auto_topup import AutoTopupService
+from billing_core.services.auto_topup import AutoTopupRecorder, AutoTopupService
 from billing_core.services.balances import BalanceService
 from billing_core.services.bonus_rules import BonusRuleService
 from billing_core.services.charging import ChargingService
 from billing_core.services.companies import CompanyService
 from billing_core.services.context import ServiceContext, utcnow
-from billing_core.services.payments import PaymentService
+from billing_core.services.disputes import DisputeService
+from billing_core.services.payments import PaymentService, forget_payment_method_in
 from billing_core.services.reconcile import ReconcileService
 from billing_core.services.refunds import RefundService
 from billing_core.services.topup_refunds import TopupRefundService
 from billing_core.services.topups import TopupService
+from billing_core.services.webhooks.inbox import InboxSettings, WebhookInbox
+from billing_core.services.webhooks.retell_events import RetellEventHandler
+from billing_core.services.webhooks.stripe_events import StripeEventHandler
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class Services:
     adjustments: AdjustmentService
     topups: TopupService
     bonus_rules: BonusRuleService
+    webhooks: WebhookInbox
     stripe_services: StripeServices | None
 
     @property
@@ -80,12 +85,26 @@ def build_services(
     settings = settings or Settings()
     ctx = ServiceContext(db=db or Database(settings.database_url), settings=settings, clock=clock)
     topups = TopupService(ctx)
+    charging = ChargingService(ctx)
     gateway = gateway or build_gateway(settings)
+    topup_refunds = TopupRefundService(ctx, gateway, topups)
+    stripe_events = StripeEventHandler(
+        ctx,
+        topups,
+        AutoTopupRecorder(ctx, topups),
+        topup_refunds,
+        DisputeService(ctx),
+        lambda conn, method_id, *, actor: forget_payment_method_in(conn, method_id, actor=actor, now=clock()),
+    )
+    webhooks = WebhookInbox(
+        ctx,
+        {"stripe": stripe_events, "retell": RetellEventHandler(charging)},
+        InboxSettings(max_attempts=settings.webhook_max_attempts),
+    )
     stripe_services = None
     if gateway is not None:
         payments = PaymentService(ctx, gateway, topups)
         auto_topup = AutoTopupService(ctx, gateway, payments, topups)
-        topup_refunds = TopupRefundService(ctx, gateway, topups)
         stripe_services = StripeServices(
             gateway=gateway,
             payments=payments,
@@ -97,10 +116,11 @@ def build_services(
         ctx=ctx,
         companies=CompanyService(ctx),
         balances=BalanceService(ctx),
-        charging=ChargingService(ctx),
+        charging=charging,
         refunds=RefundService(ctx),
         adjustments=AdjustmentService(ctx),
         topups=topups,
         bonus_rules=BonusRuleService(ctx),
+        webhooks=webhooks,
         stripe_services=stripe_services,
     )

@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     # giropay and sofort are accepted for compatibility with the reference configuration but Stripe retires
     # them, so no flow offers them.
     payment_methods: str = Field("card,sepa_debit", validation_alias=env("BILLING_PAYMENT_METHODS"))
+    webhook_max_attempts: int = Field(8, ge=1, le=50, validation_alias=env("BILLING_WEBHOOK_MAX_ATTEMPTS"))
+    webhook_tolerance_seconds: int = Field(300, ge=10, validation_alias=env("BILLING_WEBHOOK_TOLERANCE"))
+    run_worker_in_webhook_process: bool = Field(True, validation_alias=env("BILLING_WEBHOOK_WORKER"))
     admin_email: str = Field("billing-admin@localhost", validation_alias=env("BILLING_ADMIN_EMAIL"))
 
     @field_validator(

@@ -93,12 +93,13 @@ def cli() -> None:
 
 
 def register() -> None:
-    from billing_core.cli import companies, db, ledger, money_commands, stripe_commands
+    from billing_core.cli import companies, db, ledger, money_commands, stripe_commands, webhook_commands
 
     for group in (db.db, companies.companies, ledger.ledger):
         cli.add_command(group)
     money_commands.register(cli)
     stripe_commands.register(cli, money_commands.topups)
+    webhook_commands.register(cli)
     db.register(cli)
 
 

@@ -25,6 +25,7 @@ from sqlalchemy import (
     false,
     text,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from billing_core.db.types import ExactDecimal, Id, UtcDateTime
@@ -202,6 +203,57 @@ class Notification(Base):
     sent_at: Mapped[datetime | None] = _timestamp(nullable=True)
 
 
+class WebhookEvent(Base):
+    """The inbox: every verified webhook, stored before it is acknowledged, processed exactly once."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (
+        UniqueConstraint("provider", "event_id", name="uq_webhook_events_provider_event"),
+        Index("ix_webhook_events_status_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = _id()
+    provider: Mapped[str] = mapped_column(String(16))  # stripe | retell
+    event_id: Mapped[str] = mapped_column(String(191))
+    event_type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[str] = mapped_column(Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb"))
+    status: Mapped[str] = mapped_column(String(16))  # pending | processed | ignored | failed | dead
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(String(1000))
+    next_attempt_at: Mapped[datetime] = _timestamp()
+    received_at: Mapped[datetime] = _timestamp()
+    processed_at: Mapped[datetime | None] = _timestamp(nullable=True)
+
+
+class RetellAgent(Base):
+    """Which company a Retell agent answers for, when a call carries no company id in its metadata."""
+
+    __tablename__ = "retell_agents"
+
+    id: Mapped[int] = _id()
+    agent_id: Mapped[str] = mapped_column(String(128), unique=True)
+    company_id: Mapped[int] = _company_fk()
+    created_at: Mapped[datetime] = _timestamp()
+
+
+class Dispute(Base):
+    """A card dispute on a top-up: its amount is held back until Stripe closes it."""
+
+    __tablename__ = "disputes"
+
+    id: Mapped[int] = _id()
+    stripe_dispute_id: Mapped[str] = mapped_column(String(64), unique=True)
+    stripe_charge_id: Mapped[str] = mapped_column(String(64))
+    topup_id: Mapped[int] = mapped_column(Id, ForeignKey("balance_topups.id"))
+    company_id: Mapped[int] = _company_fk()
+    amount: Mapped[int] = _money(default=None)
+    currency: Mapped[str] = _currency()
+    status: Mapped[str] = mapped_column(String(16))  # open | won | lost
+    reason: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _timestamp()
+    closed_at: Mapped[datetime | None] = _timestamp(nullable=True)
+
+
 class CallCharge(Base):
     __tablename__ = "call_charges"
     __table_args__ = (Index("ix_call_charges_company_charged", "company_id", "charged_at"),)
@@ -299,3 +351,6 @@ billing_rates = cast(Table, BillingRate.__table__)
 audit_log = cast(Table, AuditLog.__table__)
 topup_refunds = cast(Table, TopupRefund.__table__)
 notifications = cast(Table, Notification.__table__)
+webhook_events = cast(Table, WebhookEvent.__table__)
+retell_agents = cast(Table, RetellAgent.__table__)
+disputes = cast(Table, Dispute.__table__)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, select, update
@@ -64,6 +64,84 @@ def _day_start(now: datetime) -> datetime:
     return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+class AutoTopupRecorder:
+    """Records the outcome of an auto top-up inside a transaction; needs no Stripe (webhooks use it too)."""
+
+    def __init__(self, ctx: ServiceContext, topups: TopupService) -> None:
+        self._ctx = ctx
+        self._topups = topups
+
+    def record_success_in(self, conn: Connection, topup: Topup, intent: PaymentIntentView) -> AutoTopupOutcome:
+        result = self._topups.settle_in(
+            conn, topup.id, stripe_payment_intent_id=intent.id, stripe_charge_id=intent.latest_charge
+        )
+        now = self._ctx.clock()
+        conn.execute(
+            update(balances)
+            .where(balances.c.company_id == topup.company_id)
+            .values(auto_topup_consecutive_failures=0, updated_at=now)
+        )
+        if result.credited_now:
+            notifications.enqueue(
+                conn,
+                kind="auto_topup_succeeded",
+                recipient="company",
+                company_id=topup.company_id,
+                now=now,
+                payload={
+                    "topup_id": topup.id,
+                    "amount": topup.amount.as_json(),
+                    "balance_after": result.balance_after.as_json(),
+                },
+            )
+        return AutoTopupOutcome(topup.company_id, True, "auto top-up succeeded", result.topup)
+
+    def record_failure_in(
+        self, conn: Connection, topup: Topup, reason: str, code: str | None, *, payment_intent: str | None = None
+    ) -> AutoTopupOutcome:
+        locked = lock_balance(conn, topup.company_id, LOCK_FOR_AUTO_TOPUP)
+        current, changed = self._topups.fail_in(
+            conn, topup.id, reason=reason, code=code, stripe_payment_intent_id=payment_intent
+        )
+        if not changed:
+            return AutoTopupOutcome(topup.company_id, True, current.failure_reason or reason, current)
+        failures = int(locked.extra["auto_topup_consecutive_failures"]) + 1
+        limit = self._ctx.settings.auto_topup_max_failures
+        disable = failures >= limit and bool(locked.extra["auto_topup_enabled"])
+        now = self._ctx.clock()
+        values: dict[str, Any] = {"auto_topup_consecutive_failures": failures, "updated_at": now}
+        if disable:
+            values.update(
+                auto_topup_enabled=False,
+                auto_topup_disabled_reason=f"switched off after {failures} failed auto top-ups in a row: {reason}",
+            )
+        conn.execute(update(balances).where(balances.c.company_id == topup.company_id).values(**values))
+        payload = {
+            "topup_id": topup.id,
+            "amount": topup.amount.as_json(),
+            "reason": reason,
+            "code": code,
+            "consecutive_failures": failures,
+        }
+        notifications.enqueue(
+            conn, kind="auto_topup_failed", recipient="company", company_id=topup.company_id, now=now, payload=payload
+        )
+        notifications.enqueue(
+            conn, kind="payment_failed", recipient="admin", company_id=topup.company_id, now=now, payload=payload
+        )
+        if disable:
+            notifications.enqueue(
+                conn,
+                kind="auto_topup_disabled",
+                recipient="company",
+                company_id=topup.company_id,
+                now=now,
+                payload=payload,
+            )
+        message = f"{reason}; auto top-up switched off after {failures} failures" if disable else reason
+        return AutoTopupOutcome(topup.company_id, True, message, current, disabled=disable)
+
+
 class AutoTopupService:
     def __init__(
         self, ctx: ServiceContext, gateway: StripeGateway, payments: PaymentService, topups: TopupService
@@ -72,6 +150,7 @@ class AutoTopupService:
         self._stripe = gateway
         self._payments = payments
         self._topups = topups
+        self.recorder = AutoTopupRecorder(ctx, topups)
 
     def trigger(self, company_id: int) -> AutoTopupOutcome:
         """Check the rules and, if they allow it, charge the saved method once (called after every charge)."""
@@ -91,7 +170,7 @@ class AutoTopupService:
             )
         except PaymentError as error:
             message, code = error.message, error.code
-            return self._ctx.db.write(lambda conn: self._record_failure(conn, topup, message, code))
+            return self._ctx.db.write(lambda conn: self.recorder.record_failure_in(conn, topup, message, code))
         return self.record_outcome(topup.id, intent)
 
     def record_outcome(self, topup_id: int, intent: PaymentIntentView) -> AutoTopupOutcome:
@@ -99,13 +178,13 @@ class AutoTopupService:
         if intent.status == "requires_action" or intent.failure_code == "authentication_required":
             self._cancel_quietly(intent.id)
             return self._ctx.db.write(
-                lambda conn: self._record_failure(
+                lambda conn: self.recorder.record_failure_in(
                     conn, topup, AUTH_REQUIRED_REASON, "authentication_required", payment_intent=intent.id
                 )
             )
         if intent.status in ("requires_payment_method", "canceled") or intent.failure_code:
             return self._ctx.db.write(
-                lambda conn: self._record_failure(
+                lambda conn: self.recorder.record_failure_in(
                     conn,
                     topup,
                     describe_failure(intent),
@@ -114,7 +193,7 @@ class AutoTopupService:
                 )
             )
         if intent.status == "succeeded":
-            return self._ctx.db.write(lambda conn: self._record_success(conn, topup, intent))
+            return self._ctx.db.write(lambda conn: self.recorder.record_success_in(conn, topup, intent))
         outcome = self._payments.record_intent(topup.id, intent)  # processing (SEPA): credited when confirmed
         return AutoTopupOutcome(topup.company_id, True, f"payment {intent.status}", outcome.topup)
 
@@ -203,76 +282,6 @@ class AutoTopupService:
             intent.id, off_session=True, idempotency_key=f"topup:{topup.id}:confirm"
         )
 
-    def _record_success(self, conn: Connection, topup: Topup, intent: PaymentIntentView) -> AutoTopupOutcome:
-        result = self._topups.settle_in(
-            conn, topup.id, stripe_payment_intent_id=intent.id, stripe_charge_id=intent.latest_charge
-        )
-        now = self._ctx.clock()
-        conn.execute(
-            update(balances)
-            .where(balances.c.company_id == topup.company_id)
-            .values(auto_topup_consecutive_failures=0, updated_at=now)
-        )
-        if result.credited_now:
-            notifications.enqueue(
-                conn,
-                kind="auto_topup_succeeded",
-                recipient="company",
-                company_id=topup.company_id,
-                now=now,
-                payload={
-                    "topup_id": topup.id,
-                    "amount": topup.amount.as_json(),
-                    "balance_after": result.balance_after.as_json(),
-                },
-            )
-        return AutoTopupOutcome(topup.company_id, True, "auto top-up succeeded", result.topup)
-
-    def _record_failure(
-        self, conn: Connection, topup: Topup, reason: str, code: str | None, *, payment_intent: str | None = None
-    ) -> AutoTopupOutcome:
-        locked = lock_balance(conn, topup.company_id, LOCK_FOR_AUTO_TOPUP)
-        current, changed = self._topups.fail_in(
-            conn, topup.id, reason=reason, code=code, stripe_payment_intent_id=payment_intent
-        )
-        if not changed:
-            return AutoTopupOutcome(topup.company_id, True, current.failure_reason or reason, current)
-        failures = int(locked.extra["auto_topup_consecutive_failures"]) + 1
-        limit = self._ctx.settings.auto_topup_max_failures
-        disable = failures >= limit and bool(locked.extra["auto_topup_enabled"])
-        now = self._ctx.clock()
-        values: dict[str, Any] = {"auto_topup_consecutive_failures": failures, "updated_at": now}
-        if disable:
-            values.update(
-                auto_topup_enabled=False,
-                auto_topup_disabled_reason=f"switched off after {failures} failed auto top-ups in a row: {reason}",
-            )
-        conn.execute(update(balances).where(balances.c.company_id == topup.company_id).values(**values))
-        payload = {
-            "topup_id": topup.id,
-            "amount": topup.amount.as_json(),
-            "reason": reason,
-            "code": code,
-            "consecutive_failures": failures,
-        }
-        notifications.enqueue(
-            conn, kind="auto_topup_failed", recipient="company", company_id=topup.company_id, now=now, payload=payload
-        )
-        notifications.enqueue(
-            conn, kind="payment_failed", recipient="admin", company_id=topup.company_id, now=now, payload=payload
-        )
-        if disable:
-            notifications.enqueue(
-                conn,
-                kind="auto_topup_disabled",
-                recipient="company",
-                company_id=topup.company_id,
-                now=now,
-                payload=payload,
-            )
-        message = f"{reason}; auto top-up switched off after {failures} failures" if disable else reason
-        return AutoTopupOutcome(topup.company_id, True, message, current, disabled=disable)
-
     def _cancel_quietly(self, intent_id: str) -> None:
         """Leave no half-authenticated intent behind; if Stripe refuses, the intent simply expires."""
         try:
@@ -280,9 +289,23 @@ class AutoTopupService:
         except PaymentError:
             pass
 
-    def pending_attempts(self, older_than: timedelta) -> list[Topup]:
-        cutoff = self._ctx.clock() - older_than
-        query = select(topups).where(
-            topups.c.source == "auto_topup", topups.c.status == "pending", topups.c.created_at <= cutoff
+    def due_companies(self) -> list[int]:
+        """Companies that look due for an auto top-up (the worker's sweep; :meth:`trigger` re-checks every rule)."""
+        if not self._ctx.settings.auto_topup_enabled:
+            return []
+        in_flight = (
+            select(topups.c.id)
+            .where(
+                topups.c.company_id == balances.c.company_id,
+                topups.c.source == "auto_topup",
+                topups.c.status.in_(("pending", "processing")),
+            )
+            .exists()
         )
-        return self._ctx.db.read(lambda conn: [Topup.from_row(r) for r in conn.execute(query).mappings()])
+        query = select(balances.c.company_id).where(
+            balances.c.auto_topup_enabled.is_(True),
+            balances.c.stripe_payment_method_id.is_not(None),
+            balances.c.balance < balances.c.auto_topup_threshold,
+            ~in_flight,
+        )
+        return self._ctx.db.read(lambda conn: list(conn.execute(query).scalars()))

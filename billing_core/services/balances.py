@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from billing_core.db.ledger import LedgerEntry, entry_from_row
-from billing_core.db.tables import balances, companies, ledger, reservations, topup_refunds
+from billing_core.db.tables import balances, companies, disputes, ledger, reservations, topup_refunds
 from billing_core.errors import CompanyNotFound, InvalidCursor, InvalidInput
 from billing_core.money import Money
 from billing_core.services import validation
@@ -229,7 +229,12 @@ def _check_ledger(conn: Connection) -> LedgerReport:
         .where(topup_refunds.c.status == "pending")
         .group_by(topup_refunds.c.company_id)
     )
-    for company_id, total in (*held, *refunds_held):
+    disputes_held = conn.execute(
+        select(disputes.c.company_id, func.sum(disputes.c.amount))
+        .where(disputes.c.status == "open")
+        .group_by(disputes.c.company_id)
+    )
+    for company_id, total in (*held, *refunds_held, *disputes_held):
         if company_id in checks:
             checks[company_id].active_reservations += int(total)
     running: dict[int, int] = {}
@@ -265,5 +270,8 @@ def _check_ledger(conn: Connection) -> LedgerReport:
         if running.get(check.company_id, 0) != check.balance:
             check.problems.append(f"last balance_after {running.get(check.company_id, 0)} != balance {check.balance}")
         if check.reserved != check.active_reservations:
-            check.problems.append(f"reserved {check.reserved} != active reservations {check.active_reservations}")
+            check.problems.append(
+                f"reserved {check.reserved} != open holds {check.active_reservations} "
+                "(call reservations, pending refunds, open disputes)"
+            )
     return LedgerReport(sorted(checks.values(), key=lambda c: c.company_id))

@@ -153,10 +153,17 @@ class ChargingService:
 
     def reserve(self, *, call_id: str, company_id: int, started_at: datetime | None = None) -> ReservationResult:
         """Hold ``reservation_minutes`` at the company's rate, capped by what is available."""
+        return self._ctx.db.write(
+            lambda conn: self.reserve_in(conn, call_id=call_id, company_id=company_id, started_at=started_at)
+        )
+
+    def reserve_in(
+        self, conn: Connection, *, call_id: str, company_id: int, started_at: datetime | None = None
+    ) -> ReservationResult:
         call_id = validation.identifier(call_id, "call id")
         company_id = validation.company_id(company_id)
         at = validation.aware(started_at, "started_at") if started_at is not None else self._ctx.clock()
-        return self._ctx.db.write(lambda conn: self._reserve(conn, call_id, company_id, at))
+        return self._reserve(conn, call_id, company_id, at)
 
     def _reserve(self, conn: Connection, call_id: str, company_id: int, at: datetime) -> ReservationResult:
         locked = lock_balance(conn, company_id, LOCK_FOR_RESERVE, at=at, call_id=call_id)
@@ -217,14 +224,12 @@ class ChargingService:
         started_at: datetime,
         ended_at: datetime | None = None,
     ) -> ChargeResult:
-        """Charge a finished call once, at the rate in force when it started; posts even below zero."""
-        call_id = validation.identifier(call_id, "call id")
-        company_id = validation.company_id(company_id)
-        if isinstance(duration_seconds, bool) or not isinstance(duration_seconds, int) or duration_seconds < 0:
-            raise InvalidInput(f"call duration must be a non-negative number of seconds, got {duration_seconds!r}")
-        validation.aware(started_at, "started_at")
-        if ended_at is not None:
-            validation.aware(ended_at, "ended_at")
+        """Charge a finished call once, at the rate in force when it started; posts even below zero.
+
+        The happy path inserts straight away; a repeated call id is caught by the unique key and answered
+        from what was stored (or refused when its data differ).
+        """
+        call_id, company_id = _valid_call(call_id, company_id, duration_seconds, started_at, ended_at)
         try:
             return self._ctx.db.write(
                 lambda conn: self._charge(conn, call_id, company_id, duration_seconds, started_at, ended_at)
@@ -233,17 +238,24 @@ class ChargingService:
             previous = self._ctx.db.read(lambda conn: self._stored_charge(conn, call_id))
             if previous is None:
                 raise
-            differences = [
-                name
-                for name, stored, given in (
-                    ("company_id", previous.company_id, company_id),
-                    ("duration_seconds", previous.duration_seconds, duration_seconds),
-                )
-                if stored != given
-            ]
-            if differences:
-                raise CallChargedWithDifferentData(call_id, differences) from None
-            return previous
+            return _same_call(previous, company_id, duration_seconds)
+
+    def charge_call_in(
+        self,
+        conn: Connection,
+        *,
+        call_id: str,
+        company_id: int,
+        duration_seconds: int,
+        started_at: datetime,
+        ended_at: datetime | None = None,
+    ) -> ChargeResult:
+        """:meth:`charge_call` inside a caller's transaction: looks for an earlier charge first."""
+        call_id, company_id = _valid_call(call_id, company_id, duration_seconds, started_at, ended_at)
+        previous = self._stored_charge(conn, call_id)
+        if previous is not None:
+            return _same_call(previous, company_id, duration_seconds)
+        return self._charge(conn, call_id, company_id, duration_seconds, started_at, ended_at)
 
     def _charge(
         self,
@@ -338,6 +350,34 @@ class ChargingService:
             released_reservation=Money.zero(currency),
             replayed=True,
         )
+
+
+def _valid_call(
+    call_id: str, company_id: int, duration_seconds: int, started_at: datetime, ended_at: datetime | None
+) -> tuple[str, int]:
+    call_id = validation.identifier(call_id, "call id")
+    company_id = validation.company_id(company_id)
+    if isinstance(duration_seconds, bool) or not isinstance(duration_seconds, int) or duration_seconds < 0:
+        raise InvalidInput(f"call duration must be a non-negative number of seconds, got {duration_seconds!r}")
+    validation.aware(started_at, "started_at")
+    if ended_at is not None:
+        validation.aware(ended_at, "ended_at")
+    return call_id, company_id
+
+
+def _same_call(previous: ChargeResult, company_id: int, duration_seconds: int) -> ChargeResult:
+    """A repeated charge of one call: the stored result when the data agree, an error otherwise."""
+    differences = [
+        name
+        for name, stored, given in (
+            ("company_id", previous.company_id, company_id),
+            ("duration_seconds", previous.duration_seconds, duration_seconds),
+        )
+        if stored != given
+    ]
+    if differences:
+        raise CallChargedWithDifferentData(previous.call_id, differences)
+    return previous
 
 
 def lock_free_balance(conn: Connection, company_id: int) -> int:

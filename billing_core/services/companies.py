@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -10,7 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from billing_core.db.database import inserted_id
-from billing_core.db.tables import balances, billing_rates, companies
+from billing_core.db.tables import balances, billing_rates, companies, retell_agents
 from billing_core.errors import CompanyNotFound, InvalidInput
 from billing_core.money import Money, normalize_currency
 from billing_core.services import audit, validation
@@ -279,6 +280,41 @@ class CompanyService:
             return after
 
         return self._ctx.db.write(work)
+
+    def map_retell_agent(self, agent_id: str, company_id: int, *, actor: str) -> None:
+        """Calls of this Retell agent bill this company when they carry no company id of their own."""
+        agent_id = validation.identifier(agent_id, "agent id")
+        company_id = validation.company_id(company_id)
+        actor = validation.text(actor, "actor", max_length=200)
+
+        def work(conn: Connection) -> None:
+            _load(conn, company_id, with_rates=False)
+            now = self._ctx.clock()
+            current = conn.execute(
+                select(retell_agents.c.company_id).where(retell_agents.c.agent_id == agent_id)
+            ).scalar()
+            if current is None:
+                conn.execute(insert(retell_agents).values(agent_id=agent_id, company_id=company_id, created_at=now))
+            elif current != company_id:
+                conn.execute(
+                    update(retell_agents).where(retell_agents.c.agent_id == agent_id).values(company_id=company_id)
+                )
+            audit.record(
+                conn,
+                actor=actor,
+                action="retell_agent.mapped",
+                entity_type="retell_agent",
+                entity_id=agent_id,
+                company_id=company_id,
+                now=now,
+                details={"agent_id": agent_id, "previous_company": current},
+            )
+
+        self._ctx.db.write(work)
+
+    def retell_agents(self) -> builtins.list[tuple[str, int]]:
+        query = select(retell_agents.c.agent_id, retell_agents.c.company_id).order_by(retell_agents.c.agent_id)
+        return self._ctx.db.read(lambda conn: [(a, c) for a, c in conn.execute(query)])
 
 
 def _load(conn: Connection, company_id: int, *, with_rates: bool = True) -> CompanyView:

@@ -9,6 +9,7 @@ settles the top-up; the others find it settled.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, select, update
@@ -56,6 +57,39 @@ def describe_failure(intent: PaymentIntentView) -> str:
     reason = intent.failure_message or "the payment was not completed"
     code = intent.decline_code or intent.failure_code
     return f"{reason} ({code})" if code else reason
+
+
+def forget_payment_method_in(
+    conn: Connection, payment_method_id: str, *, actor: str, now: datetime, company_id: int | None = None
+) -> bool:
+    """A method is gone (detached here or in Stripe): auto top-up stops using it and says why."""
+    query = select(balances.c.company_id).where(balances.c.stripe_payment_method_id == payment_method_id)
+    if company_id is not None:
+        query = query.where(balances.c.company_id == company_id)
+    owners = conn.execute(query).scalars().all()
+    for owner in owners:
+        conn.execute(
+            update(balances)
+            .where(balances.c.company_id == owner)
+            .values(
+                stripe_payment_method_id=None,
+                auto_topup_enabled=False,
+                updated_at=now,
+                auto_topup_disabled_reason="the saved payment method was removed; add a new one to turn "
+                "auto top-up back on",
+            )
+        )
+        audit.record(
+            conn,
+            actor=actor,
+            action="auto_topup.payment_method_removed",
+            entity_type="company",
+            entity_id=owner,
+            company_id=owner,
+            now=now,
+            details={"payment_method": payment_method_id},
+        )
+    return bool(owners)
 
 
 class PaymentService:
@@ -139,38 +173,11 @@ class PaymentService:
 
     def forget_payment_method(self, payment_method_id: str, *, actor: str, company_id: int | None = None) -> bool:
         """A method is gone (detached here or in Stripe): auto top-up stops using it and says why."""
-
-        def work(conn: Connection) -> bool:
-            query = select(balances.c.company_id).where(balances.c.stripe_payment_method_id == payment_method_id)
-            if company_id is not None:
-                query = query.where(balances.c.company_id == company_id)
-            owners = conn.execute(query).scalars().all()
-            now = self._ctx.clock()
-            for owner in owners:
-                conn.execute(
-                    update(balances)
-                    .where(balances.c.company_id == owner)
-                    .values(
-                        stripe_payment_method_id=None,
-                        auto_topup_enabled=False,
-                        updated_at=now,
-                        auto_topup_disabled_reason="the saved payment method was removed; add a new one to turn "
-                        "auto top-up back on",
-                    )
-                )
-                audit.record(
-                    conn,
-                    actor=actor,
-                    action="auto_topup.payment_method_removed",
-                    entity_type="company",
-                    entity_id=owner,
-                    company_id=owner,
-                    now=now,
-                    details={"payment_method": payment_method_id},
-                )
-            return bool(owners)
-
-        return self._ctx.db.write(work)
+        return self._ctx.db.write(
+            lambda conn: forget_payment_method_in(
+                conn, payment_method_id, actor=actor, now=self._ctx.clock(), company_id=company_id
+            )
+        )
 
     # -- payments ---------------------------------------------------------------------------------
 

@@ -53,18 +53,26 @@ class ReconcileService:
     def run(self, *, min_age: timedelta = timedelta(minutes=2)) -> ReconcileReport:
         report = ReconcileReport()
         cutoff = self._ctx.clock() - min_age
-        open_topups = self._ctx.db.read(lambda conn: [
-            Topup.from_row(r) for r in conn.execute(
-                select(topups).where(topups.c.status.in_(("pending", "processing")), topups.c.updated_at <= cutoff,
-                                     topups.c.source.in_(("checkout", "payment_intent", "auto_topup")))
-                .order_by(topups.c.id)
-            ).mappings()
-        ])
+        open_topups = self._ctx.db.read(
+            lambda conn: [
+                Topup.from_row(r)
+                for r in conn.execute(
+                    select(topups)
+                    .where(
+                        topups.c.status.in_(("pending", "processing")),
+                        topups.c.updated_at <= cutoff,
+                        topups.c.source.in_(("checkout", "payment_intent", "auto_topup")),
+                    )
+                    .order_by(topups.c.id)
+                ).mappings()
+            ]
+        )
         for topup in open_topups:
             self._step(report, f"top-up {topup.id}", topup.status, lambda t=topup: self._topup(t))
         for refund in self._refunds.pending():
-            self._step(report, f"top-up refund {refund.id}", refund.status,
-                       lambda r=refund: self._refunds.run(r).status)
+            self._step(
+                report, f"top-up refund {refund.id}", refund.status, lambda r=refund: self._refunds.run(r).status
+            )
         return report
 
     def _step(self, report: ReconcileReport, label: str, before: str, action: Any) -> None:

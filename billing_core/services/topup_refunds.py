@@ -27,6 +27,7 @@ from billing_core.errors import (
     NotFound,
     PaymentError,
     RefundExceedsCharge,
+    StripeConfigurationError,
     StripeRateLimited,
     StripeUnavailable,
 )
@@ -97,7 +98,7 @@ def proportional_bonus(topup: Topup, amount: int, bonus_already_reversed: int, r
 
 
 class TopupRefundService:
-    def __init__(self, ctx: ServiceContext, gateway: StripeGateway, topups: TopupService) -> None:
+    def __init__(self, ctx: ServiceContext, gateway: StripeGateway | None, topups: TopupService) -> None:
         self._ctx = ctx
         self._stripe = gateway
         self._topups = topups
@@ -124,6 +125,8 @@ class TopupRefundService:
 
     def run(self, pending: TopupRefund) -> TopupRefund:
         """Phase two and three (also used by the reconciler for refunds left pending)."""
+        if self._stripe is None:
+            raise StripeConfigurationError("Stripe is not configured (STRIPE_SECRET); top-up refunds go through it")
         topup = self._topups.get(pending.topup_id)
         try:
             if pending.stripe_refund_id:
@@ -150,6 +153,64 @@ class TopupRefundService:
             reason = f"Stripe reports the refund {view.status}: {view.failure_reason or 'no reason given'}"
             return self._ctx.db.write(lambda conn: self._close_failed(conn, refund_id, reason, view.id))
         return self._ctx.db.write(lambda conn: self._note_stripe_id(conn, refund_id, view.id))
+
+    def record_stripe_refund_in(
+        self,
+        conn: Connection,
+        *,
+        topup: Topup,
+        stripe_refund_id: str,
+        amount: int,
+        status: str,
+        metadata: dict[str, str],
+    ) -> str:
+        """A refund Stripe reports (``charge.refunded``): ours is settled, one made in the dashboard is debited once.
+
+        Our refunds carry their row id in the metadata, so an event that overtakes our own settle step is
+        recognised and never counted twice.
+        """
+        ours = metadata.get("topup_refund_id")
+        if ours and ours.isdigit():
+            if status == "succeeded":
+                return self._close_succeeded(conn, int(ours), stripe_refund_id).status
+            return "pending"
+        known = conn.execute(
+            select(topup_refunds.c.id).where(topup_refunds.c.stripe_refund_id == stripe_refund_id)
+        ).first()
+        if known is not None or status != "succeeded":
+            return "already recorded" if known is not None else "not final"
+        locked = lock_balance(conn, topup.company_id)
+        current = TopupService.get_in(conn, topup.id, lock=True)
+        cents = min(amount, current.amount.cents - current.refunded.cents)
+        if cents <= 0:
+            return "nothing left to refund"
+        bonus_done = conn.execute(
+            select(func.coalesce(func.sum(topup_refunds.c.bonus_reversed), 0)).where(
+                topup_refunds.c.topup_id == topup.id, topup_refunds.c.status.in_(("succeeded", "pending"))
+            )
+        ).scalar_one()
+        bonus = proportional_bonus(current, cents, int(bonus_done), current.refunded.cents + cents)
+        now = self._ctx.clock()
+        refund_id = inserted_id(
+            conn.execute(
+                topup_refunds.insert().values(
+                    topup_id=topup.id,
+                    company_id=topup.company_id,
+                    amount=cents,
+                    bonus_reversed=bonus,
+                    currency=current.amount.currency,
+                    status="pending",
+                    source="stripe_dashboard",
+                    reason="refunded in the Stripe dashboard",
+                    actor="stripe",
+                    idempotency_key=f"stripe_refund:{stripe_refund_id}",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        )
+        move_balance(conn, locked, amount=0, reserved_delta=cents + bonus, now=now)
+        return self._close_succeeded(conn, refund_id, stripe_refund_id).status
 
     def get(self, refund_id: int) -> TopupRefund:
         return self._ctx.db.read(lambda conn: self._get(conn, refund_id))

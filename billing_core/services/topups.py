@@ -208,19 +208,16 @@ class TopupService:
 
     def mark_processing(self, topup_id: int, **stripe_ids: str | None) -> Topup:
         """Payment started but not final (SEPA): no credit yet. A settled or failed top-up stays as it is."""
+        return self._ctx.db.write(lambda conn: self.mark_processing_in(conn, topup_id, **stripe_ids))
 
-        def work(conn: Connection) -> Topup:
-            topup = self.get_in(conn, topup_id, lock=True)
-            values = self._stripe_values(topup, stripe_ids)
-            if topup.status in OPEN:
-                values["status"] = "processing"
-            if values:
-                conn.execute(
-                    update(topups).where(topups.c.id == topup_id).values(updated_at=self._ctx.clock(), **values)
-                )
-            return self.get_in(conn, topup_id)
-
-        return self._ctx.db.write(work)
+    def mark_processing_in(self, conn: Connection, topup_id: int, **stripe_ids: str | None) -> Topup:
+        topup = self.get_in(conn, topup_id, lock=True)
+        values = self._stripe_values(topup, stripe_ids)
+        if topup.status in OPEN:
+            values["status"] = "processing"
+        if values:
+            conn.execute(update(topups).where(topups.c.id == topup_id).values(updated_at=self._ctx.clock(), **values))
+        return self.get_in(conn, topup_id)
 
     def fail(self, topup_id: int, *, reason: str, code: str | None = None, **stripe_ids: str | None) -> Topup:
         """Record a failed payment (no credit). A top-up that already succeeded is never un-credited here."""
@@ -241,18 +238,17 @@ class TopupService:
 
     def cancel(self, topup_id: int, *, reason: str) -> Topup:
         """An abandoned payment (expired Checkout Session, canceled PaymentIntent)."""
+        return self._ctx.db.write(lambda conn: self.cancel_in(conn, topup_id, reason=reason))
 
-        def work(conn: Connection) -> Topup:
-            topup = self.get_in(conn, topup_id, lock=True)
-            if topup.status in (*OPEN, "failed"):
-                conn.execute(
-                    update(topups)
-                    .where(topups.c.id == topup_id)
-                    .values(status="canceled", failure_reason=reason[:500], updated_at=self._ctx.clock())
-                )
-            return self.get_in(conn, topup_id)
-
-        return self._ctx.db.write(work)
+    def cancel_in(self, conn: Connection, topup_id: int, *, reason: str) -> Topup:
+        topup = self.get_in(conn, topup_id, lock=True)
+        if topup.status in (*OPEN, "failed"):
+            conn.execute(
+                update(topups)
+                .where(topups.c.id == topup_id)
+                .values(status="canceled", failure_reason=reason[:500], updated_at=self._ctx.clock())
+            )
+        return self.get_in(conn, topup_id)
 
     def attach_stripe_ids(self, topup_id: int, **stripe_ids: str | None) -> Topup:
         """Record Stripe's ids on the row as soon as they are known (before any money can move)."""
@@ -269,11 +265,34 @@ class TopupService:
         return self._ctx.db.write(work)
 
     def find(self, *, payment_intent_id: str | None = None, checkout_session_id: str | None = None) -> Topup | None:
-        column = topups.c.stripe_payment_intent_id if payment_intent_id else topups.c.stripe_checkout_session_id
-        value = payment_intent_id or checkout_session_id
-        if not value:
-            return None
-        return self._ctx.db.read(lambda conn: self._one(conn, select(topups).where(column == value)))
+        return self._ctx.db.read(
+            lambda conn: self.find_in(
+                conn, payment_intent_id=payment_intent_id, checkout_session_id=checkout_session_id
+            )
+        )
+
+    def find_in(
+        self,
+        conn: Connection,
+        *,
+        payment_intent_id: str | None = None,
+        checkout_session_id: str | None = None,
+        charge_id: str | None = None,
+        topup_id: str | int | None = None,
+    ) -> Topup | None:
+        """The top-up a Stripe object belongs to: by its ids, or by the ``topup_id`` we put in its metadata."""
+        for column, value in (
+            (topups.c.stripe_payment_intent_id, payment_intent_id),
+            (topups.c.stripe_checkout_session_id, checkout_session_id),
+            (topups.c.stripe_charge_id, charge_id),
+        ):
+            if value:
+                found = self._one(conn, select(topups).where(column == value))
+                if found is not None:
+                    return found
+        if topup_id is not None and str(topup_id).isdigit():
+            return self._one(conn, select(topups).where(topups.c.id == int(topup_id)))
+        return None
 
     def list(
         self,

@@ -1,0 +1,157 @@
+"""``billing webhooks`` (serve, failed, replay, stats), ``billing worker`` and ``billing agents``."""
+
+from __future__ import annotations
+
+import sys
+from datetime import timedelta
+
+import click
+
+from billing_core.cli.main import default_actor, emit, handles_errors, services
+from billing_core.config import Settings
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(webhooks)
+    cli.add_command(worker)
+    cli.add_command(agents)
+
+
+@click.group(invoke_without_command=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8001, show_default=True)
+@click.pass_context
+def webhooks(ctx: click.Context, host: str, port: int) -> None:
+    """Serve the webhook sidecar (with no sub-command), or operate its inbox."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import uvicorn
+
+    from billing_core.bootstrap import build_services
+    from webhook_app.app import build_app
+    from webhook_app.logs import configure_logging
+
+    configure_logging()
+    built = build_services(Settings())
+    try:
+        uvicorn.run(
+            build_app(built), host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=10
+        )
+    finally:
+        built.close()
+
+
+@webhooks.command()
+@click.option("--all", "include_failed", is_flag=True, help="Also list events still being retried.")
+@json_option
+@handles_errors
+def failed(include_failed: bool, as_json: bool) -> None:
+    """Dead-lettered events with their errors (the reference's queue:failed)."""
+    with services() as svc:
+        rows = svc.webhooks.events(statuses=("dead", "failed") if include_failed else ("dead",))
+
+    def human() -> None:
+        for e in rows:
+            click.echo(
+                f"{e.id:>6}  {e.provider:<6} {e.event_type:<34} {e.status:<6} attempts {e.attempts}  "
+                f"{e.last_error or ''}"
+            )
+        click.echo(f"{len(rows)} event(s)")
+
+    emit([e.as_json() for e in rows], as_json, human)
+
+
+@webhooks.command()
+@click.argument("event_ids", type=int, nargs=-1)
+@click.option("--all-failed", is_flag=True, help="Replay every dead or failed event.")
+@json_option
+@handles_errors
+def replay(event_ids: tuple[int, ...], all_failed: bool, as_json: bool) -> None:
+    """Reprocess dead-lettered events now (the reference's queue:retry)."""
+    if not event_ids and not all_failed:
+        raise click.UsageError("give event ids or --all-failed")
+    with services() as svc:
+        outcomes = svc.webhooks.replay(None if all_failed else list(event_ids))
+    rows = [{"event_id": o.event_id, "event_type": o.event_type, "status": o.status, "note": o.note} for o in outcomes]
+
+    def human() -> None:
+        for row in rows:
+            click.echo(f"{row['event_id']}  {row['event_type']}: {row['status']} {row['note']}")
+        click.echo(f"{len(rows)} replayed")
+
+    emit(rows, as_json, human)
+    if any(o.status in ("failed", "dead") for o in outcomes):
+        sys.exit(1)
+
+
+@webhooks.command()
+@click.option("--hours", type=click.IntRange(1), default=24, show_default=True)
+@json_option
+@handles_errors
+def stats(hours: int, as_json: bool) -> None:
+    """Webhook processing time per provider and type (receipt to processed)."""
+    with services() as svc:
+        rows = svc.webhooks.processing_times(since=svc.ctx.clock() - timedelta(hours=hours))
+        backlog = svc.webhooks.backlog()
+
+    def human() -> None:
+        for r in rows:
+            click.echo(
+                f"{r['provider']:<6} {r['event_type']:<34} {r['count']:>7}  avg {r['avg_seconds']:.3f} s  "
+                f"max {r['max_seconds']:.3f} s"
+            )
+        click.echo(f"backlog: {backlog or 'empty'}")
+
+    emit({"processing_times": rows, "backlog": backlog}, as_json, human)
+
+
+@click.command()
+def worker() -> None:
+    """Run a standalone worker (retries, follow-ups, auto top-up sweep); run as many as needed."""
+    import anyio
+
+    from billing_core.bootstrap import build_services
+    from webhook_app.logs import configure_logging
+    from webhook_app.metrics import WebhookMetrics
+    from webhook_app.worker import Worker
+
+    configure_logging()
+    built = build_services(Settings())
+    try:
+        anyio.run(Worker(built, WebhookMetrics()).run)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        built.close()
+
+
+@click.group()
+def agents() -> None:
+    """Which company a Retell agent's calls bill."""
+
+
+@agents.command(name="add")
+@click.argument("agent_id")
+@click.option("--company", "company_id", type=int, required=True)
+@click.option("--actor", default=default_actor)
+@handles_errors
+def add_agent(agent_id: str, company_id: int, actor: str) -> None:
+    with services() as svc:
+        svc.companies.map_retell_agent(agent_id, company_id, actor=actor)
+    click.echo(f"calls of {agent_id} bill company {company_id}")
+
+
+@agents.command(name="list")
+@json_option
+@handles_errors
+def list_agents(as_json: bool) -> None:
+    with services() as svc:
+        rows = svc.companies.retell_agents()
+
+    def human() -> None:
+        for agent_id, company_id in rows:
+            click.echo(f"{agent_id}  company {company_id}")
+
+    emit([{"agent_id": a, "company_id": c} for a, c in rows], as_json, human)

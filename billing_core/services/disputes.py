@@ -1,0 +1,136 @@
+"""Card disputes on top-ups: the disputed amount is held back while open; lost means it leaves the balance."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, insert, select, update
+
+from billing_core.db.ledger import lock_balance, move_balance, post_entry
+from billing_core.db.tables import disputes
+from billing_core.services import audit, notifications
+from billing_core.services.context import ServiceContext
+from billing_core.services.topups import Topup
+
+LOST = ("lost",)
+
+
+class DisputeService:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self._ctx = ctx
+
+    def open_in(
+        self, conn: Connection, *, topup: Topup, dispute_id: str, charge_id: str, amount: int, reason: str | None
+    ) -> str:
+        """Hold the disputed amount (``reserved``) and alert the admin; repeated deliveries hold once."""
+        locked = lock_balance(conn, topup.company_id)
+        if self._row(conn, dispute_id) is not None:
+            return "already recorded"
+        now = self._ctx.clock()
+        conn.execute(
+            insert(disputes).values(
+                stripe_dispute_id=dispute_id,
+                stripe_charge_id=charge_id,
+                topup_id=topup.id,
+                company_id=topup.company_id,
+                amount=amount,
+                currency=topup.amount.currency,
+                status="open",
+                reason=reason,
+                created_at=now,
+            )
+        )
+        move_balance(conn, locked, amount=0, reserved_delta=amount, now=now)
+        payload = {
+            "dispute": dispute_id,
+            "topup_id": topup.id,
+            "amount": amount,
+            "currency": topup.amount.currency,
+            "reason": reason,
+        }
+        notifications.enqueue(
+            conn, kind="dispute_opened", recipient="admin", company_id=topup.company_id, payload=payload, now=now
+        )
+        audit.record(
+            conn,
+            actor="stripe",
+            action="dispute.opened",
+            entity_type="dispute",
+            entity_id=dispute_id,
+            company_id=topup.company_id,
+            details=payload,
+            now=now,
+        )
+        return "held"
+
+    def close_in(
+        self,
+        conn: Connection,
+        *,
+        topup: Topup,
+        dispute_id: str,
+        charge_id: str,
+        amount: int,
+        status: str,
+        reason: str | None,
+    ) -> str:
+        """Release the hold; a lost dispute also takes the amount off the balance (a ``reversal`` entry)."""
+        locked = lock_balance(conn, topup.company_id)
+        row = self._row(conn, dispute_id)
+        now = self._ctx.clock()
+        if row is None:  # closed before we saw it open (events out of order): nothing was held
+            conn.execute(
+                insert(disputes).values(
+                    stripe_dispute_id=dispute_id,
+                    stripe_charge_id=charge_id,
+                    topup_id=topup.id,
+                    company_id=topup.company_id,
+                    amount=amount,
+                    currency=topup.amount.currency,
+                    status="open",
+                    reason=reason,
+                    created_at=now,
+                )
+            )
+            held = 0
+        elif row.status != "open":
+            return "already closed"
+        else:
+            held = row.amount
+        move_balance(conn, locked, amount=0, reserved_delta=-held, now=now)
+        lost = status in LOST
+        if lost:
+            post_entry(
+                conn,
+                locked,
+                type="reversal",
+                amount=-amount,
+                description=f"Dispute {dispute_id} on top-up {topup.id} lost",
+                idempotency_key=f"dispute:{dispute_id}",
+                reference_type="dispute",
+                reference_id=dispute_id,
+                actor="stripe",
+                now=now,
+            )
+        conn.execute(
+            update(disputes)
+            .where(disputes.c.stripe_dispute_id == dispute_id)
+            .values(status="lost" if lost else "won", closed_at=now)
+        )
+        payload = {"dispute": dispute_id, "topup_id": topup.id, "amount": amount, "status": status}
+        notifications.enqueue(
+            conn, kind="dispute_closed", recipient="admin", company_id=topup.company_id, payload=payload, now=now
+        )
+        audit.record(
+            conn,
+            actor="stripe",
+            action="dispute.closed",
+            entity_type="dispute",
+            entity_id=dispute_id,
+            company_id=topup.company_id,
+            details=payload,
+            now=now,
+        )
+        return "reversed" if lost else "released"
+
+    @staticmethod
+    def _row(conn: Connection, dispute_id: str):  # type: ignore[no-untyped-def]
+        return conn.execute(select(disputes).where(disputes.c.stripe_dispute_id == dispute_id)).first()

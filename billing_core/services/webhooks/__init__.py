@@ -1,0 +1,1 @@
+"""Webhook events from Stripe and Retell: the inbox and one handler per provider."""

@@ -1,0 +1,346 @@
+"""The webhook inbox: store a verified event exactly once, process it exactly once, dead-letter what cannot be.
+
+The HTTP layer calls :meth:`WebhookInbox.receive`: one transaction stores the event and, in a savepoint,
+processes it; if processing fails the event stays stored (failed, with a retry time) and the sender
+still gets its 2xx. Workers (:meth:`process_due`) claim due events with ``FOR UPDATE SKIP LOCKED``, so
+several workers never process one event twice. Retries back off exponentially; after ``max_attempts``,
+or at once for errors that no retry can fix (unknown company, contradictory data), the event is dead
+and waits for an operator's replay.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from billing_core.db.database import inserted_id, is_retryable
+from billing_core.db.tables import webhook_events
+from billing_core.errors import BillingDisabled, Conflict, InvalidInput, NotFound
+from billing_core.services.context import ServiceContext
+
+log = logging.getLogger(__name__)
+
+PERMANENT_ERRORS = (InvalidInput, NotFound, Conflict, BillingDisabled)
+
+
+class RetryLater(Exception):
+    """What the event needs is not there yet (events arrive out of order): try again after a while."""
+
+
+@dataclass(frozen=True, slots=True)
+class InboundEvent:
+    provider: str
+    event_id: str
+    event_type: str
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    """Work that must not run inside the event's transaction (it calls Stripe)."""
+
+    kind: str  # auto_topup
+    company_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerResult:
+    status: str  # processed | ignored
+    note: str = ""
+    follow_ups: tuple[FollowUp, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EventOutcome:
+    provider: str
+    event_id: str
+    event_type: str
+    status: str  # processed | ignored | failed | dead | duplicate
+    note: str = ""
+    follow_ups: tuple[FollowUp, ...] = ()
+    received_at: datetime | None = None
+    processed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    id: int
+    provider: str
+    event_id: str
+    event_type: str
+    status: str
+    attempts: int
+    last_error: str | None
+    received_at: datetime
+    processed_at: datetime | None
+    next_attempt_at: datetime
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "provider": self.provider,
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "status": self.status,
+            "attempts": self.attempts,
+            "last_error": self.last_error,
+            "received_at": self.received_at.isoformat(),
+            "processed_at": self.processed_at.isoformat() if self.processed_at else None,
+            "next_attempt_at": self.next_attempt_at.isoformat(),
+        }
+
+
+Handler = Callable[[Connection, InboundEvent], HandlerResult]
+
+
+@dataclass
+class InboxSettings:
+    max_attempts: int = 8
+    base_delay: timedelta = field(default_factory=lambda: timedelta(seconds=2))
+    max_delay: timedelta = field(default_factory=lambda: timedelta(minutes=30))
+
+
+class WebhookInbox:
+    def __init__(self, ctx: ServiceContext, handlers: Mapping[str, Handler], policy: InboxSettings | None = None):
+        self._ctx = ctx
+        self._handlers = handlers
+        self._policy = policy or InboxSettings()
+
+    # -- receiving --------------------------------------------------------------------------------
+
+    def receive(self, event: InboundEvent, raw: bytes) -> EventOutcome:
+        """Store (once) and process in one transaction; a duplicate delivery stores nothing new."""
+        if event.provider not in self._handlers:
+            raise InvalidInput(f"unknown webhook provider {event.provider!r}")
+        try:
+            return self._ctx.db.write(lambda conn: self._receive(conn, event, raw))
+        except IntegrityError:  # the same event stored concurrently by another delivery
+            return EventOutcome(event.provider, event.event_id, event.event_type, "duplicate")
+
+    def _receive(self, conn: Connection, event: InboundEvent, raw: bytes) -> EventOutcome:
+        existing = conn.execute(
+            select(webhook_events.c.status).where(
+                webhook_events.c.provider == event.provider, webhook_events.c.event_id == event.event_id
+            )
+        ).first()
+        if existing is not None:
+            return EventOutcome(event.provider, event.event_id, event.event_type, "duplicate", existing.status)
+        now = self._ctx.clock()
+        row_id = inserted_id(
+            conn.execute(
+                insert(webhook_events).values(
+                    provider=event.provider,
+                    event_id=event.event_id,
+                    event_type=event.event_type,
+                    payload=raw.decode("utf-8"),
+                    status="pending",
+                    attempts=0,
+                    next_attempt_at=now,
+                    received_at=now,
+                )
+            )
+        )
+        return self._process(conn, row_id, event, attempts=0, received_at=now)
+
+    # -- processing -------------------------------------------------------------------------------
+
+    def _process(
+        self, conn: Connection, row_id: int, event: InboundEvent, *, attempts: int, received_at: datetime
+    ) -> EventOutcome:
+        handler = self._handlers[event.provider]
+        savepoint = conn.begin_nested()
+        try:
+            result = handler(conn, event)
+        except Exception as error:
+            savepoint.rollback()
+            if isinstance(error, DBAPIError) and is_retryable(error):
+                raise  # the whole transaction is retried (or the sender gets a 503)
+            return self._record_failure(conn, row_id, event, error, attempts + 1, received_at)
+        savepoint.commit()
+        now = self._ctx.clock()
+        conn.execute(
+            update(webhook_events)
+            .where(webhook_events.c.id == row_id)
+            .values(
+                status=result.status,
+                attempts=attempts + 1,
+                processed_at=now,
+                last_error=None,
+            )
+        )
+        return EventOutcome(
+            event.provider,
+            event.event_id,
+            event.event_type,
+            result.status,
+            result.note,
+            result.follow_ups,
+            received_at,
+            now,
+        )
+
+    def _record_failure(
+        self,
+        conn: Connection,
+        row_id: int,
+        event: InboundEvent,
+        error: Exception,
+        attempts: int,
+        received_at: datetime,
+    ) -> EventOutcome:
+        permanent = isinstance(error, PERMANENT_ERRORS)
+        dead = permanent or attempts >= self._policy.max_attempts
+        message = _describe(error)
+        if not isinstance(error, (RetryLater, *PERMANENT_ERRORS)):
+            log.error(
+                "webhook handler failed",
+                extra={
+                    "provider": event.provider,
+                    "event_type": event.event_type,
+                    "event_id": event.event_id,
+                    "error": message,
+                },
+            )
+        now = self._ctx.clock()
+        delay = min(self._policy.base_delay * 2 ** (attempts - 1), self._policy.max_delay)
+        conn.execute(
+            update(webhook_events)
+            .where(webhook_events.c.id == row_id)
+            .values(
+                status="dead" if dead else "failed",
+                attempts=attempts,
+                last_error=message[:1000],
+                next_attempt_at=now + delay,
+            )
+        )
+        return EventOutcome(
+            event.provider,
+            event.event_id,
+            event.event_type,
+            "dead" if dead else "failed",
+            message,
+            received_at=received_at,
+        )
+
+    def process_due(self, *, limit: int = 100) -> list[EventOutcome]:
+        """Process events whose retry time has come, one transaction each; returns what happened."""
+        outcomes: list[EventOutcome] = []
+        for _ in range(limit):
+            outcome = self._ctx.db.write(self._process_next)
+            if outcome is None:
+                break
+            outcomes.append(outcome)
+        return outcomes
+
+    def _process_next(self, conn: Connection) -> EventOutcome | None:
+        row = (
+            conn.execute(
+                select(webhook_events)
+                .where(
+                    webhook_events.c.status.in_(("pending", "failed")),
+                    webhook_events.c.next_attempt_at <= self._ctx.clock(),
+                )
+                .order_by(webhook_events.c.next_attempt_at, webhook_events.c.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            return None
+        event = InboundEvent(row["provider"], row["event_id"], row["event_type"], json.loads(row["payload"]))
+        return self._process(conn, row["id"], event, attempts=row["attempts"], received_at=row["received_at"])
+
+    # -- operating it -----------------------------------------------------------------------------
+
+    def events(self, *, statuses: tuple[str, ...] = ("dead", "failed"), limit: int = 100) -> list[StoredEvent]:
+        query = (
+            select(webhook_events)
+            .where(webhook_events.c.status.in_(statuses))
+            .order_by(webhook_events.c.id)
+            .limit(limit)
+        )
+        return self._ctx.db.read(lambda conn: [_stored(r) for r in conn.execute(query).mappings()])
+
+    def replay(self, row_ids: list[int] | None = None) -> list[EventOutcome]:
+        """Reprocess dead or failed events now (the reference's ``queue:retry``); ``None`` means all of them."""
+
+        def reset(conn: Connection) -> list[int]:
+            query = select(webhook_events.c.id).where(webhook_events.c.status.in_(("dead", "failed")))
+            if row_ids is not None:
+                query = query.where(webhook_events.c.id.in_(row_ids))
+            ids = list(conn.execute(query).scalars())
+            if ids:
+                conn.execute(
+                    update(webhook_events)
+                    .where(webhook_events.c.id.in_(ids))
+                    .values(status="pending", attempts=0, next_attempt_at=self._ctx.clock())
+                )
+            return ids
+
+        ids = self._ctx.db.write(reset)
+        if row_ids is not None:
+            missing = sorted(set(row_ids) - set(ids))
+            if missing:
+                raise NotFound(f"no dead or failed webhook events with ids {missing}")
+        return self.process_due(limit=max(len(ids), 1)) if ids else []
+
+    def backlog(self) -> dict[str, int]:
+        query = (
+            select(webhook_events.c.status, func.count())
+            .where(webhook_events.c.status.in_(("pending", "failed", "dead")))
+            .group_by(webhook_events.c.status)
+        )
+        return self._ctx.db.read(lambda conn: {status: int(n) for status, n in conn.execute(query)})
+
+    def processing_times(self, *, since: datetime) -> list[dict[str, Any]]:
+        """Per provider and type: count, average and maximum seconds from receipt to processing."""
+        query = select(
+            webhook_events.c.provider,
+            webhook_events.c.event_type,
+            webhook_events.c.received_at,
+            webhook_events.c.processed_at,
+        ).where(webhook_events.c.received_at >= since, webhook_events.c.processed_at.is_not(None))
+        stats: dict[tuple[str, str], list[float]] = {}
+        for provider, kind, received, processed in self._ctx.db.read(lambda conn: list(conn.execute(query))):
+            stats.setdefault((provider, kind), []).append((processed - received).total_seconds())
+        return [
+            {
+                "provider": p,
+                "event_type": t,
+                "count": len(v),
+                "avg_seconds": round(sum(v) / len(v), 3),
+                "max_seconds": round(max(v), 3),
+            }
+            for (p, t), v in sorted(stats.items())
+        ]
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, RetryLater):
+        return f"waiting: {error}"
+    message = getattr(error, "message", None) or str(error) or type(error).__name__
+    return f"{type(error).__name__}: {message}"
+
+
+def _stored(row: Any) -> StoredEvent:
+    return StoredEvent(
+        id=row["id"],
+        provider=row["provider"],
+        event_id=row["event_id"],
+        event_type=row["event_type"],
+        status=row["status"],
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+        received_at=row["received_at"],
+        processed_at=row["processed_at"],
+        next_attempt_at=row["next_attempt_at"],
+    )
