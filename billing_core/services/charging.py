@@ -106,18 +106,29 @@ _ENABLED = (
 )
 _ACTIVE_HOLD = (reservations.c.call_id == bindparam("call_id")) & (reservations.c.status == "active")
 
-# Prebuilt statements of the hot paths (see db.ledger.locking_select).
+# Prebuilt statements of the hot paths (see db.ledger.locking_select). The locking SELECT brings what
+# changes rarely (rate, switches); what concurrent events of the same call change (its hold, its charge)
+# is read by a second statement, after the lock is granted: on MariaDB a statement's subqueries see the
+# data as of the statement's start, which may be before a competing transaction committed and let go.
 LOCK_FOR_CHARGE = locking_select(
-    *_rate_in_force(),
-    _ENABLED,
-    balances.c.auto_topup_enabled,
-    balances.c.auto_topup_threshold,
-    select(reservations.c.amount).where(_ACTIVE_HOLD).scalar_subquery().label("held"),
+    *_rate_in_force(), _ENABLED, balances.c.auto_topup_enabled, balances.c.auto_topup_threshold
 )
-LOCK_FOR_RESERVE = locking_select(
-    *_rate_in_force(),
-    _ENABLED,
+LOCK_FOR_RESERVE = locking_select(*_rate_in_force(), _ENABLED)
+HELD_FOR_CALL = select(reservations.c.amount).where(_ACTIVE_HOLD)
+CALL_STATE = select(
     select(call_charges.c.id).where(call_charges.c.call_id == bindparam("call_id")).scalar_subquery().label("charged"),
+    select(reservations.c.amount)
+    .where(reservations.c.call_id == bindparam("call_id"))
+    .scalar_subquery()
+    .label("held_amount"),
+    select(reservations.c.status)
+    .where(reservations.c.call_id == bindparam("call_id"))
+    .scalar_subquery()
+    .label("held_status"),
+    select(reservations.c.company_id)
+    .where(reservations.c.call_id == bindparam("call_id"))
+    .scalar_subquery()
+    .label("held_company"),
 )
 INSERT_CHARGE = insert(call_charges)
 INSERT_RESERVATION = insert(reservations)
@@ -125,9 +136,6 @@ RELEASE_HOLD = (
     update(reservations)
     .where(reservations.c.call_id == bindparam("r_call_id"), reservations.c.status == "active")
     .values(status="released", released_at=bindparam("r_released_at"))
-)
-FIND_RESERVATION = select(reservations.c.amount, reservations.c.status, reservations.c.company_id).where(
-    reservations.c.call_id == bindparam("call_id")
 )
 
 
@@ -166,12 +174,13 @@ class ChargingService:
         return self._reserve(conn, call_id, company_id, at)
 
     def _reserve(self, conn: Connection, call_id: str, company_id: int, at: datetime) -> ReservationResult:
-        locked = lock_balance(conn, company_id, LOCK_FOR_RESERVE, at=at, call_id=call_id)
+        locked = lock_balance(conn, company_id, LOCK_FOR_RESERVE, at=at)
         self._check_enabled(locked)
-        row = conn.execute(FIND_RESERVATION, {"call_id": call_id}).first()
-        if row is not None:
-            return ReservationResult(call_id, row.company_id, Money(row.amount, locked.currency), row.status, True)
-        if locked.extra["charged"] is not None:  # call_ended arrived first: nothing left to hold
+        state = conn.execute(CALL_STATE, {"call_id": call_id}).one()
+        if state.held_status is not None:
+            held = Money(state.held_amount, locked.currency)
+            return ReservationResult(call_id, state.held_company, held, state.held_status, True)
+        if state.charged is not None:  # call_ended arrived first: nothing left to hold
             return ReservationResult(call_id, company_id, Money.zero(locked.currency), "already_charged", False)
         available = Money(locked.available, locked.currency)
         amount = reservation_amount(self._ctx.settings.reservation_minutes, self._rate(locked), available)
@@ -250,12 +259,9 @@ class ChargingService:
         started_at: datetime,
         ended_at: datetime | None = None,
     ) -> ChargeResult:
-        """:meth:`charge_call` inside a caller's transaction: looks for an earlier charge first."""
+        """:meth:`charge_call` inside a caller's transaction: looks for an earlier charge (under the lock) first."""
         call_id, company_id = _valid_call(call_id, company_id, duration_seconds, started_at, ended_at)
-        previous = self._stored_charge(conn, call_id)
-        if previous is not None:
-            return _same_call(previous, company_id, duration_seconds)
-        return self._charge(conn, call_id, company_id, duration_seconds, started_at, ended_at)
+        return self._charge(conn, call_id, company_id, duration_seconds, started_at, ended_at, look_first=True)
 
     def _charge(
         self,
@@ -265,9 +271,16 @@ class ChargingService:
         duration_seconds: int,
         started_at: datetime,
         ended_at: datetime | None,
+        *,
+        look_first: bool = False,
     ) -> ChargeResult:
-        locked = lock_balance(conn, company_id, LOCK_FOR_CHARGE, at=started_at, call_id=call_id)
+        locked = lock_balance(conn, company_id, LOCK_FOR_CHARGE, at=started_at)
+        if look_first:
+            previous = self._stored_charge(conn, call_id)
+            if previous is not None:
+                return _same_call(previous, company_id, duration_seconds)
         self._check_enabled(locked)
+        held_cents = conn.execute(HELD_FOR_CALL, {"call_id": call_id}).scalar() or 0
         rate = self._rate(locked)
         charge = compute_charge(duration_seconds, rate)
         now = self._ctx.clock()
@@ -291,7 +304,6 @@ class ChargingService:
                 },
             )
         )
-        held_cents = locked.extra["held"] or 0
         if held_cents:
             conn.execute(RELEASE_HOLD, {"r_call_id": call_id, "r_released_at": now})
         if charge.amount.cents:

@@ -18,6 +18,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class PortTaken(RuntimeError):
+    pass
+
+
 @dataclass
 class MariaDBServer:
     base_dir: Path
@@ -50,8 +54,21 @@ class MariaDBServer:
         )
         return self.launch(timeout)
 
-    def launch(self, timeout: float = 60) -> MariaDBServer:
-        """Start mariadbd on the existing data directory (also after :meth:`stop` or :meth:`kill`)."""
+    def launch(self, timeout: float = 60, *, tries: int = 5) -> MariaDBServer:
+        """Start mariadbd on the existing data directory (also after :meth:`stop` or :meth:`kill`).
+
+        Another test session may grab the same free port first: then take another one and try again.
+        """
+        for attempt in range(tries):
+            try:
+                return self._launch_once(timeout)
+            except PortTaken:
+                if attempt == tries - 1:
+                    raise
+                self.port = free_port()
+        raise AssertionError("unreachable")
+
+    def _launch_once(self, timeout: float) -> MariaDBServer:
         self._log = log = open(self.base_dir / "mariadb.log", "ab")  # noqa: SIM115 - closed in _reap
         mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
         self.process = subprocess.Popen(
@@ -66,7 +83,11 @@ class MariaDBServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"mariadbd exited: {(self.base_dir / 'mariadb.log').read_text()[-2000:]}")
+                self._reap()
+                log_tail = (self.base_dir / "mariadb.log").read_text(errors="replace")[-2000:]
+                if "Address already in use" in log_tail or "Do you already have another" in log_tail:
+                    raise PortTaken(self.port)
+                raise RuntimeError(f"mariadbd exited: {log_tail}")
             if self._accepts_connections():
                 return self
             time.sleep(0.1)
