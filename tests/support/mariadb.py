@@ -69,6 +69,8 @@ class MariaDBServer:
         raise AssertionError("unreachable")
 
     def _launch_once(self, timeout: float) -> MariaDBServer:
+        log_path = self.base_dir / "mariadb.log"
+        offset = log_path.stat().st_size if log_path.exists() else 0
         self._log = log = open(self.base_dir / "mariadb.log", "ab")  # noqa: SIM115 - closed in _reap
         mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
         self.process = subprocess.Popen(
@@ -84,7 +86,7 @@ class MariaDBServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 self._reap()
-                log_tail = (self.base_dir / "mariadb.log").read_text(errors="replace")[-2000:]
+                log_tail = log_path.read_bytes()[offset:].decode(errors="replace")[-2000:]
                 if "Address already in use" in log_tail or "Do you already have another" in log_tail:
                     raise PortTaken(self.port)
                 raise RuntimeError(f"mariadbd exited: {log_tail}")
