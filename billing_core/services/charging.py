@@ -253,15 +253,20 @@ class ChargingService:
         self,
         conn: Connection,
         *,
+        look_first: bool = True,
         call_id: str,
         company_id: int,
         duration_seconds: int,
         started_at: datetime,
         ended_at: datetime | None = None,
     ) -> ChargeResult:
-        """:meth:`charge_call` inside a caller's transaction: looks for an earlier charge (under the lock) first."""
+        """:meth:`charge_call` inside a caller's transaction.
+
+        ``look_first`` answers a repeated call id from what was stored; without it a repeat fails on the
+        unique key, which only callers that roll back and retry that way should choose.
+        """
         call_id, company_id = _valid_call(call_id, company_id, duration_seconds, started_at, ended_at)
-        return self._charge(conn, call_id, company_id, duration_seconds, started_at, ended_at, look_first=True)
+        return self._charge(conn, call_id, company_id, duration_seconds, started_at, ended_at, look_first=look_first)
 
     def _charge(
         self,

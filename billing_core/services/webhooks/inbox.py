@@ -20,9 +20,9 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from billing_core.db.database import inserted_id, is_retryable
+from billing_core.db.database import is_retryable
 from billing_core.db.tables import webhook_events
-from billing_core.errors import BillingDisabled, Conflict, InvalidInput, NotFound
+from billing_core.errors import BillingDisabled, Conflict, DatabaseUnavailable, InvalidInput, NotFound
 from billing_core.services.context import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,9 @@ class InboundEvent:
     event_id: str
     event_type: str
     data: Mapping[str, Any]
+    # False on the fast path of a first delivery: handlers may then rely on unique keys instead of
+    # looking first, since any conflict rolls the attempt back and the worker retries with True.
+    redelivered: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +101,7 @@ class StoredEvent:
 
 
 Handler = Callable[[Connection, InboundEvent], HandlerResult]
+INSERT_EVENT = insert(webhook_events)
 
 
 @dataclass
@@ -116,38 +120,100 @@ class WebhookInbox:
     # -- receiving --------------------------------------------------------------------------------
 
     def receive(self, event: InboundEvent, raw: bytes) -> EventOutcome:
-        """Store (once) and process in one transaction; a duplicate delivery stores nothing new."""
+        """Store (once) and process; a duplicate delivery stores nothing new and is still acknowledged.
+
+        The fast path processes the event and stores it as processed in ONE transaction (the inbox's
+        unique key, checked by that INSERT, stops a concurrent duplicate). Whatever goes wrong there rolls
+        the whole attempt back, and the event is then stored on its own for the worker (or dead-lettered).
+        Only a database that cannot be reached escapes, so the sender gets a 503 and retries.
+        """
         if event.provider not in self._handlers:
             raise InvalidInput(f"unknown webhook provider {event.provider!r}")
+        handler = self._handlers[event.provider]
+        received_at = self._ctx.clock()
+
+        def process_and_store(conn: Connection) -> EventOutcome:
+            result = handler(conn, event)
+            now = self._ctx.clock()
+            conn.execute(INSERT_EVENT, self._row(event, raw, result.status, received_at, attempts=1, processed_at=now))
+            return EventOutcome(
+                event.provider,
+                event.event_id,
+                event.event_type,
+                result.status,
+                result.note,
+                result.follow_ups,
+                received_at,
+                now,
+            )
+
         try:
-            return self._ctx.db.write(lambda conn: self._receive(conn, event, raw))
-        except IntegrityError:  # the same event stored concurrently by another delivery
+            return self._ctx.db.write(process_and_store)
+        except IntegrityError:
+            error: Exception | None = None  # a duplicate, or a unique key the handler hit: the worker decides
+        except DatabaseUnavailable:
+            raise
+        except DBAPIError as db_error:
+            if is_retryable(db_error):
+                raise
+            error = db_error
+        except Exception as handler_error:
+            error = handler_error
+        return self._store_for_later(event, raw, received_at, error)
+
+    def _store_for_later(
+        self, event: InboundEvent, raw: bytes, received_at: datetime, error: Exception | None
+    ) -> EventOutcome:
+        if error is None:
+            status, note, attempts, delay = "pending", "", 0, timedelta(0)
+        else:
+            status, note, attempts, delay = self._failure(event, error, attempts=1)
+
+        def store(conn: Connection) -> EventOutcome:
+            existing = conn.execute(
+                select(webhook_events.c.status).where(
+                    webhook_events.c.provider == event.provider, webhook_events.c.event_id == event.event_id
+                )
+            ).first()
+            if existing is not None:
+                return EventOutcome(event.provider, event.event_id, event.event_type, "duplicate", existing.status)
+            conn.execute(
+                INSERT_EVENT,
+                {
+                    **self._row(event, raw, status, received_at, attempts=attempts, processed_at=None),
+                    "last_error": note[:1000] or None,
+                    "next_attempt_at": received_at + delay,
+                },
+            )
+            return EventOutcome(event.provider, event.event_id, event.event_type, status, note, received_at=received_at)
+
+        try:
+            return self._ctx.db.write(store)
+        except IntegrityError:
             return EventOutcome(event.provider, event.event_id, event.event_type, "duplicate")
 
-    def _receive(self, conn: Connection, event: InboundEvent, raw: bytes) -> EventOutcome:
-        existing = conn.execute(
-            select(webhook_events.c.status).where(
-                webhook_events.c.provider == event.provider, webhook_events.c.event_id == event.event_id
-            )
-        ).first()
-        if existing is not None:
-            return EventOutcome(event.provider, event.event_id, event.event_type, "duplicate", existing.status)
-        now = self._ctx.clock()
-        row_id = inserted_id(
-            conn.execute(
-                insert(webhook_events).values(
-                    provider=event.provider,
-                    event_id=event.event_id,
-                    event_type=event.event_type,
-                    payload=raw.decode("utf-8"),
-                    status="pending",
-                    attempts=0,
-                    next_attempt_at=now,
-                    received_at=now,
-                )
-            )
-        )
-        return self._process(conn, row_id, event, attempts=0, received_at=now)
+    @staticmethod
+    def _row(
+        event: InboundEvent,
+        raw: bytes,
+        status: str,
+        received_at: datetime,
+        *,
+        attempts: int,
+        processed_at: datetime | None,
+    ) -> dict[str, Any]:
+        return {
+            "provider": event.provider,
+            "event_id": event.event_id,
+            "event_type": event.event_type,
+            "payload": raw.decode("utf-8"),
+            "status": status,
+            "attempts": attempts,
+            "last_error": None,
+            "next_attempt_at": received_at,
+            "received_at": received_at,
+            "processed_at": processed_at,
+        }
 
     # -- processing -------------------------------------------------------------------------------
 
@@ -195,6 +261,21 @@ class WebhookInbox:
         attempts: int,
         received_at: datetime,
     ) -> EventOutcome:
+        status, message, attempts, delay = self._failure(event, error, attempts=attempts)
+        conn.execute(
+            update(webhook_events)
+            .where(webhook_events.c.id == row_id)
+            .values(
+                status=status,
+                attempts=attempts,
+                last_error=message[:1000],
+                next_attempt_at=self._ctx.clock() + delay,
+            )
+        )
+        return EventOutcome(event.provider, event.event_id, event.event_type, status, message, received_at=received_at)
+
+    def _failure(self, event: InboundEvent, error: Exception, *, attempts: int) -> tuple[str, str, int, timedelta]:
+        """(status, message, attempts, delay): dead at once for errors no retry fixes, else back off."""
         permanent = isinstance(error, PERMANENT_ERRORS)
         dead = permanent or attempts >= self._policy.max_attempts
         message = _describe(error)
@@ -208,26 +289,8 @@ class WebhookInbox:
                     "error": message,
                 },
             )
-        now = self._ctx.clock()
         delay = min(self._policy.base_delay * 2 ** (attempts - 1), self._policy.max_delay)
-        conn.execute(
-            update(webhook_events)
-            .where(webhook_events.c.id == row_id)
-            .values(
-                status="dead" if dead else "failed",
-                attempts=attempts,
-                last_error=message[:1000],
-                next_attempt_at=now + delay,
-            )
-        )
-        return EventOutcome(
-            event.provider,
-            event.event_id,
-            event.event_type,
-            "dead" if dead else "failed",
-            message,
-            received_at=received_at,
-        )
+        return ("dead" if dead else "failed"), message, attempts, delay
 
     def process_due(self, *, limit: int = 100) -> list[EventOutcome]:
         """Process events whose retry time has come, one transaction each; returns what happened."""
@@ -256,7 +319,9 @@ class WebhookInbox:
         )
         if row is None:
             return None
-        event = InboundEvent(row["provider"], row["event_id"], row["event_type"], json.loads(row["payload"]))
+        event = InboundEvent(
+            row["provider"], row["event_id"], row["event_type"], json.loads(row["payload"]), redelivered=True
+        )
         return self._process(conn, row["id"], event, attempts=row["attempts"], received_at=row["received_at"])
 
     # -- operating it -----------------------------------------------------------------------------
