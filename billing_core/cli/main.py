@@ -13,6 +13,7 @@ from functools import wraps
 from typing import Any, TypeVar
 
 import click
+from sqlalchemy.exc import DBAPIError
 
 from billing_core.bootstrap import Services, build_services
 from billing_core.config import Settings
@@ -54,9 +55,24 @@ def handles_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except BillingError as error:
             click.echo(f"error ({error.code}): {error.message}", err=True)
-            sys.exit(1)
+        except DBAPIError as error:
+            if _missing_schema(error):
+                click.echo(
+                    "error (database_not_migrated): the database has no billing schema yet; run `billing db upgrade`",
+                    err=True,
+                )
+            else:
+                click.echo(
+                    f"error (database): {type(error.orig).__name__}; check DATABASE_URL and the server", err=True
+                )
+        sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _missing_schema(error: DBAPIError) -> bool:
+    args: tuple[Any, ...] = tuple(getattr(error.orig, "args", ()))
+    return "no such table" in str(error.orig) or (len(args) > 0 and args[0] == 1146)
 
 
 def parse_decimal(_ctx: Any, _param: Any, value: str | None) -> Decimal | None:

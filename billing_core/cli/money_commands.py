@@ -79,7 +79,7 @@ def refund(
     with services() as svc:
         money = None
         if amount is not None:
-            money = Money.parse(amount, svc.ctx.settings.default_currency)
+            money = Money.parse(amount, svc.charging.get_charge(call_id).amount.currency)
         result = svc.refunds.refund_call(
             call_id=call_id, amount=money, reason=reason, actor=actor, idempotency_key=idempotency_key
         )

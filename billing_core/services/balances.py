@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from billing_core.db.ledger import LedgerEntry, entry_from_row
+from billing_core.db.ledger import ENTRY_TYPES, LedgerEntry, entry_from_row
 from billing_core.db.tables import balances, companies, disputes, ledger, reservations, topup_refunds
 from billing_core.errors import CompanyNotFound, InvalidCursor, InvalidInput
 from billing_core.money import Money
@@ -162,6 +162,9 @@ class BalanceService:
             raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}")
         before_id = decode_cursor(cursor, company_id) if cursor else None
         wanted = sorted(set(types)) if types else None
+        unknown = set(wanted or ()) - set(ENTRY_TYPES)
+        if unknown:
+            raise InvalidInput(f"unknown entry types {sorted(unknown)}; use {', '.join(ENTRY_TYPES)}")
 
         def work(conn: Connection) -> HistoryPage:
             if conn.execute(select(companies.c.id).where(companies.c.id == company_id)).first() is None:

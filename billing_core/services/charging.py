@@ -27,7 +27,7 @@ from billing_core.db.ledger import (
 )
 from billing_core.db.tables import balances, billing_rates, call_charges, companies, reservations
 from billing_core.domain.charges import Rate, compute_charge, reservation_amount
-from billing_core.errors import BillingDisabled, CallChargedWithDifferentData, InvalidInput
+from billing_core.errors import BillingDisabled, CallChargedWithDifferentData, CallChargeNotFound, InvalidInput
 from billing_core.money import Money
 from billing_core.services import validation
 from billing_core.services.context import ServiceContext
@@ -344,6 +344,14 @@ class ChargingService:
                 and locked.balance < locked.extra["auto_topup_threshold"]
             ),
         )
+
+    def get_charge(self, call_id: str) -> ChargeResult:
+        """A call's charge as stored (``replayed`` is True: nothing was charged by asking)."""
+        call_id = validation.identifier(call_id, "call id")
+        found = self._ctx.db.read(lambda conn: self._stored_charge(conn, call_id))
+        if found is None:
+            raise CallChargeNotFound(call_id)
+        return found
 
     def _stored_charge(self, conn: Connection, call_id: str) -> ChargeResult | None:
         row = conn.execute(select(call_charges).where(call_charges.c.call_id == call_id)).mappings().first()

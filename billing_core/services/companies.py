@@ -131,12 +131,18 @@ class CompanyService:
         actor = validation.text(actor, "actor", max_length=200)
         currency = normalize_currency(currency or settings.default_currency)
         rate = _rate(rate_per_minute if rate_per_minute is not None else settings.default_billing_rate)
-        increment = _increment(billing_increment_seconds or settings.default_billing_increment_seconds)
+        increment = _increment(
+            settings.default_billing_increment_seconds
+            if billing_increment_seconds is None
+            else billing_increment_seconds
+        )
         unknown = set(details) - set(COMPANY_FIELDS)
         if unknown:
             raise InvalidInput(f"unknown company fields: {', '.join(sorted(unknown))}")
         threshold = low_balance_threshold or settings.money(settings.default_low_balance_threshold, currency)
         _same_currency(threshold, currency)
+        if threshold.cents < 0:
+            raise InvalidInput("low_balance_threshold cannot be negative")
 
         def work(conn: Connection) -> CompanyView:
             now = self._ctx.clock()
@@ -253,15 +259,17 @@ class CompanyService:
                     update(balances).where(balances.c.company_id == company_id).values(updated_at=now, **balance_values)
                 )
             if rate_per_minute is not None or billing_increment_seconds is not None:
-                current = before.rates[-1]
+                starts = validation.aware(rate_effective_from, "effective from") if rate_effective_from else now
+                if any(r.effective_from == starts for r in before.rates):
+                    raise InvalidInput(f"a rate already starts at {starts.isoformat()}; choose another instant")
+                # the other half of the pair is the one in force at that instant, not a later scheduled one
+                current = [r for r in before.rates if r.effective_from <= starts][-1]
                 conn.execute(
                     insert(billing_rates).values(
                         company_id=company_id,
                         rate_per_minute=rate_per_minute if rate_per_minute is not None else current.rate_per_minute,
                         billing_increment_seconds=billing_increment_seconds or current.billing_increment_seconds,
-                        effective_from=validation.aware(rate_effective_from, "effective from")
-                        if rate_effective_from
-                        else now,
+                        effective_from=starts,
                         created_by=actor,
                         created_at=now,
                     )

@@ -16,7 +16,13 @@ from sqlalchemy import Connection, select, update
 
 from billing_core.adapters.stripe_gateway import PaymentIntentView, PaymentMethodView, StripeGateway
 from billing_core.db.tables import balances, companies
-from billing_core.errors import CompanyNotFound, InvalidInput, PaymentDeclined, StripeRequestRejected
+from billing_core.errors import (
+    CompanyNotFound,
+    InvalidInput,
+    InvalidTopupState,
+    PaymentDeclined,
+    StripeRequestRejected,
+)
 from billing_core.money import Money
 from billing_core.services import audit, validation
 from billing_core.services.context import ServiceContext
@@ -203,8 +209,12 @@ class PaymentService:
             initiated_by=initiated_by,
             idempotency_key=idempotency_key,
         )
-        if topup.checkout_url and topup.status == "pending":
+        if topup.checkout_url:  # the same request again: the same session, whatever became of it
             return CheckoutStarted(topup, topup.checkout_url)
+        if topup.status != "pending":
+            raise InvalidTopupState(
+                f"top-up {topup.id} is {topup.status}; start a new checkout with a new idempotency key"
+            )
         customer_id = self.ensure_customer(company_id)
         settings = self._ctx.settings
         session = self._stripe.create_checkout_session(
@@ -261,13 +271,25 @@ class PaymentService:
             initiated_by=initiated_by,
             idempotency_key=idempotency_key,
         )
-        if topup.status != "pending" or topup.stripe_payment_intent_id:
-            return self._outcome_of_existing(topup)
-        self._topups.attach_stripe_ids(topup.id, stripe_payment_method_id=method.id, payment_method_type=method.type)
-        intent = self._intent_for(topup, payment_method=method.id)
-        intent = self._stripe.confirm_payment_intent(
-            intent.id, off_session=off_session, idempotency_key=f"topup:{topup.id}:confirm"
-        )
+        if topup.status not in ("pending", "processing"):
+            return PaymentOutcome(topup, topup.status)
+        if not topup.stripe_payment_method_id:
+            topup = self._topups.attach_stripe_ids(
+                topup.id, stripe_payment_method_id=method.id, payment_method_type=method.type
+            )
+        return self.resume_saved_method_payment(topup, off_session=off_session)
+
+    def resume_saved_method_payment(self, topup: Topup, *, off_session: bool) -> PaymentOutcome:
+        """Create (or find) the top-up's intent, confirm it unless Stripe already did, record the outcome.
+
+        Every step is keyed by the top-up, so a retry after any failure (here or in the reconciler)
+        continues where the last attempt stopped and never charges twice.
+        """
+        intent = self._intent_for(topup, payment_method=topup.stripe_payment_method_id)
+        if intent.status == "requires_confirmation":
+            intent = self._stripe.confirm_payment_intent(
+                intent.id, off_session=off_session, idempotency_key=f"topup:{topup.id}:confirm"
+            )
         return self.record_intent(topup.id, intent)
 
     def record_intent(self, topup_id: int, intent: PaymentIntentView) -> PaymentOutcome:
@@ -303,11 +325,6 @@ class PaymentService:
         )
         self._topups.attach_stripe_ids(topup.id, stripe_payment_intent_id=intent.id)
         return intent
-
-    def _outcome_of_existing(self, topup: Topup) -> PaymentOutcome:
-        if topup.stripe_payment_intent_id and topup.status in ("pending", "processing"):
-            return self.record_intent(topup.id, self._stripe.retrieve_payment_intent(topup.stripe_payment_intent_id))
-        return PaymentOutcome(topup, topup.status)
 
     def _owned_method(self, customer_id: str, payment_method_id: str) -> PaymentMethodView:
         method = self._stripe.retrieve_payment_method(validation.identifier(payment_method_id, "payment method"))

@@ -69,7 +69,7 @@ class ReconcileService:
         )
         for topup in open_topups:
             self._step(report, f"top-up {topup.id}", topup.status, lambda t=topup: self._topup(t))
-        for refund in self._refunds.pending():
+        for refund in self._refunds.pending(older_than=cutoff):
             self._step(
                 report, f"top-up refund {refund.id}", refund.status, lambda r=refund: self._refunds.run(r).status
             )
@@ -90,6 +90,8 @@ class ReconcileService:
         if topup.source == "auto_topup":
             outcome = self._auto_topup.run_attempt(topup)
             return outcome.topup.status if outcome.topup else topup.status
+        if topup.stripe_payment_method_id:  # a saved-method payment: finish it from where it stopped
+            return self._payments.resume_saved_method_payment(topup, off_session=True).topup.status
         if topup.stripe_payment_intent_id:
             intent = self._stripe.retrieve_payment_intent(topup.stripe_payment_intent_id)
             return self._payments.record_intent(topup.id, intent).topup.status

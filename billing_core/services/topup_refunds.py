@@ -11,6 +11,7 @@ and refunded amount, and the hold released; or, if Stripe refused, only the hold
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, select, update
@@ -215,8 +216,11 @@ class TopupRefundService:
     def get(self, refund_id: int) -> TopupRefund:
         return self._ctx.db.read(lambda conn: self._get(conn, refund_id))
 
-    def pending(self) -> list[TopupRefund]:
+    def pending(self, *, older_than: datetime | None = None) -> list[TopupRefund]:
+        """Refunds still pending; with ``older_than``, only those untouched since then (left by a crash)."""
         query = select(topup_refunds).where(topup_refunds.c.status == "pending").order_by(topup_refunds.c.id)
+        if older_than is not None:
+            query = query.where(topup_refunds.c.updated_at <= older_than)
         return self._ctx.db.read(lambda conn: [TopupRefund.from_row(r) for r in conn.execute(query).mappings()])
 
     # -- phases -----------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ The credit's ledger keys (``topup:<id>`` and ``topup:<id>:bonus``) make a second
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,6 +22,7 @@ from billing_core.errors import (
     CompanyNotFound,
     CurrencyMismatch,
     IdempotencyKeyReused,
+    InvalidInput,
     InvalidTopupState,
     TopupNotFound,
 )
@@ -164,7 +166,7 @@ class TopupService:
         validation.positive(amount, "top-up amount")
         key = validation.identifier(idempotency_key, "idempotency key", max_length=191)
         if source not in SOURCES:
-            raise InvalidTopupState(f"unknown top-up source {source!r}")
+            raise InvalidInput(f"unknown top-up source {source!r}; one of {', '.join(SOURCES)}")
 
         def work(conn: Connection) -> Topup:
             existing = self._by_key(conn, key)
@@ -343,9 +345,10 @@ class TopupService:
         validation.positive(amount, "top-up amount")
         reference = validation.text(reference, "reference", max_length=200)
         actor = validation.text(actor, "actor", max_length=200)
-        key = validation.identifier(
-            idempotency_key or f"{source}:{company_id}:{reference}", "idempotency key", max_length=191
-        )
+        if idempotency_key is not None:
+            key = validation.identifier(idempotency_key, "idempotency key", max_length=191)
+        else:  # one payment per reference: bank references have spaces and can be long, so hash them
+            key = f"{source}:{company_id}:{hashlib.sha256(reference.encode()).hexdigest()}"
 
         def work(conn: Connection) -> SettleResult:
             locked = lock_balance(conn, company_id)
