@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from billing_core.adapters.stripe_gateway import StripeGateway
 from billing_core.config import Settings
 from billing_core.db.database import Database
 from billing_core.errors import StripeConfigurationError
@@ -26,6 +26,9 @@ from billing_core.services.topups import TopupService
 from billing_core.services.webhooks.inbox import InboxSettings, WebhookInbox
 from billing_core.services.webhooks.retell_events import RetellEventHandler
 from billing_core.services.webhooks.stripe_events import StripeEventHandler
+
+if TYPE_CHECKING:
+    from billing_core.adapters.stripe_gateway import StripeGateway
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ def build_gateway(settings: Settings) -> StripeGateway | None:
     secret = settings.stripe_secret.get_secret_value()
     if not secret:
         return None
+    from billing_core.adapters.stripe_gateway import StripeGateway  # the SDK is slow to import; only when used
+
     return StripeGateway(secret, test_mode=settings.stripe_test_mode, api_base=settings.stripe_api_base)
 
 

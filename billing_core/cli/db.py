@@ -9,7 +9,6 @@ from sqlalchemy.engine import make_url
 
 from billing_core.cli.main import default_actor, emit, handles_errors, money_text, services
 from billing_core.config import Settings
-from billing_core.db import migrate
 from billing_core.services.companies import CompanyView
 from billing_core.services.demo import load_demo_data
 
@@ -22,6 +21,8 @@ def db() -> None:
 @db.command()
 def upgrade() -> None:
     """Apply all migrations (creates the SQLite file and its folder when needed)."""
+    from billing_core.db import migrate  # alembic is slow to import; only this command needs it
+
     url = Settings().database_url
     ensure_sqlite_folder(url)
     migrate.upgrade(url)

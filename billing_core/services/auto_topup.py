@@ -11,11 +11,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, select, update
 
-from billing_core.adapters.stripe_gateway import PaymentIntentView, StripeGateway
+from billing_core.adapters.stripe_objects import PaymentIntentView
 from billing_core.db.database import inserted_id
 from billing_core.db.ledger import lock_balance, locking_select
 from billing_core.db.tables import balances, companies, topups
@@ -25,6 +25,9 @@ from billing_core.services import notifications
 from billing_core.services.context import ServiceContext
 from billing_core.services.payments import PaymentService, describe_failure
 from billing_core.services.topups import Topup, TopupService
+
+if TYPE_CHECKING:  # the SDK loads only where Stripe is configured
+    from billing_core.adapters.stripe_gateway import StripeGateway
 
 AUTH_REQUIRED_REASON = (
     "the bank asked the cardholder to authenticate (3-D Secure), which an automatic top-up cannot do; "

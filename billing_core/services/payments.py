@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, select, update
 
-from billing_core.adapters.stripe_gateway import PaymentIntentView, PaymentMethodView, StripeGateway
+from billing_core.adapters.stripe_objects import PaymentIntentView, PaymentMethodView
 from billing_core.db.tables import balances, companies
 from billing_core.errors import (
     CompanyNotFound,
@@ -27,6 +27,9 @@ from billing_core.money import Money
 from billing_core.services import audit, validation
 from billing_core.services.context import ServiceContext
 from billing_core.services.topups import Topup, TopupService
+
+if TYPE_CHECKING:  # the SDK loads only where Stripe is configured
+    from billing_core.adapters.stripe_gateway import StripeGateway
 
 
 @dataclass(frozen=True, slots=True)

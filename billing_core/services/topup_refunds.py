@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, select, update
 
-from billing_core.adapters.stripe_gateway import RefundView, StripeGateway
+from billing_core.adapters.stripe_objects import RefundView
 from billing_core.db.database import inserted_id
 from billing_core.db.ledger import lock_balance, move_balance, post_entry
 from billing_core.db.tables import topup_refunds, topups
@@ -36,6 +36,9 @@ from billing_core.money import Money
 from billing_core.services import audit, validation
 from billing_core.services.context import ServiceContext
 from billing_core.services.topups import CREDITED, Topup, TopupService
+
+if TYPE_CHECKING:  # the SDK loads only where Stripe is configured
+    from billing_core.adapters.stripe_gateway import StripeGateway
 
 
 @dataclass(frozen=True, slots=True)

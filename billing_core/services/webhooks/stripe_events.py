@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from billing_core.adapters.stripe_gateway import payment_intent_view
+from billing_core.adapters.stripe_objects import payment_intent_view
 from billing_core.errors import Conflict
 from billing_core.services import notifications
 from billing_core.services.auto_topup import AutoTopupRecorder
