@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.mariadb import free_port
+from tests.support.mariadb import PortTaken, free_port
 
 SECRET_KEY = "sk_test_localstripe_0123456789"
 
@@ -28,7 +28,18 @@ class LocalStripe:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30) -> LocalStripe:
+    def start(self, timeout: float = 30, *, tries: int = 5) -> LocalStripe:
+        """Start on a free port; if another test session takes that port first, try another."""
+        for attempt in range(tries):
+            try:
+                return self._start_once(timeout)
+            except PortTaken:
+                if attempt == tries - 1:
+                    raise
+                self.port = 0
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> LocalStripe:
         self.port = self.port or free_port()
         self.workdir.mkdir(parents=True, exist_ok=True)
         binary = shutil.which("localstripe") or str(Path(sys.executable).with_name("localstripe"))
@@ -41,7 +52,12 @@ class LocalStripe:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"localstripe exited: {(self.workdir / 'localstripe.log').read_text()[-2000:]}")
+                self.stop()
+                log_tail = (self.workdir / "localstripe.log").read_text(errors="replace")[-2000:]
+                if "Address already in use" in log_tail:
+                    (self.workdir / "localstripe.log").unlink()
+                    raise PortTaken(self.port)
+                raise RuntimeError(f"localstripe exited: {log_tail}")
             try:
                 httpx.get(f"{self.url}/v1/customers", auth=(SECRET_KEY, ""), timeout=1)
                 return self
