@@ -76,6 +76,21 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(8, ge=1, le=50, validation_alias=env("BILLING_WEBHOOK_MAX_ATTEMPTS"))
     webhook_tolerance_seconds: int = Field(300, ge=10, validation_alias=env("BILLING_WEBHOOK_TOLERANCE"))
     run_worker_in_webhook_process: bool = Field(True, validation_alias=env("BILLING_WEBHOOK_WORKER"))
+    # The seller printed on every invoice (§14 Abs. 4 UStG: name, address, tax number or VAT id).
+    seller_name: str = Field("AskProAI GmbH", validation_alias=env("BILLING_SELLER_NAME"))
+    seller_address_line1: str = Field("Friedrichstraße 123", validation_alias=env("BILLING_SELLER_ADDRESS"))
+    seller_postal_code: str = Field("10117", validation_alias=env("BILLING_SELLER_POSTAL_CODE"))
+    seller_city: str = Field("Berlin", validation_alias=env("BILLING_SELLER_CITY"))
+    seller_country: str = Field("DE", validation_alias=env("BILLING_SELLER_COUNTRY"))
+    seller_vat_id: str = Field("DE136695976", validation_alias=env("BILLING_SELLER_VAT_ID"))
+    seller_tax_number: str = Field("", validation_alias=env("BILLING_SELLER_TAX_NUMBER"))
+    seller_email: str = Field("billing@askproai.example", validation_alias=env("BILLING_SELLER_EMAIL"))
+    # VAT on prepaid top-ups: a top-up is an advance payment, so VAT is due when it is received
+    # (§13 Abs. 1 Nr. 1 a Satz 4 UStG) and the invoice is issued then. By default the amount paid
+    # includes VAT (gross); set BILLING_PRICES_INCLUDE_VAT=false when top-up amounts are net.
+    vat_rate: DecimalText = Field(Decimal("19"), validation_alias=env("BILLING_VAT_RATE"))
+    prices_include_vat: bool = Field(True, validation_alias=env("BILLING_PRICES_INCLUDE_VAT"))
+    mail_from: str = Field("AskProAI Billing <billing@askproai.example>", validation_alias=env("BILLING_MAIL_FROM"))
     admin_email: str = Field("billing-admin@localhost", validation_alias=env("BILLING_ADMIN_EMAIL"))
 
     @field_validator(
@@ -84,6 +99,7 @@ class Settings(BaseSettings):
         "default_auto_topup_threshold",
         "default_auto_topup_amount",
         "auto_topup_monthly_limit",
+        "vat_rate",
     )
     @classmethod
     def _not_negative(cls, value: Decimal | None) -> Decimal | None:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -254,6 +255,49 @@ class Dispute(Base):
     closed_at: Mapped[datetime | None] = _timestamp(nullable=True)
 
 
+class Invoice(Base):
+    """An invoice (top-up) or credit note (top-up refund): the document as issued, its number and its PDF.
+
+    ``document`` holds everything printed (seller, buyer, lines, totals) as JSON, so a re-render never
+    changes a number or an amount.
+    """
+
+    __tablename__ = "invoices"
+    __table_args__ = (Index("ix_invoices_company_issued", "company_id", "issued_at"),)
+
+    id: Mapped[int] = _id()
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    source_key: Mapped[str] = mapped_column(String(64), unique=True)  # topup:<id> | topup_refund:<id>
+    kind: Mapped[str] = mapped_column(String(16))  # invoice | credit_note
+    company_id: Mapped[int] = _company_fk()
+    topup_id: Mapped[int] = mapped_column(Id, ForeignKey("balance_topups.id"))
+    topup_refund_id: Mapped[int | None] = mapped_column(Id, ForeignKey("topup_refunds.id"))
+    corrects_invoice_id: Mapped[int | None] = mapped_column(Id, ForeignKey("invoices.id"))
+    currency: Mapped[str] = _currency()
+    net_amount: Mapped[int] = _money(default=None)
+    vat_amount: Mapped[int] = _money(default=None)
+    gross_amount: Mapped[int] = _money(default=None)
+    vat_rate: Mapped[Decimal] = mapped_column(ExactDecimal(5, 2))
+    vat_category: Mapped[str] = mapped_column(String(4))
+    document: Mapped[str] = mapped_column(Text)
+    pdf: Mapped[bytes | None] = mapped_column(LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb"))
+    pdf_sha256: Mapped[str | None] = mapped_column(String(64))
+    issued_at: Mapped[datetime] = _timestamp()
+    rendered_at: Mapped[datetime | None] = _timestamp(nullable=True)
+
+
+class InvoiceCounter(Base):
+    """The next number of a series in a year, taken under a row lock: gap-free, also on Galera."""
+
+    __tablename__ = "invoice_counters"
+    __table_args__ = (UniqueConstraint("series", "year", name="uq_invoice_counters_series_year"),)
+
+    id: Mapped[int] = _id()
+    series: Mapped[str] = mapped_column(String(8))
+    year: Mapped[int] = mapped_column(Integer)
+    last_number: Mapped[int] = mapped_column(Integer)
+
+
 class CallCharge(Base):
     __tablename__ = "call_charges"
     __table_args__ = (Index("ix_call_charges_company_charged", "company_id", "charged_at"),)
@@ -272,6 +316,7 @@ class CallCharge(Base):
     call_started_at: Mapped[datetime] = _timestamp()
     call_ended_at: Mapped[datetime | None] = _timestamp(nullable=True)
     charged_at: Mapped[datetime] = _timestamp()
+    caller_number: Mapped[str | None] = mapped_column(String(32))
 
 
 class CallReservation(Base):
@@ -354,3 +399,5 @@ notifications = cast(Table, Notification.__table__)
 webhook_events = cast(Table, WebhookEvent.__table__)
 retell_agents = cast(Table, RetellAgent.__table__)
 disputes = cast(Table, Dispute.__table__)
+invoices = cast(Table, Invoice.__table__)
+invoice_counters = cast(Table, InvoiceCounter.__table__)
