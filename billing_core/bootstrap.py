@@ -18,6 +18,7 @@ from billing_core.services.charging import ChargingService
 from billing_core.services.companies import CompanyService
 from billing_core.services.context import ServiceContext, utcnow
 from billing_core.services.disputes import DisputeService
+from billing_core.services.invoices import InvoiceService
 from billing_core.services.payments import PaymentService, forget_payment_method_in
 from billing_core.services.reconcile import ReconcileService
 from billing_core.services.refunds import RefundService
@@ -53,6 +54,7 @@ class Services:
     topups: TopupService
     bonus_rules: BonusRuleService
     webhooks: WebhookInbox
+    invoices: InvoiceService
     stripe_services: StripeServices | None
 
     @property
@@ -91,8 +93,11 @@ def build_services(
     ctx = ServiceContext(db=db or Database(settings.database_url), settings=settings, clock=clock)
     topups = TopupService(ctx)
     charging = ChargingService(ctx)
+    invoices = InvoiceService(ctx)
+    topups.after_credit.append(invoices.after_settle_in)
     gateway = gateway or build_gateway(settings)
     topup_refunds = TopupRefundService(ctx, gateway, topups)
+    topup_refunds.after_refund.append(invoices.after_refund_in)
     stripe_events = StripeEventHandler(
         ctx,
         topups,
@@ -127,5 +132,6 @@ def build_services(
         topups=topups,
         bonus_rules=BonusRuleService(ctx),
         webhooks=webhooks,
+        invoices=invoices,
         stripe_services=stripe_services,
     )

@@ -6,7 +6,8 @@
     ├── InvalidInput               bad arguments; nothing was changed
     │   ├── InvalidAmount          not a positive/parsable amount, bad currency code
     │   ├── CurrencyMismatch       two currencies in one operation
-    │   └── InvalidCursor          a history cursor we did not issue
+    │   ├── InvalidCursor          a history cursor we did not issue
+    │   └── InvoiceDataMissing     the buyer's data an invoice must show are incomplete
     ├── NotFound
     │   ├── CompanyNotFound
     │   ├── CallChargeNotFound
@@ -176,3 +177,12 @@ class StripeRateLimited(PaymentError):
 
 class StripeUnavailable(PaymentError):
     code = "stripe_unavailable"
+
+
+class InvoiceDataMissing(InvalidInput):
+    code = "invoice_data_missing"
+
+    def __init__(self, company_id: int, missing: list[str]) -> None:
+        super().__init__(f"company {company_id} cannot be invoiced: {', '.join(missing)} missing")
+        self.company_id = company_id
+        self.missing = missing

@@ -213,7 +213,9 @@ class SmtpMailSender:
             raise MailError(f"the SMTP server {config.describe()}: {error.message}", transient=True) from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
             # refused or dropped connections, timeouts, TLS handshakes; messages name host and port only
-            raise MailError(f"cannot reach the SMTP server {config.describe()}: {_describe(error)}", transient=True) from None
+            raise MailError(
+                f"cannot reach the SMTP server {config.describe()}: {_describe(error)}", transient=True
+            ) from None
         if refused:
             failures = [aiosmtplib.SMTPRecipientRefused(code, text, rcpt) for rcpt, (code, text) in refused.items()]
             # some went out: retrying would send the others a second copy, so this one is settled as permanent

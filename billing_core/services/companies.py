@@ -75,6 +75,7 @@ class CompanyView:
     auto_topup_monthly_limit: Money | None
     stripe_customer_id: str | None
     stripe_payment_method_id: str | None
+    auto_topup_disabled_reason: str | None = None
     details: dict[str, str | None] = field(default_factory=dict)
     rates: tuple[RateView, ...] = ()
 
@@ -103,6 +104,7 @@ class CompanyView:
             ),
             "stripe_customer_id": self.stripe_customer_id,
             "stripe_payment_method_id": self.stripe_payment_method_id,
+            "auto_topup_disabled_reason": self.auto_topup_disabled_reason,
             **self.details,
             "rates": [r.as_json() for r in self.rates],
         }
@@ -366,6 +368,7 @@ def _load(conn: Connection, company_id: int, *, with_rates: bool = True) -> Comp
         auto_topup_monthly_limit=None if monthly is None else Money(monthly, currency),
         stripe_customer_id=row[companies.c.stripe_customer_id],
         stripe_payment_method_id=row[balances.c.stripe_payment_method_id],
+        auto_topup_disabled_reason=row[balances.c.auto_topup_disabled_reason],
         details={
             k: row[companies.c[k]]
             for k in COMPANY_FIELDS

@@ -27,6 +27,7 @@ KINDS = (
     "dispute_opened",
     "dispute_closed",
     "payment_method_detached",
+    "invoice_blocked",
 )
 
 

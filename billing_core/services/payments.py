@@ -24,7 +24,7 @@ from billing_core.errors import (
     StripeRequestRejected,
 )
 from billing_core.money import Money
-from billing_core.services import audit, validation
+from billing_core.services import audit, notifications, validation
 from billing_core.services.context import ServiceContext
 from billing_core.services.topups import Topup, TopupService
 
@@ -97,6 +97,14 @@ def forget_payment_method_in(
             company_id=owner,
             now=now,
             details={"payment_method": payment_method_id},
+        )
+        notifications.enqueue(
+            conn,
+            kind="payment_method_detached",
+            recipient="company",
+            company_id=owner,
+            now=now,
+            payload={"payment_method": payment_method_id, "auto_topup_disabled": True},
         )
     return bool(owners)
 

@@ -10,6 +10,7 @@ and refunded amount, and the hold released; or, if Stripe refused, only the hold
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -106,6 +107,8 @@ class TopupRefundService:
         self._ctx = ctx
         self._stripe = gateway
         self._topups = topups
+        # called in the settling transaction of a refund (credit notes register here): (conn, refund, topup)
+        self.after_refund: list[Callable[[Connection, int, int], None]] = []
 
     def refund(
         self,
@@ -338,6 +341,8 @@ class TopupRefundService:
             .where(topup_refunds.c.id == refund_id)
             .values(status="succeeded", stripe_refund_id=stripe_refund_id, updated_at=now)
         )
+        for hook in self.after_refund:
+            hook(conn, refund_id, refund.topup_id)
         return self._get(conn, refund_id)
 
     def _close_failed(

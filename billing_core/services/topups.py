@@ -8,6 +8,7 @@ The credit's ledger keys (``topup:<id>`` and ``topup:<id>:bonus``) make a second
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -150,6 +151,8 @@ def load_bonus_rules(conn: Connection, company_id: int, currency: str) -> list[B
 class TopupService:
     def __init__(self, ctx: ServiceContext) -> None:
         self._ctx = ctx
+        # called in the settling transaction right after a credit (invoicing registers here)
+        self.after_credit: list[Callable[[Connection, int], None]] = []
 
     def create_pending(
         self,
@@ -443,6 +446,8 @@ class TopupService:
             "failure_code": None,
         }
         conn.execute(update(topups).where(topups.c.id == topup_id).values(**values))
+        for hook in self.after_credit:
+            hook(conn, topup_id)
         return SettleResult(self.get_in(conn, topup_id), Money(locked.balance, locked.currency), credited_now=True)
 
     @staticmethod

@@ -292,32 +292,30 @@ class WebhookInbox:
         delay = min(self._policy.base_delay * 2 ** (attempts - 1), self._policy.max_delay)
         return ("dead" if dead else "failed"), message, attempts, delay
 
-    def process_due(self, *, limit: int = 100) -> list[EventOutcome]:
-        """Process events whose retry time has come, one transaction each; returns what happened."""
+    def process_due(self, *, limit: int = 100, only: list[int] | None = None) -> list[EventOutcome]:
+        """Process events whose retry time has come (``only`` these rows), one transaction each."""
         outcomes: list[EventOutcome] = []
         for _ in range(limit):
-            outcome = self._ctx.db.write(self._process_next)
+            outcome = self._ctx.db.write(lambda conn: self._process_next(conn, only))
             if outcome is None:
                 break
             outcomes.append(outcome)
         return outcomes
 
-    def _process_next(self, conn: Connection) -> EventOutcome | None:
-        row = (
-            conn.execute(
-                select(webhook_events)
-                .where(
-                    webhook_events.c.status.in_(("pending", "failed")),
-                    webhook_events.c.next_attempt_at <= self._ctx.clock(),
-                )
-                .order_by(webhook_events.c.next_attempt_at, webhook_events.c.id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
+    def _process_next(self, conn: Connection, only: list[int] | None = None) -> EventOutcome | None:
+        # One status per claim: an equality on the (status, next_attempt_at) index lets InnoDB lock just the
+        # row it returns; with IN (...) it sorts and locks every due row, and other workers find none free.
+        for status in ("pending", "failed"):
+            query = select(webhook_events).where(
+                webhook_events.c.status == status, webhook_events.c.next_attempt_at <= self._ctx.clock()
             )
-            .mappings()
-            .first()
-        )
-        if row is None:
+            if only is not None:
+                query = query.where(webhook_events.c.id.in_(only))
+            query = query.order_by(webhook_events.c.next_attempt_at).limit(1).with_for_update(skip_locked=True)
+            row = conn.execute(query).mappings().first()
+            if row is not None:
+                break
+        else:
             return None
         event = InboundEvent(
             row["provider"], row["event_id"], row["event_type"], json.loads(row["payload"]), redelivered=True
@@ -356,7 +354,7 @@ class WebhookInbox:
             missing = sorted(set(row_ids) - set(ids))
             if missing:
                 raise NotFound(f"no dead or failed webhook events with ids {missing}")
-        return self.process_due(limit=max(len(ids), 1)) if ids else []
+        return self.process_due(limit=len(ids), only=ids) if ids else []
 
     def backlog(self) -> dict[str, int]:
         query = (

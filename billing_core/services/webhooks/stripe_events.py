@@ -26,6 +26,10 @@ from billing_core.services.webhooks.inbox import HandlerResult, InboundEvent, Re
 Object = Mapping[str, Any]
 
 
+class NotOurs(Exception):
+    pass
+
+
 def _id(value: Any) -> str | None:
     if value is None:
         return None
@@ -64,6 +68,9 @@ class StripeEventHandler:
             "charge.succeeded": self._charge_succeeded,
             "charge.failed": self._charge_failed,
             "charge.refunded": self._charge_refunded,
+            "refund.created": self._refund_event,
+            "refund.updated": self._refund_event,
+            "charge.refund.updated": self._refund_event,
             "charge.dispute.created": self._dispute_created,
             "charge.dispute.closed": self._dispute_closed,
             "payment_method.detached": self._payment_method_detached,
@@ -208,31 +215,44 @@ class StripeEventHandler:
         if topup.status not in ("succeeded", "partially_refunded", "refunded"):
             raise RetryLater(f"top-up {topup.id} is {topup.status}; its refund waits for the payment to settle")
         refunds = (charge.get("refunds") or {}).get("data") or []
-        if not refunds:
-            raise RetryLater("charge.refunded without the refund list; Stripe includes it, so wait and retry")
-        notes = [
-            self._refunds.record_stripe_refund_in(
-                conn,
-                topup=topup,
-                stripe_refund_id=str(r["id"]),
-                amount=int(r["amount"]),
-                status=str(r.get("status") or "succeeded"),
-                metadata=dict(_metadata(r)),
-            )
-            for r in refunds
-        ]
+        if not refunds:  # API versions since 2022-11-15 leave the list out; refund.* events carry each refund
+            return HandlerResult("processed", "refund details arrive as refund events")
+        notes = [self._record_refund(conn, topup, r) for r in refunds]
         return HandlerResult("processed", ", ".join(notes))
+
+    def _refund_event(self, conn: Connection, refund: Object) -> HandlerResult:
+        topup = self._topup(conn, refund, intent=_id(refund.get("payment_intent")), charge=_id(refund.get("charge")))
+        if topup is None:
+            return HandlerResult("ignored", "not a refund of ours")
+        if topup.status not in ("succeeded", "partially_refunded", "refunded"):
+            raise RetryLater(f"top-up {topup.id} is {topup.status}; its refund waits for the payment to settle")
+        return HandlerResult("processed", self._record_refund(conn, topup, refund))
+
+    def _record_refund(self, conn: Connection, topup: Topup, refund: Object) -> str:
+        return self._refunds.record_stripe_refund_in(
+            conn,
+            topup=topup,
+            stripe_refund_id=str(refund["id"]),
+            amount=int(refund["amount"]),
+            status=str(refund.get("status") or "succeeded"),
+            metadata=dict(_metadata(refund)),
+        )
 
     # -- disputes and payment methods -------------------------------------------------------------
 
     def _dispute_topup(self, conn: Connection, dispute: Object) -> Topup:
         topup = self._topup(conn, dispute, intent=_id(dispute.get("payment_intent")), charge=_id(dispute.get("charge")))
-        if topup is None or topup.status not in ("succeeded", "partially_refunded", "refunded"):
-            raise RetryLater("the disputed payment is not (yet) a settled top-up of ours")
+        if topup is None:
+            raise NotOurs("a dispute on a payment that is not ours")
+        if topup.status not in ("succeeded", "partially_refunded", "refunded"):
+            raise RetryLater("the disputed payment is not settled yet")
         return topup
 
     def _dispute_created(self, conn: Connection, dispute: Object) -> HandlerResult:
-        topup = self._dispute_topup(conn, dispute)
+        try:
+            topup = self._dispute_topup(conn, dispute)
+        except NotOurs as reason:
+            return HandlerResult("ignored", str(reason))
         note = self._disputes.open_in(
             conn,
             topup=topup,
@@ -244,7 +264,10 @@ class StripeEventHandler:
         return HandlerResult("processed", note)
 
     def _dispute_closed(self, conn: Connection, dispute: Object) -> HandlerResult:
-        topup = self._dispute_topup(conn, dispute)
+        try:
+            topup = self._dispute_topup(conn, dispute)
+        except NotOurs as reason:
+            return HandlerResult("ignored", str(reason))
         note = self._disputes.close_in(
             conn,
             topup=topup,
