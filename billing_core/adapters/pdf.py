@@ -7,6 +7,7 @@ them; they read nothing but their argument and the templates.
 
 from __future__ import annotations
 
+import io
 from datetime import date, datetime
 from decimal import Decimal
 from functools import cache
@@ -184,26 +185,26 @@ def html_to_pdf(html: str, *, pdf_a: bool = False) -> bytes:
 
 
 def render_invoice_pdf(doc: dict[str, Any]) -> bytes:
-    """PDF/A-3 with the EN 16931 XML embedded (checked against the official schema while embedding)."""
-    from facturx import generate_from_binary
+    """PDF/A-3b with the EN 16931 XML attached as ``factur-x.xml`` (relationship Data) and the Factur-X XMP.
 
-    pdf = html_to_pdf(invoice_html(doc), pdf_a=True)
-    return bytes(
-        generate_from_binary(
-            pdf,
-            cii_xml(doc),
-            flavor="factur-x",
-            level="en16931",
-            check_xsd=True,
-            lang=language(doc["locale"]),
-            pdf_metadata={
-                "author": doc["seller"]["name"],
-                "keywords": "Factur-X, ZUGFeRD, EN 16931",
-                "title": f"{doc['seller']['name']}: {doc['number']}",
-                "subject": doc["number"],
-            },
-        )
+    WeasyPrint writes the attachment and the XMP in the same pass as the PDF; the XML is first checked
+    against the official schema shipped with ``factur-x``, which raises if it is not valid.
+    """
+    from facturx import xml_check_xsd
+    from weasyprint import HTML, Attachment
+
+    xml = cii_xml(doc)
+    xml_check_xsd(xml, flavor="factur-x", level="en16931")
+    attachment = Attachment(
+        file_obj=io.BytesIO(xml),
+        name="factur-x.xml",
+        relationship="Data",
+        description=f"Factur-X (EN 16931) {doc['number']}",
     )
+    pdf = HTML(string=invoice_html(doc), base_url=str(TEMPLATES)).write_pdf(
+        pdf_variant="pdf/a-3b", attachments=[attachment], xmp_metadata=[str(TEMPLATES / "factur-x.xmp")]
+    )
+    return bytes(pdf)
 
 
 def render_statement_pdf(doc: dict[str, Any]) -> bytes:

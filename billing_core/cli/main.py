@@ -109,9 +109,17 @@ def cli() -> None:
 
 
 def register() -> None:
-    from billing_core.cli import companies, db, ledger, money_commands, stripe_commands, webhook_commands
+    from billing_core.cli import (
+        companies,
+        db,
+        invoice_commands,
+        ledger,
+        money_commands,
+        stripe_commands,
+        webhook_commands,
+    )
 
-    for group in (db.db, companies.companies, ledger.ledger):
+    for group in (db.db, companies.companies, ledger.ledger, invoice_commands.invoices):
         cli.add_command(group)
     money_commands.register(cli)
     stripe_commands.register(cli, money_commands.topups)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -70,6 +71,7 @@ TEMPLATES: tuple[tuple[str, str], ...] = (
     ("dispute_opened", "admin"),
     ("dispute_closed", "admin"),
     ("payment_method_detached", "company"),
+    ("invoice_blocked", "admin"),
 )
 ATTACHMENT_KINDS = frozenset({"invoice", "credit_note"})
 # Top-ups that go through a payment provider and so can fail; bank transfers and manual credits cannot.
@@ -151,8 +153,12 @@ def _percent(context: jinja2.runtime.Context, value: Any) -> str:
     return str(format_percent(number, locale=context["locale"], decimal_quantization=False))
 
 
+_LINE_BREAKS_AND_SPACES = re.compile("[ \t\r\n\f\v\x85\u2028\u2029]+")
+
+
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    """Header-safe: runs of spaces and line breaks become one space; no-break spaces in amounts stay."""
+    return _LINE_BREAKS_AND_SPACES.sub(" ", text).strip()
 
 
 def make_environment(directory: Path = TEMPLATE_DIR) -> jinja2.Environment:
