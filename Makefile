@@ -34,6 +34,8 @@ test: $(STAMP) system-packages
 
 bench: $(STAMP) system-packages
 	$(BIN)/python -m bench.charges
+	$(BIN)/python -m bench.webhooks
+	$(BIN)/python -m bench.invoices
 
 clean:
 	rm -rf build var $(VENV)
