@@ -19,6 +19,7 @@ from billing_core.services.companies import CompanyService
 from billing_core.services.context import ServiceContext, utcnow
 from billing_core.services.disputes import DisputeService
 from billing_core.services.invoices import InvoiceService
+from billing_core.services.mailer import MailerService, NotificationRow
 from billing_core.services.payments import PaymentService, forget_payment_method_in
 from billing_core.services.reconcile import ReconcileService
 from billing_core.services.refunds import RefundService
@@ -55,6 +56,7 @@ class Services:
     bonus_rules: BonusRuleService
     webhooks: WebhookInbox
     invoices: InvoiceService
+    mailer: MailerService | None
     stripe_services: StripeServices | None
 
     @property
@@ -80,6 +82,20 @@ def build_gateway(settings: Settings) -> StripeGateway | None:
     from billing_core.adapters.stripe_gateway import StripeGateway  # the SDK is slow to import; only when used
 
     return StripeGateway(secret, test_mode=settings.stripe_test_mode, api_base=settings.stripe_api_base)
+
+
+def build_mailer(ctx: ServiceContext, invoices: InvoiceService) -> MailerService | None:
+    """The outbox sender, when SMTP_URL is set (otherwise mails wait in the outbox)."""
+    if not ctx.settings.smtp_url:
+        return None
+    from billing_core.adapters.mail import SmtpMailSender
+
+    def invoice_pdf(row: NotificationRow) -> list[tuple[str, bytes, str]]:
+        number, pdf = invoices.pdf_by_id(int(row.payload["invoice_id"]))
+        return [(f"{number}.pdf", pdf, "application/pdf")]
+
+    sender = SmtpMailSender.from_url(ctx.settings.smtp_url, from_address=ctx.settings.mail_from)
+    return MailerService(ctx, sender, attachments=invoice_pdf)
 
 
 def build_services(
@@ -133,5 +149,6 @@ def build_services(
         bonus_rules=BonusRuleService(ctx),
         webhooks=webhooks,
         invoices=invoices,
+        mailer=build_mailer(ctx, invoices),
         stripe_services=stripe_services,
     )

@@ -1,4 +1,5 @@
-"""The worker: retries due inbox events, runs follow-ups (auto top-up), and sweeps for missed auto top-ups.
+"""The worker: retries due inbox events, runs follow-ups (auto top-up), renders invoice PDFs in a process
+pool, sends the mail outbox, and sweeps for missed auto top-ups, low balances and payment failure spikes.
 
 It runs inside the webhook process by default (``BILLING_WEBHOOK_WORKER``) or as ``billing worker``
 processes when scaled out; the inbox's ``FOR UPDATE SKIP LOCKED`` claim keeps several of them apart.

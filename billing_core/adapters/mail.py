@@ -31,13 +31,19 @@ _FALSE = {"0", "false", "no", "off"}
 
 
 class MailError(Exception):
-    """A mail was not sent. ``transient``: the same mail may go through later; ``code``: the SMTP reply."""
+    """A mail was not sent.
 
-    def __init__(self, message: str, *, transient: bool, code: int | None = None) -> None:
+    ``transient``: the same mail may go through later. ``code``: the SMTP reply, if the server gave one.
+    ``server_down``: the server could not be used at all (unreachable, TLS, login refused, 421), so any
+    other mail sent now would fail the same way.
+    """
+
+    def __init__(self, message: str, *, transient: bool, code: int | None = None, server_down: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.transient = transient
         self.code = code
+        self.server_down = server_down
 
     @property
     def permanent(self) -> bool:
@@ -204,17 +210,25 @@ class SmtpMailSender:
                 f"the SMTP server {config.describe()} refused the login ({error.code}); check SMTP_URL",
                 transient=True,
                 code=error.code,
+                server_down=True,
             ) from None
         except aiosmtplib.SMTPResponseException as error:
             raise MailError(
-                f"the SMTP server replied {error.code}: {error.message}", transient=error.code < 500, code=error.code
+                f"the SMTP server replied {error.code}: {error.message}",
+                transient=error.code < 500,
+                code=error.code,
+                server_down=error.code == 421 or isinstance(error, aiosmtplib.SMTPConnectError),
             ) from None
         except aiosmtplib.SMTPNotSupported as error:  # e.g. STARTTLS asked for but not offered: our configuration
-            raise MailError(f"the SMTP server {config.describe()}: {error.message}", transient=True) from None
+            raise MailError(
+                f"the SMTP server {config.describe()}: {error.message}", transient=True, server_down=True
+            ) from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
             # refused or dropped connections, timeouts, TLS handshakes; messages name host and port only
             raise MailError(
-                f"cannot reach the SMTP server {config.describe()}: {_describe(error)}", transient=True
+                f"cannot reach the SMTP server {config.describe()}: {_describe(error)}",
+                transient=True,
+                server_down=True,
             ) from None
         if refused:
             failures = [aiosmtplib.SMTPRecipientRefused(code, text, rcpt) for rcpt, (code, text) in refused.items()]

@@ -231,6 +231,10 @@ class InvoiceService:
     def _issue_one(self, topup_id: int) -> InvoiceView:
         return self._ctx.db.write(lambda conn: self.issue_for_topup_in(conn, topup_id))
 
+    def has_unrendered(self) -> bool:
+        query = select(invoices.c.id).where(invoices.c.pdf.is_(None)).limit(1)
+        return self._ctx.db.read(lambda conn: conn.execute(query).first() is not None)
+
     def render_pending(self, *, limit: int = 20, executor: Executor | None = None) -> list[str]:
         """Render PDFs not rendered yet (in ``executor``'s processes if given) and queue their mails."""
         query = (

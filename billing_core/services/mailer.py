@@ -315,7 +315,7 @@ class _Undeliverable(Exception):
 class _Outcome:
     status: str
     error: str | None = None
-    outage: bool = False
+    server_down: bool = False
 
 
 class MailerService:
@@ -348,13 +348,14 @@ class MailerService:
         deliveries: list[Delivery] = []
         give_back_after = time.monotonic() + self._policy.lease.total_seconds() / 2
         for index, item in enumerate(claimed):
-            if time.monotonic() > give_back_after:
-                deliveries += await self._give_back(claimed[index:], "the batch outlived half its lease")
+            if index and time.monotonic() > give_back_after:  # due again at once, for this or another worker
+                deliveries += await self._give_back(claimed[index:], "the batch outlived half its lease", timedelta())
                 break
-            delivery, outage = await self._deliver(item)
+            delivery, server_down = await self._deliver(item)
             deliveries.append(delivery)
-            if outage and index + 1 < len(claimed):
-                deliveries += await self._give_back(claimed[index + 1 :], delivery.error or "mail server unreachable")
+            if server_down and index + 1 < len(claimed):
+                reason = delivery.error or "the mail server is unavailable"
+                deliveries += await self._give_back(claimed[index + 1 :], reason, self._policy.base_delay)
                 break
         return deliveries
 
@@ -430,18 +431,18 @@ class MailerService:
         try:
             await self._sender.send(message)
         except MailError as error:
-            outcome = _Outcome(
-                "retry" if error.transient else "failed", error.message, error.transient and not error.code
-            )
+            outcome = _Outcome("retry" if error.transient else "failed", error.message, error.server_down)
         except Exception as error:  # an adapter surprise must not end the cycle
             log.error("mail adapter failed", extra={"notification_id": row.id, "error": type(error).__name__})
             outcome = _Outcome("retry", f"{type(error).__name__}: {error}")
         else:
             outcome = _Outcome("sent")
-        return await self._finish(row, to, outcome), outcome.outage
+        return await self._finish(row, to, outcome), outcome.server_down
 
     def _address(self, item: _Claimed) -> str:
         if item.row.recipient == "admin":
+            if "@" not in self._ctx.settings.admin_email:
+                raise _Undeliverable("no admin mail address is configured (BILLING_ADMIN_EMAIL)")
             return self._ctx.settings.admin_email
         if item.company is None:
             raise _Undeliverable(f"company {item.row.company_id} does not exist")
@@ -506,9 +507,9 @@ class MailerService:
             )
         return Delivery(row.id, row.kind, to, status, row.attempts, outcome.error, next_at)
 
-    async def _give_back(self, items: list[_Claimed], reason: str) -> list[Delivery]:
-        """Return claimed rows untried: the attempt is not counted; they come back after the first backoff."""
-        next_at = self._ctx.clock() + self._policy.base_delay
+    async def _give_back(self, items: list[_Claimed], reason: str, wait: timedelta) -> list[Delivery]:
+        """Return claimed rows untried: the attempt is not counted; they are due again after ``wait``."""
+        next_at = self._ctx.clock() + wait
 
         def work(conn: Connection) -> None:
             for item in items:
