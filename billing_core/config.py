@@ -10,9 +10,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from billing_core.errors import InvalidAmount
 from billing_core.money import Money
 
 
@@ -106,6 +107,19 @@ class Settings(BaseSettings):
         if value is not None and (not value.is_finite() or value < 0):
             raise ValueError("must be a non-negative decimal amount")
         return value
+
+    @model_validator(mode="after")
+    def _amounts_fit_the_currency(self) -> Settings:
+        """Fail at start-up, not at the first company: 20.005 EUR is not an amount."""
+        for name in ("default_low_balance_threshold", "default_auto_topup_threshold", "default_auto_topup_amount",
+                     "auto_topup_monthly_limit"):
+            value = getattr(self, name)
+            if value is not None:
+                try:
+                    self.money(value)
+                except InvalidAmount as error:
+                    raise ValueError(f"{name}: {error.message}") from None
+        return self
 
     @field_validator("payment_methods")
     @classmethod

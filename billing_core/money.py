@@ -45,12 +45,16 @@ class Money:
     def __post_init__(self) -> None:
         if isinstance(self.cents, bool) or not isinstance(self.cents, int):
             raise InvalidAmount(f"money needs integer minor units, got {type(self.cents).__name__}")
+        if not isinstance(self.currency, str):
+            raise InvalidAmount(f"currency must be an ISO 4217 code, got {type(self.currency).__name__}")
         object.__setattr__(self, "currency", normalize_currency(self.currency))
 
     @classmethod
     def parse(cls, text: str, currency: str) -> Money:
         """Parse a decimal string in major units ("50.00", "-3.5", "12") without rounding."""
-        match = _DECIMAL_TEXT.match(str(text).strip())
+        if not isinstance(text, str):
+            raise InvalidAmount(f"amounts are parsed from decimal strings like '50.00', not {type(text).__name__}")
+        match = _DECIMAL_TEXT.match(text.strip())
         if not match:
             raise InvalidAmount(f"{text!r} is not a decimal amount like 50.00")
         digits = minor_digits(currency)
@@ -58,7 +62,7 @@ class Money:
         if len(fraction.rstrip("0")) > digits:
             raise InvalidAmount(f"{text!r} has more than {digits} decimal places for {currency.upper()}")
         try:
-            value = Decimal(str(text).strip())
+            value = Decimal(text.strip())
         except InvalidOperation as exc:  # pragma: no cover - the regex already rejects these
             raise InvalidAmount(f"{text!r} is not a decimal amount") from exc
         return cls(int(value.scaleb(digits)), currency)

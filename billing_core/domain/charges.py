@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from billing_core.errors import InvalidInput
+from billing_core.errors import CurrencyMismatch, InvalidInput
 from billing_core.money import Money, round_to_minor
 
 SECONDS_PER_MINUTE = 60
@@ -20,7 +20,7 @@ class Rate:
     increment_seconds: int = 1
 
     def __post_init__(self) -> None:
-        if not isinstance(self.per_minute, Decimal) or self.per_minute < 0:
+        if not isinstance(self.per_minute, Decimal) or not self.per_minute.is_finite() or self.per_minute < 0:
             raise InvalidInput(f"rate per minute must be a non-negative Decimal, got {self.per_minute!r}")
         if self.increment_seconds < 1:
             raise InvalidInput("billing increment must be at least one second")
@@ -36,6 +36,8 @@ def billed_seconds(duration_seconds: int, increment_seconds: int) -> int:
     """Round the duration up to the next whole billing increment (60 s increments bill 61 s as 120 s)."""
     if duration_seconds < 0:
         raise InvalidInput("call duration cannot be negative")
+    if increment_seconds < 1:
+        raise InvalidInput("billing increment must be at least one second")
     increments = -(-duration_seconds // increment_seconds)
     return increments * increment_seconds
 
@@ -49,5 +51,7 @@ def compute_charge(duration_seconds: int, rate: Rate) -> CallCharge:
 
 def reservation_amount(minutes: int, rate: Rate, available: Money) -> Money:
     """What to hold for a starting call: ``minutes`` at the rate, capped by what is available."""
+    if available.currency != rate.currency:
+        raise CurrencyMismatch(rate.currency, available.currency)
     wanted = compute_charge(minutes * SECONDS_PER_MINUTE, rate).amount
     return Money(max(0, min(wanted.cents, available.cents)), rate.currency)

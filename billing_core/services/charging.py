@@ -27,7 +27,13 @@ from billing_core.db.ledger import (
 )
 from billing_core.db.tables import balances, billing_rates, call_charges, companies, reservations
 from billing_core.domain.charges import Rate, compute_charge, reservation_amount
-from billing_core.errors import BillingDisabled, CallChargedWithDifferentData, CallChargeNotFound, InvalidInput
+from billing_core.errors import (
+    BillingDisabled,
+    CallChargedWithDifferentData,
+    CallChargeNotFound,
+    Conflict,
+    InvalidInput,
+)
 from billing_core.money import Money
 from billing_core.services import validation
 from billing_core.services.context import ServiceContext
@@ -114,7 +120,7 @@ LOCK_FOR_CHARGE = locking_select(
     *_rate_in_force(), _ENABLED, balances.c.auto_topup_enabled, balances.c.auto_topup_threshold
 )
 LOCK_FOR_RESERVE = locking_select(*_rate_in_force(), _ENABLED)
-HELD_FOR_CALL = select(reservations.c.amount).where(_ACTIVE_HOLD)
+HELD_FOR_CALL = select(reservations.c.amount, reservations.c.company_id).where(_ACTIVE_HOLD)
 CALL_STATE = select(
     select(call_charges.c.id).where(call_charges.c.call_id == bindparam("call_id")).scalar_subquery().label("charged"),
     select(reservations.c.amount)
@@ -285,7 +291,10 @@ class ChargingService:
             if previous is not None:
                 return _same_call(previous, company_id, duration_seconds)
         self._check_enabled(locked)
-        held_cents = conn.execute(HELD_FOR_CALL, {"call_id": call_id}).scalar() or 0
+        hold = conn.execute(HELD_FOR_CALL, {"call_id": call_id}).first()
+        if hold is not None and hold.company_id != company_id:
+            raise Conflict(f"call {call_id} holds a reservation of company {hold.company_id}, not {company_id}")
+        held_cents = hold.amount if hold is not None else 0
         rate = self._rate(locked)
         charge = compute_charge(duration_seconds, rate)
         now = self._ctx.clock()
