@@ -11,9 +11,8 @@ from typing import Any
 import stripe
 from retell.lib.webhook_auth import symmetric
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference"
-if not REFERENCE.exists():  # a CI clone keeps shared/ beside the repository
-    REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
+# Stripe's own example objects (its OpenAPI fixtures) and Retell's webhook bodies, copied from the reference
+REFERENCE = Path(__file__).resolve().parents[1] / "fixtures"
 
 STRIPE_WEBHOOK_SECRET = "whsec_test_0123456789abcdef"
 RETELL_API_KEY = "key_retell_test_0123456789"
