@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from sqlalchemy import Connection, insert, select, update
 
 from billing_core.db.ledger import lock_balance, move_balance, post_entry
@@ -9,8 +12,6 @@ from billing_core.db.tables import disputes
 from billing_core.services import audit, notifications
 from billing_core.services.context import ServiceContext
 from billing_core.services.topups import Topup
-
-LOST = ("lost",)
 
 
 class DisputeService:
@@ -25,40 +26,9 @@ class DisputeService:
         if self._row(conn, dispute_id) is not None:
             return "already recorded"
         now = self._ctx.clock()
-        conn.execute(
-            insert(disputes).values(
-                stripe_dispute_id=dispute_id,
-                stripe_charge_id=charge_id,
-                topup_id=topup.id,
-                company_id=topup.company_id,
-                amount=amount,
-                currency=topup.amount.currency,
-                status="open",
-                reason=reason,
-                created_at=now,
-            )
-        )
+        self._insert(conn, topup, dispute_id, charge_id, amount, reason, now)
         move_balance(conn, locked, amount=0, reserved_delta=amount, now=now)
-        payload = {
-            "dispute": dispute_id,
-            "topup_id": topup.id,
-            "amount": amount,
-            "currency": topup.amount.currency,
-            "reason": reason,
-        }
-        notifications.enqueue(
-            conn, kind="dispute_opened", recipient="admin", company_id=topup.company_id, payload=payload, now=now
-        )
-        audit.record(
-            conn,
-            actor="stripe",
-            action="dispute.opened",
-            entity_type="dispute",
-            entity_id=dispute_id,
-            company_id=topup.company_id,
-            details=payload,
-            now=now,
-        )
+        self._tell(conn, "dispute_opened", topup, now, dispute=dispute_id, amount=amount, reason=reason)
         return "held"
 
     def close_in(
@@ -76,27 +46,13 @@ class DisputeService:
         locked = lock_balance(conn, topup.company_id)
         row = self._row(conn, dispute_id)
         now = self._ctx.clock()
-        if row is None:  # closed before we saw it open (events out of order): nothing was held
-            conn.execute(
-                insert(disputes).values(
-                    stripe_dispute_id=dispute_id,
-                    stripe_charge_id=charge_id,
-                    topup_id=topup.id,
-                    company_id=topup.company_id,
-                    amount=amount,
-                    currency=topup.amount.currency,
-                    status="open",
-                    reason=reason,
-                    created_at=now,
-                )
-            )
-            held = 0
-        elif row.status != "open":
+        if row is not None and row.status != "open":
             return "already closed"
-        else:
-            held = row.amount
+        if row is None:  # closed before we saw it open (events out of order): nothing was held
+            self._insert(conn, topup, dispute_id, charge_id, amount, reason, now)
+        held = 0 if row is None else row.amount
         move_balance(conn, locked, amount=0, reserved_delta=-held, now=now)
-        lost = status in LOST
+        lost = status == "lost"
         if lost:
             post_entry(
                 conn,
@@ -115,22 +71,49 @@ class DisputeService:
             .where(disputes.c.stripe_dispute_id == dispute_id)
             .values(status="lost" if lost else "won", closed_at=now)
         )
-        payload = {"dispute": dispute_id, "topup_id": topup.id, "amount": amount, "status": status}
-        notifications.enqueue(
-            conn, kind="dispute_closed", recipient="admin", company_id=topup.company_id, payload=payload, now=now
+        self._tell(conn, "dispute_closed", topup, now, dispute=dispute_id, amount=amount, status=status)
+        return "reversed" if lost else "released"
+
+    def _insert(
+        self,
+        conn: Connection,
+        topup: Topup,
+        dispute_id: str,
+        charge_id: str,
+        amount: int,
+        reason: str | None,
+        now: datetime,
+    ) -> None:
+        conn.execute(
+            insert(disputes).values(
+                stripe_dispute_id=dispute_id,
+                stripe_charge_id=charge_id,
+                topup_id=topup.id,
+                company_id=topup.company_id,
+                amount=amount,
+                currency=topup.amount.currency,
+                status="open",
+                reason=reason,
+                created_at=now,
+            )
         )
+
+    @staticmethod
+    def _tell(conn: Connection, kind: str, topup: Topup, now: datetime, **details: Any) -> None:
+        """The admin alert and the audit row of a dispute event."""
+        payload = {"topup_id": topup.id, "currency": topup.amount.currency, **details}
+        notifications.enqueue(conn, kind=kind, recipient="admin", company_id=topup.company_id, payload=payload, now=now)
         audit.record(
             conn,
             actor="stripe",
-            action="dispute.closed",
+            action=kind.replace("_", "."),
             entity_type="dispute",
-            entity_id=dispute_id,
+            entity_id=details["dispute"],
             company_id=topup.company_id,
             details=payload,
             now=now,
         )
-        return "reversed" if lost else "released"
 
     @staticmethod
-    def _row(conn: Connection, dispute_id: str):  # type: ignore[no-untyped-def]
+    def _row(conn: Connection, dispute_id: str) -> Any:
         return conn.execute(select(disputes).where(disputes.c.stripe_dispute_id == dispute_id)).first()

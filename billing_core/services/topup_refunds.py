@@ -19,7 +19,7 @@ from sqlalchemy import Connection, func, select, update
 
 from billing_core.adapters.stripe_objects import RefundView
 from billing_core.db.database import inserted_id
-from billing_core.db.ledger import lock_balance, move_balance, post_entry
+from billing_core.db.ledger import LockedBalance, lock_balance, move_balance, post_entry
 from billing_core.db.tables import topup_refunds, topups
 from billing_core.errors import (
     CurrencyMismatch,
@@ -302,14 +302,20 @@ class TopupRefundService:
         )
         return self._get(conn, refund_id)
 
-    def _close_succeeded(self, conn: Connection, refund_id: int, stripe_refund_id: str) -> TopupRefund:
-        owner = self._get(conn, refund_id)
-        locked = lock_balance(conn, owner.company_id)
+    def _release_hold(self, conn: Connection, refund_id: int) -> tuple[TopupRefund, LockedBalance | None]:
+        """Lock the balance, then the refund; a pending refund's hold is released (the caller settles it)."""
+        locked = lock_balance(conn, self._get(conn, refund_id).company_id)
         refund = self._get(conn, refund_id, lock=True)
         if refund.status != "pending":
+            return refund, None
+        move_balance(conn, locked, amount=0, reserved_delta=-refund.balance_debit, now=self._ctx.clock())
+        return refund, locked
+
+    def _close_succeeded(self, conn: Connection, refund_id: int, stripe_refund_id: str) -> TopupRefund:
+        refund, locked = self._release_hold(conn, refund_id)
+        if locked is None:
             return refund
         now = self._ctx.clock()
-        move_balance(conn, locked, amount=0, reserved_delta=-refund.balance_debit, now=now)
         post_entry(
             conn,
             locked,
@@ -348,13 +354,10 @@ class TopupRefundService:
     def _close_failed(
         self, conn: Connection, refund_id: int, reason: str, stripe_refund_id: str | None = None
     ) -> TopupRefund:
-        owner = self._get(conn, refund_id)
-        locked = lock_balance(conn, owner.company_id)
-        refund = self._get(conn, refund_id, lock=True)
-        if refund.status != "pending":
+        refund, locked = self._release_hold(conn, refund_id)
+        if locked is None:
             return refund
         now = self._ctx.clock()
-        move_balance(conn, locked, amount=0, reserved_delta=-refund.balance_debit, now=now)
         values: dict[str, Any] = {"status": "failed", "failure_reason": reason[:500], "updated_at": now}
         if stripe_refund_id:
             values["stripe_refund_id"] = stripe_refund_id
