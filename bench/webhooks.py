@@ -16,10 +16,8 @@ import asyncio
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +28,7 @@ from retell.lib.webhook_auth import symmetric
 from sqlalchemy import select
 
 from bench.charges import COMPANIES, fresh_database
+from bench.common import bench_databases
 from billing_core.db.database import Database
 from billing_core.db.tables import call_charges
 from tests.support.mariadb import free_port
@@ -136,36 +135,26 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite,mariadb")
     args = parser.parse_args()
     backends = args.backends.split(",")
-    server = None
-    if "mariadb" in backends:
-        from tests.support.mariadb import MariaDBServer, build_dir
-
-        server = MariaDBServer(build_dir() / f"mariadb-bench-{os.getpid()}").start()
     runs: list[Run] = []
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            index = 100
-            for backend in backends:
-                for path in ("sidecar", "raw"):
-                    index += 1
-                    url = fresh_database(backend, Path(tmp), server, index)
-                    port = free_port()
-                    process = start_server(path, url, port, Path(tmp))
-                    try:
-                        batch = events(args.events, f"w{index}")
-                        asyncio.run(fire(port, events(50, f"warm{index}"), args.senders))  # warm-up
-                        seconds, to_2xx, sent_at, errors = asyncio.run(fire(port, batch, args.senders))
-                        time.sleep(1)
-                    finally:
-                        process.terminate()
-                        process.wait(timeout=30)
-                    run = Run(backend, path, len(batch), seconds, to_2xx, commit_latencies(url, sent_at), errors)
-                    runs.append(run)
-                    print(f"  {backend:<8} {path:<8} {run.per_second:8.0f}/s  errors {errors}", file=sys.stderr)
-    finally:
-        if server is not None:
-            server.stop()
-            shutil.rmtree(server.base_dir, ignore_errors=True)
+    with bench_databases(backends) as (server, tmp):
+        index = 100
+        for backend in backends:
+            for path in ("sidecar", "raw"):
+                index += 1
+                url = fresh_database(backend, tmp, server, index)
+                port = free_port()
+                process = start_server(path, url, port, tmp)
+                try:
+                    batch = events(args.events, f"w{index}")
+                    asyncio.run(fire(port, events(50, f"warm{index}"), args.senders))  # warm-up
+                    seconds, to_2xx, sent_at, errors = asyncio.run(fire(port, batch, args.senders))
+                    time.sleep(1)
+                finally:
+                    process.terminate()
+                    process.wait(timeout=30)
+                run = Run(backend, path, len(batch), seconds, to_2xx, commit_latencies(url, sent_at), errors)
+                runs.append(run)
+                print(f"  {backend:<8} {path:<8} {run.per_second:8.0f}/s  errors {errors}", file=sys.stderr)
     print_table(runs, args.senders)
 
 
