@@ -4,9 +4,10 @@
 
 Scenarios: 16 concurrent writers over 1,000 companies, and over one hot company. The service path is
 what the webhook and MCP processes run: ``ChargingService.charge_call`` in a worker thread
-(``anyio.to_thread``), one thread hop per transaction. Baselines do the same statements with the raw
-drivers: aiomysql and pymysql on MariaDB; aiosqlite (one thread hop per statement) and plain sqlite3 on
-SQLite. The ratio compares the service with the best raw baseline of the same database.
+(``anyio.to_thread``), one thread hop per transaction. Baselines do the same transaction with the raw
+drivers (lock the balance row with the rate, read the call's hold, insert the charge and the ledger entry,
+update the balance, commit): aiomysql and pymysql on MariaDB; aiosqlite (one thread hop per statement) and
+plain sqlite3 on SQLite. The ratio compares the service with the best raw baseline of the same database.
 """
 
 from __future__ import annotations
@@ -180,6 +181,8 @@ MYSQL_STEPS = (
     "description, reference_type, reference_id, idempotency_key, created_at) "
     "VALUES (%s, 'charge', %s, 'EUR', %s, %s, %s, 'call_charge', %s, %s, %s)",
     "UPDATE prepaid_balances SET balance = %s, updated_at = %s WHERE company_id = %s",
+    # read after the row lock, like the service: the call's hold, released with the charge when there is one
+    "SELECT amount, company_id FROM call_reservations WHERE call_id = %s AND status = 'active'",
 )
 
 
@@ -220,6 +223,8 @@ async def raw_aiomysql(url: str, jobs: list[tuple[str, int, int]], writers: int)
             async with conn.cursor() as cur:
                 await cur.execute(MYSQL_STEPS[0], (company, STARTED.replace(tzinfo=None), company))
                 row = await cur.fetchone()
+                await cur.execute(MYSQL_STEPS[4], (call_id,))
+                await cur.fetchone()
                 charge_p, ledger_p, update_p = mysql_params(call_id, company, seconds, row)
                 await cur.execute(MYSQL_STEPS[1], charge_p)
                 await cur.execute(MYSQL_STEPS[2], ledger_p)
@@ -252,6 +257,8 @@ async def raw_pymysql(url: str, jobs: list[tuple[str, int, int]], writers: int) 
         with conn.cursor() as cur:
             cur.execute(MYSQL_STEPS[0], (company, STARTED.replace(tzinfo=None), company))
             row = cur.fetchone()
+            cur.execute(MYSQL_STEPS[4], (call_id,))
+            cur.fetchone()
             charge_p, ledger_p, update_p = mysql_params(call_id, company, seconds, row)
             cur.execute(MYSQL_STEPS[1], charge_p)
             cur.execute(MYSQL_STEPS[2], ledger_p)
@@ -304,6 +311,7 @@ async def raw_aiosqlite(url: str, jobs: list[tuple[str, int, int]], writers: int
             await conn.execute("BEGIN IMMEDIATE")
             cur = await conn.execute(SQLITE_STEPS[0], (company, started, company))
             row = await cur.fetchone()
+            await (await conn.execute(SQLITE_STEPS[4], (call_id,))).fetchone()
             charge_p, ledger_p, update_p = sqlite_params(call_id, company, seconds, row)
             await conn.execute(SQLITE_STEPS[1], charge_p)
             await conn.execute(SQLITE_STEPS[2], ledger_p)
@@ -329,6 +337,7 @@ async def raw_sqlite3(url: str, jobs: list[tuple[str, int, int]], writers: int) 
         with lock:
             conn.execute("BEGIN IMMEDIATE")
             row = conn.execute(SQLITE_STEPS[0], (company, started, company)).fetchone()
+            conn.execute(SQLITE_STEPS[4], (call_id,)).fetchone()
             charge_p, ledger_p, update_p = sqlite_params(call_id, company, seconds, row)
             conn.execute(SQLITE_STEPS[1], charge_p)
             conn.execute(SQLITE_STEPS[2], ledger_p)
