@@ -164,19 +164,18 @@ class WebhookInbox:
     def _store_for_later(
         self, event: InboundEvent, raw: bytes, received_at: datetime, error: Exception | None
     ) -> EventOutcome:
-        if error is None:
-            status, note, attempts, delay = "pending", "", 0, timedelta(0)
-        else:
-            status, note, attempts, delay = self._failure(event, error, attempts=1)
-
         def store(conn: Connection) -> EventOutcome:
             existing = conn.execute(
                 select(webhook_events.c.status).where(
                     webhook_events.c.provider == event.provider, webhook_events.c.event_id == event.event_id
                 )
             ).first()
-            if existing is not None:
+            if existing is not None:  # a duplicate delivery: whatever its attempt ran into is not news
                 return EventOutcome(event.provider, event.event_id, event.event_type, "duplicate", existing.status)
+            if error is None:
+                status, note, attempts, delay = "pending", "", 0, timedelta(0)
+            else:
+                status, note, attempts, delay = self._failure(event, error, attempts=1)
             conn.execute(
                 INSERT_EVENT,
                 {
