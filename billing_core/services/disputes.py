@@ -1,14 +1,15 @@
-"""Card disputes on top-ups: the disputed amount is held back while open; lost means it leaves the balance."""
+"""Card disputes on top-ups: the disputed amount is held back while open; lost means it leaves the balance,
+together with the bonus that came with that part of the payment."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from billing_core.db.ledger import lock_balance, move_balance, post_entry
-from billing_core.db.tables import disputes
+from billing_core.db.tables import disputes, topup_refunds
 from billing_core.services import audit, notifications
 from billing_core.services.context import ServiceContext
 from billing_core.services.topups import Topup
@@ -54,6 +55,20 @@ class DisputeService:
         move_balance(conn, locked, amount=0, reserved_delta=-held, now=now)
         lost = status == "lost"
         if lost:
+            bonus_back = self._bonus_share(conn, topup, amount)
+            if bonus_back:
+                post_entry(
+                    conn,
+                    locked,
+                    type="reversal",
+                    amount=-bonus_back,
+                    idempotency_key=f"dispute:{dispute_id}:bonus",
+                    description=f"Bonus of top-up {topup.id} taken back with the lost dispute {dispute_id}",
+                    reference_type="dispute",
+                    reference_id=dispute_id,
+                    actor="stripe",
+                    now=now,
+                )
             post_entry(
                 conn,
                 locked,
@@ -113,6 +128,19 @@ class DisputeService:
             details=payload,
             now=now,
         )
+
+    @staticmethod
+    def _bonus_share(conn: Connection, topup: Topup, amount: int) -> int:
+        """The bonus that came with the disputed part of the payment, less what refunds already took back."""
+        if not topup.bonus.cents or not topup.amount.cents:
+            return 0
+        taken = conn.execute(
+            select(func.coalesce(func.sum(topup_refunds.c.bonus_reversed), 0)).where(
+                topup_refunds.c.topup_id == topup.id, topup_refunds.c.status.in_(("pending", "succeeded"))
+            )
+        ).scalar_one()
+        share = topup.bonus.cents * min(amount, topup.amount.cents) // topup.amount.cents
+        return max(0, min(share, topup.bonus.cents - int(taken)))
 
     @staticmethod
     def _row(conn: Connection, dispute_id: str) -> Any:

@@ -640,6 +640,20 @@ def test_lost_dispute_releases_the_hold_and_takes_the_amount_off_with_a_reversal
     assert_ledger_ok(services)
 
 
+def test_lost_dispute_on_part_of_a_bonus_topup_takes_back_that_part_of_the_bonus(services: Services):
+    ten_percent_bonus(services)
+    company = new_company(services)
+    topup, pi, ch = paid_topup(services, company.id, 20000, key="lost_bonus")  # 200.00 + 20.00 bonus
+    opened = dispute("dp_lost_bonus", ch, pi, 5000, "needs_response")  # a quarter of the payment
+    deliver(services, "charge.dispute.created", opened, "evt_dp_lost_bonus_created")
+
+    deliver(services, "charge.dispute.closed", dict(opened, status="lost"), "evt_dp_lost_bonus_closed")
+
+    assert money(services, company.id) == (22000 - 5000 - 500, 0, 16500)
+    assert entries(services, company.id)[-2:] == [("reversal", -500), ("reversal", -5000)]
+    assert_ledger_ok(services)
+
+
 @pytest.mark.parametrize(("status", "balance"), [("won", 5000), ("lost", 0)])
 def test_dispute_closed_before_it_was_seen_opening_holds_nothing(services: Services, status: str, balance: int):
     company = new_company(services)
