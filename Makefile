@@ -33,6 +33,7 @@ test: $(STAMP) system-packages
 	$(BIN)/pytest -p no:cacheprovider
 
 bench: $(STAMP) system-packages
+	@dpkg -s wrk >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)
 	$(BIN)/python -m bench.charges
 	$(BIN)/python -m bench.webhooks
 	$(BIN)/python -m bench.invoices

@@ -22,20 +22,41 @@ from billing_core.adapters.pdf import html_to_pdf, invoice_html, render_invoice_
 def document(i: int) -> dict[str, Any]:
     net, vat = 4202 + i, 798
     return {
-        "kind": "invoice", "number": f"RE-2026-{i:06d}", "issue_date": "2026-11-27", "locale": "de_DE",
+        "kind": "invoice",
+        "number": f"RE-2026-{i:06d}",
+        "issue_date": "2026-11-27",
+        "locale": "de_DE",
         "currency": "EUR",
-        "seller": {"name": "AskProAI GmbH", "address_line1": "Friedrichstraße 123", "postal_code": "10117",
-                   "city": "Berlin", "country": "DE", "vat_id": "DE136695976", "tax_number": None,
-                   "email": "billing@askproai.example"},
-        "buyer": {"name": f"Zahnarztpraxis {i}", "address_line1": "Königsallee 12", "address_line2": None,
-                  "postal_code": "40212", "city": "Düsseldorf", "country": "DE", "vat_id": None,
-                  "email": "praxis@example.com", "customer_number": f"K{i:06d}"},
+        "seller": {
+            "name": "AskProAI GmbH",
+            "address_line1": "Friedrichstraße 123",
+            "postal_code": "10117",
+            "city": "Berlin",
+            "country": "DE",
+            "vat_id": "DE136695976",
+            "tax_number": None,
+            "email": "billing@askproai.example",
+        },
+        "buyer": {
+            "name": f"Zahnarztpraxis {i}",
+            "address_line1": "Königsallee 12",
+            "address_line2": None,
+            "postal_code": "40212",
+            "city": "Düsseldorf",
+            "country": "DE",
+            "vat_id": None,
+            "email": "praxis@example.com",
+            "customer_number": f"K{i:06d}",
+        },
         "period": {"start": "2026-11-27", "end": "2026-11-27"},
         "vat": {"category": "S", "rate": "19", "note": None, "exemption_code": None},
         "totals": {"net": net, "vat": vat, "gross": net + vat, "paid": net + vat},
-        "notes": [], "lines": [{"id": "1", "name": "Aufladung Prepaid-Guthaben", "net": net,
-                                "description": f"#{i} · Stripe Checkout"}],
-        "bonus": 500, "payment_terms": "Der Betrag wurde bereits beglichen.",
+        "notes": [],
+        "lines": [
+            {"id": "1", "name": "Aufladung Prepaid-Guthaben", "net": net, "description": f"#{i} · Stripe Checkout"}
+        ],
+        "bonus": 500,
+        "payment_terms": "Der Betrag wurde bereits beglichen.",
     }
 
 
@@ -68,8 +89,11 @@ def main() -> None:
     with ProcessPoolExecutor(args.workers) as pool:
         list(pool.map(bare, htmls[: args.workers * 2]))  # warm every process: imports, fonts
         list(pool.map(render_invoice_pdf, docs[: args.workers * 2]))
-        for name, fn, items in (("bare WeasyPrint", bare, htmls), ("full invoice", render_invoice_pdf, docs),
-                                ("bare WeasyPrint (again)", bare, htmls)):
+        for name, fn, items in (
+            ("bare WeasyPrint", bare, htmls),
+            ("full invoice", render_invoice_pdf, docs),
+            ("bare WeasyPrint (again)", bare, htmls),
+        ):
             results[name] = timed(pool, fn, items)
     base = (results["bare WeasyPrint"][0] + results["bare WeasyPrint (again)"][0]) / 2
     print(f"\nInvoice PDFs, {args.invoices} per run, process pool of {args.workers} ({os.cpu_count()} cores)\n")
@@ -78,8 +102,10 @@ def main() -> None:
     for name, (seconds, latencies) in results.items():
         ordered = sorted(latencies)
         p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
-        print(f"| {name:<24} | {args.invoices / seconds:>10.1f} | {statistics.median(ordered) * 1000:>6.0f} | "
-              f"{p99 * 1000:>6.0f} | {seconds / base:>11.2f}x |")
+        print(
+            f"| {name:<24} | {args.invoices / seconds:>10.1f} | {statistics.median(ordered) * 1000:>6.0f} | "
+            f"{p99 * 1000:>6.0f} | {seconds / base:>11.2f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ def stamp(value: datetime) -> Any:
     return naive if MYSQL else naive.isoformat(sep=" ")
 
 
-def statements(body: bytes, data: dict[str, Any], balance: int, rate: Any) -> list[tuple[Any, ...]]:
+def statements(body: bytes, data: dict[str, Any], balance: int, rate: Any, received: datetime) -> list[tuple[Any, ...]]:
     call = data["call"]
     seconds = math.ceil(call["duration_ms"] / 1000)
     amount = int((Decimal(seconds) * Decimal(str(rate)) * 100 / 60).quantize(Decimal(1), rounding=ROUND_HALF_UP))
@@ -69,7 +69,7 @@ def statements(body: bytes, data: dict[str, Any], balance: int, rate: Any) -> li
         (call_id, company, seconds, seconds, str(rate), amount, started, ended, now),
         (company, -amount, balance, balance - amount, f"Call {call_id}", call_id, f"charge:{call_id}", now),
         (balance - amount, now, company),
-        (f"call_ended:{call_id}", body.decode(), now, now, now),
+        (f"call_ended:{call_id}", body.decode(), now, stamp(received), now),
     ]
 
 
@@ -79,9 +79,16 @@ class Store:
             import aiomysql
 
             self.pool = await aiomysql.create_pool(
-                host=URL.host, port=URL.port or 3306, user=URL.username, password=URL.password or "", db=URL.database,
-                minsize=32, maxsize=32, autocommit=False, init_command="SET SESSION TRANSACTION ISOLATION LEVEL "
-                "READ COMMITTED")
+                host=URL.host,
+                port=URL.port or 3306,
+                user=URL.username,
+                password=URL.password or "",
+                db=URL.database,
+                minsize=32,
+                maxsize=32,
+                autocommit=False,
+                init_command="SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            )
         else:
             import aiosqlite
 
@@ -97,13 +104,13 @@ class Store:
         else:
             await self.conn.close()
 
-    async def charge(self, body: bytes, data: dict[str, Any]) -> None:
+    async def charge(self, body: bytes, data: dict[str, Any], received: datetime) -> None:
         company = int(data["call"]["metadata"]["company_id"])
         if MYSQL:
             async with self.pool.acquire() as conn, conn.cursor() as cur:
                 await cur.execute(SQL[0], (company, company))
                 balance, rate = await cur.fetchone()
-                for sql, params in zip(SQL[1:], statements(body, data, balance, rate), strict=True):
+                for sql, params in zip(SQL[1:], statements(body, data, balance, rate, received), strict=True):
                     await cur.execute(sql, params)
                 await conn.commit()
             return
@@ -111,7 +118,7 @@ class Store:
             await self.conn.execute("BEGIN IMMEDIATE")
             cursor = await self.conn.execute(SQL[0], (company, company))
             balance, rate = await cursor.fetchone()  # type: ignore[misc]
-            for sql, params in zip(SQL[1:], statements(body, data, balance, rate), strict=True):
+            for sql, params in zip(SQL[1:], statements(body, data, balance, rate, received), strict=True):
                 await self.conn.execute(sql, params)
             await self.conn.execute("COMMIT")
 
@@ -120,12 +127,13 @@ store = Store()
 
 
 async def webhook(request: Request) -> JSONResponse:
+    received = datetime.now(UTC)
     body = await request.body()
     try:
         verify_retell(body, request.headers.get("x-retell-signature"), KEY)
     except SignatureError as error:
         return JSONResponse({"error": error.reason}, status_code=400)
-    await store.charge(body, json.loads(body))
+    await store.charge(body, json.loads(body), received)
     return JSONResponse({"received": True})
 
 

@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     payment_methods: str = Field("card,sepa_debit", validation_alias=env("BILLING_PAYMENT_METHODS"))
     webhook_max_attempts: int = Field(8, ge=1, le=50, validation_alias=env("BILLING_WEBHOOK_MAX_ATTEMPTS"))
     webhook_tolerance_seconds: int = Field(300, ge=10, validation_alias=env("BILLING_WEBHOOK_TOLERANCE"))
+    db_threads: int = Field(16, ge=1, le=200, validation_alias=env("BILLING_DB_THREADS"))
     run_worker_in_webhook_process: bool = Field(True, validation_alias=env("BILLING_WEBHOOK_WORKER"))
     # The seller printed on every invoice (§14 Abs. 4 UStG: name, address, tax number or VAT id).
     seller_name: str = Field("AskProAI GmbH", validation_alias=env("BILLING_SELLER_NAME"))

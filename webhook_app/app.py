@@ -69,6 +69,9 @@ def build_app(services: Services, *, run_worker: bool | None = None) -> Starlett
     metrics = WebhookMetrics()
     worker = Worker(services, metrics)
     tolerance = settings.webhook_tolerance_seconds
+    # Transactions wait on the network, not the CPU, but every thread competes for the GIL with the event
+    # loop: a few threads keep the database busy without starving the HTTP side.
+    db_threads = anyio.CapacityLimiter(settings.db_threads)
 
     def receiver(
         provider: str,
@@ -102,7 +105,7 @@ def build_app(services: Services, *, run_worker: bool | None = None) -> Starlett
             metrics.received.labels(provider, event_type).inc()
             event = InboundEvent(provider, event_id, event_type, data)
             try:
-                outcome = await anyio.to_thread.run_sync(services.webhooks.receive, event, body)
+                outcome = await anyio.to_thread.run_sync(services.webhooks.receive, event, body, limiter=db_threads)
             except (DatabaseUnavailable, DBAPIError):
                 metrics.rejected.labels(provider, "database unavailable").inc()
                 return JSONResponse(
