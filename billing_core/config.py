@@ -112,8 +112,12 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _amounts_fit_the_currency(self) -> Settings:
         """Fail at start-up, not at the first company: 20.005 EUR is not an amount."""
-        for name in ("default_low_balance_threshold", "default_auto_topup_threshold", "default_auto_topup_amount",
-                     "auto_topup_monthly_limit"):
+        for name in (
+            "default_low_balance_threshold",
+            "default_auto_topup_threshold",
+            "default_auto_topup_amount",
+            "auto_topup_monthly_limit",
+        ):
             value = getattr(self, name)
             if value is not None:
                 try:

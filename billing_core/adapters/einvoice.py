@@ -35,8 +35,8 @@ def _amount(cents: int, currency: str) -> str:
     return format(Money(cents, currency).to_decimal(), "f")
 
 
-def _date(parent: etree._Element, tag: str, iso_date: str) -> None:
-    _el(_el(parent, tag), "udt:DateTimeString", iso_date.replace("-", ""), format="102")
+def _date(parent: etree._Element, tag: str, iso_date: str, *, kind: str = "udt") -> None:
+    _el(_el(parent, tag), f"{kind}:DateTimeString", iso_date.replace("-", ""), format="102")
 
 
 def _party(parent: etree._Element, tag: str, party: dict[str, Any]) -> None:
@@ -129,5 +129,5 @@ def cii_xml(doc: dict[str, Any]) -> bytes:
     if doc.get("corrects"):
         referenced = _el(settlement, "ram:InvoiceReferencedDocument")
         _el(referenced, "ram:IssuerAssignedID", doc["corrects"]["number"])
-        _date(referenced, "ram:FormattedIssueDateTime", doc["corrects"]["issue_date"])
+        _date(referenced, "ram:FormattedIssueDateTime", doc["corrects"]["issue_date"], kind="qdt")
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))

@@ -55,6 +55,8 @@ def handles_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except BillingError as error:
             click.echo(f"error ({error.code}): {error.message}", err=True)
+        except OSError as error:  # a file the command was asked to write
+            click.echo(f"error (file): {error.strerror or error}: {error.filename or ''}".rstrip(": "), err=True)
         except DBAPIError as error:
             if _missing_schema(error):
                 click.echo(

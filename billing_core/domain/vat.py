@@ -42,7 +42,13 @@ def treatment(
     *, seller_country: str, buyer_country: str | None, buyer_vat_id: str | None, rate: Decimal
 ) -> VatTreatment:
     buyer = (buyer_country or "").upper()
-    if buyer in EU_COUNTRIES and buyer != seller_country.upper() and valid_vat_id(buyer_vat_id):
+    id_country = (buyer_vat_id or "").strip().upper()[:2].replace("EL", "GR")
+    if (
+        buyer in EU_COUNTRIES
+        and buyer != seller_country.upper()
+        and id_country == buyer  # an id of the buyer's own member state, not e.g. the seller's
+        and valid_vat_id(buyer_vat_id)
+    ):
         return VatTreatment(
             "AE",
             Decimal(0),

@@ -238,6 +238,7 @@ class ChargingService:
         duration_seconds: int,
         started_at: datetime,
         ended_at: datetime | None = None,
+        caller_number: str | None = None,
     ) -> ChargeResult:
         """Charge a finished call once, at the rate in force when it started; posts even below zero.
 
@@ -247,7 +248,9 @@ class ChargingService:
         call_id, company_id = _valid_call(call_id, company_id, duration_seconds, started_at, ended_at)
         try:
             return self._ctx.db.write(
-                lambda conn: self._charge(conn, call_id, company_id, duration_seconds, started_at, ended_at)
+                lambda conn: self._charge(
+                    conn, call_id, company_id, duration_seconds, started_at, ended_at, caller_number=caller_number
+                )
             )
         except IntegrityError:
             previous = self._ctx.db.read(lambda conn: self._stored_charge(conn, call_id))
@@ -265,6 +268,7 @@ class ChargingService:
         duration_seconds: int,
         started_at: datetime,
         ended_at: datetime | None = None,
+        caller_number: str | None = None,
     ) -> ChargeResult:
         """:meth:`charge_call` inside a caller's transaction.
 
@@ -272,7 +276,16 @@ class ChargingService:
         unique key, which only callers that roll back and retry that way should choose.
         """
         call_id, company_id = _valid_call(call_id, company_id, duration_seconds, started_at, ended_at)
-        return self._charge(conn, call_id, company_id, duration_seconds, started_at, ended_at, look_first=look_first)
+        return self._charge(
+            conn,
+            call_id,
+            company_id,
+            duration_seconds,
+            started_at,
+            ended_at,
+            look_first=look_first,
+            caller_number=caller_number,
+        )
 
     def _charge(
         self,
@@ -284,6 +297,7 @@ class ChargingService:
         ended_at: datetime | None,
         *,
         look_first: bool = False,
+        caller_number: str | None = None,
     ) -> ChargeResult:
         locked = lock_balance(conn, company_id, LOCK_FOR_CHARGE, at=started_at)
         if look_first:
@@ -315,6 +329,7 @@ class ChargingService:
                     "charged_at": now,
                     "refund_status": "none",
                     "refunded_amount": 0,
+                    "caller_number": caller_number[:32] if caller_number else None,
                 },
             )
         )

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from billing_core.adapters.pdf import labels, render_invoice_pdf, render_statement_pdf
@@ -31,12 +32,13 @@ from billing_core.db.tables import (
     topup_refunds,
     topups,
 )
-from billing_core.domain.vat import split, treatment
+from billing_core.domain.vat import VatSplit, split, treatment
 from billing_core.errors import InvalidInput, InvoiceDataMissing, NotFound
 from billing_core.money import Money
 from billing_core.services import notifications
 from billing_core.services.context import ServiceContext
 
+log = logging.getLogger(__name__)
 SERIES = {"invoice": "RE", "credit_note": "GS"}
 REQUIRED_BUYER_FIELDS = ("name", "address_line1", "postal_code", "city", "country")
 PAYMENT_WORDS = {
@@ -113,6 +115,15 @@ def allocate_number(conn: Connection, series: str, year: int) -> str:
     return f"{series}-{year}-{number:06d}"
 
 
+def _run_now(fn: Callable[..., bytes], *args: Any) -> Future[bytes]:
+    future: Future[bytes] = Future()
+    try:
+        future.set_result(fn(*args))
+    except Exception as error:
+        future.set_exception(error)
+    return future
+
+
 class InvoiceService:
     def __init__(self, ctx: ServiceContext) -> None:
         self._ctx = ctx
@@ -139,7 +150,7 @@ class InvoiceService:
             }
         ]
         doc["bonus"] = topup["bonus_amount"]
-        doc["totals"]["paid"] = amounts.gross
+        doc["totals"]["paid"] = topup["amount"]  # what was received; with net prices the VAT is still due
         doc["payment_terms"] = t_line["paid_terms"]
         invoice = self._store(conn, doc, company["id"], topup_id, None, None, f"topup:{topup_id}", vat, amounts, now)
         conn.execute(update(topups).where(topups.c.id == topup_id).values(invoice_id=invoice.id))
@@ -162,6 +173,8 @@ class InvoiceService:
             kind="credit_note",
             vat_override=original.document["vat"],
         )
+        amounts = self._last_credit_takes_the_rest(conn, refund, original, amounts)
+        doc["totals"].update(net=amounts.net, vat=amounts.vat, gross=amounts.gross)
         t_line = labels(company["locale"])
         doc["lines"] = [
             {
@@ -192,6 +205,26 @@ class InvoiceService:
             now,
         )
 
+    @staticmethod
+    def _last_credit_takes_the_rest(
+        conn: Connection, refund: Any, original: InvoiceView, amounts: VatSplit
+    ) -> VatSplit:
+        """When a refund completes the top-up, its credit note takes what is left of the invoice's net and
+        VAT, so the credit notes add up to the invoice to the cent (each one rounds its VAT on its own)."""
+        topup = conn.execute(
+            select(topups.c.amount, topups.c.refunded_amount).where(topups.c.id == refund["topup_id"])
+        ).one()
+        if topup.refunded_amount < topup.amount:
+            return amounts
+        earlier = conn.execute(
+            select(
+                func.coalesce(func.sum(invoices.c.net_amount), 0), func.coalesce(func.sum(invoices.c.vat_amount), 0)
+            ).where(invoices.c.corrects_invoice_id == original.id)
+        ).one()
+        net = original.net.cents - int(earlier[0])
+        vat = original.vat.cents - int(earlier[1])
+        return VatSplit(net, vat, net + vat) if net + vat == amounts.gross else amounts
+
     def after_settle_in(self, conn: Connection, topup_id: int) -> None:
         """Hook for TopupService: invoice the credit; missing buyer data never blocks the credit itself."""
         self._issue_or_report(conn, lambda: self.issue_for_topup_in(conn, topup_id), topup_id)
@@ -216,20 +249,25 @@ class InvoiceService:
     # -- operating it -----------------------------------------------------------------------------
 
     def issue_missing(self) -> list[str]:
-        """Invoice credited top-ups that have none yet (e.g. after an address was added)."""
+        """Invoice credited top-ups and refunds that have no document yet (e.g. after an address was added)."""
         query = select(topups.c.id).where(
             topups.c.invoice_id.is_(None), topups.c.status.in_(("succeeded", "partially_refunded", "refunded"))
         )
+        credited = self._ctx.db.read(lambda conn: list(conn.execute(query).scalars()))
+        noted = select(invoices.c.id).where(invoices.c.topup_refund_id == topup_refunds.c.id).exists()
+        refunds = select(topup_refunds.c.id).where(topup_refunds.c.status == "succeeded", ~noted)
+        refunded = self._ctx.db.read(lambda conn: list(conn.execute(refunds.order_by(topup_refunds.c.id)).scalars()))
         issued: list[str] = []
-        for topup_id in self._ctx.db.read(lambda conn: list(conn.execute(query).scalars())):
-            try:
-                issued.append(self._issue_one(topup_id).number)
-            except InvoiceDataMissing:
-                continue
+        for issue, ids in ((self.issue_for_topup_in, credited), (self.issue_credit_note_in, refunded)):
+            for row_id in ids:
+                try:
+                    issued.append(self._issue_one(issue, row_id).number)
+                except InvoiceDataMissing:
+                    continue
         return issued
 
-    def _issue_one(self, topup_id: int) -> InvoiceView:
-        return self._ctx.db.write(lambda conn: self.issue_for_topup_in(conn, topup_id))
+    def _issue_one(self, issue: Callable[[Connection, int], InvoiceView], row_id: int) -> InvoiceView:
+        return self._ctx.db.write(lambda conn: issue(conn, row_id))
 
     def has_unrendered(self) -> bool:
         query = select(invoices.c.id).where(invoices.c.pdf.is_(None)).limit(1)
@@ -244,17 +282,24 @@ class InvoiceService:
             .limit(limit)
         )
         pending = self._ctx.db.read(lambda conn: [(r.id, json.loads(r.document)) for r in conn.execute(query)])
-        docs = [doc for _, doc in pending]
-        pdfs = list(executor.map(render_invoice_pdf, docs)) if executor else [render_invoice_pdf(d) for d in docs]
-        for (invoice_id, doc), pdf in zip(pending, pdfs, strict=True):
-            self._save_pdf_now(invoice_id, doc, pdf, mail=True)
-        return [doc["number"] for doc in docs]
+        run = executor.submit if executor else _run_now
+        futures = [(invoice_id, doc, run(render_invoice_pdf, doc)) for invoice_id, doc in pending]
+        rendered: list[str] = []
+        for invoice_id, doc, future in futures:
+            try:
+                pdf = future.result()
+            except Exception as error:  # one broken document must not hold back the others
+                log.error("invoice PDF failed", extra={"number": doc["number"], "error": type(error).__name__})
+                continue
+            self._save_pdf_now(invoice_id, doc, pdf)
+            rendered.append(doc["number"])
+        return rendered
 
     def regenerate(self, number: str) -> InvoiceView:
         """Render again from the stored document: the number and every amount stay as issued."""
         invoice = self.get(number)
         pdf = render_invoice_pdf(invoice.document)
-        self._save_pdf_now(invoice.id, invoice.document, pdf, mail=False)
+        self._save_pdf_now(invoice.id, invoice.document, pdf)
         return self.get(number)
 
     def get(self, number: str) -> InvoiceView:
@@ -491,17 +536,19 @@ class InvoiceService:
         )
         return _view(conn.execute(select(invoices).where(invoices.c.id == invoice_id)).mappings().one())
 
-    def _save_pdf_now(self, invoice_id: int, doc: dict[str, Any], pdf: bytes, *, mail: bool) -> None:
-        self._ctx.db.write(lambda conn: self._save_pdf(conn, invoice_id, doc, pdf, mail=mail))
+    def _save_pdf_now(self, invoice_id: int, doc: dict[str, Any], pdf: bytes) -> None:
+        self._ctx.db.write(lambda conn: self._save_pdf(conn, invoice_id, doc, pdf))
 
-    def _save_pdf(self, conn: Connection, invoice_id: int, doc: dict[str, Any], pdf: bytes, *, mail: bool) -> None:
+    def _save_pdf(self, conn: Connection, invoice_id: int, doc: dict[str, Any], pdf: bytes) -> None:
+        """Store the PDF; its first rendering, whoever asked for it, queues the mail (once, by its key)."""
         now = self._ctx.clock()
+        first = conn.execute(select(invoices.c.pdf_sha256).where(invoices.c.id == invoice_id)).scalar() is None
         conn.execute(
             update(invoices)
             .where(invoices.c.id == invoice_id)
             .values(pdf=pdf, pdf_sha256=hashlib.sha256(pdf).hexdigest(), rendered_at=now)
         )
-        if mail:
+        if first:
             company_id = conn.execute(select(invoices.c.company_id).where(invoices.c.id == invoice_id)).scalar_one()
             notifications.enqueue(
                 conn,

@@ -63,13 +63,16 @@ class RetellEventHandler:
             held = self._charging.reserve_in(conn, call_id=call["call_id"], company_id=company_id, started_at=started)
             return HandlerResult("processed", f"reservation {held.status}: {held.amount}")
         ended = call.get("end_timestamp")
+        caller = call.get("from_number")
         charge = self._charging.charge_call_in(
             conn,
+            look_first=event.redelivered,  # a first delivery relies on the unique call id (see InboundEvent)
             call_id=call["call_id"],
             company_id=company_id,
             duration_seconds=duration_seconds(call),
             started_at=started,
             ended_at=_instant(ended, "end_timestamp") if ended is not None else None,
+            caller_number=caller if isinstance(caller, str) else None,
         )
         follow_ups = (FollowUp("auto_topup", company_id),) if charge.auto_topup_due else ()
         note = f"charged {charge.amount}" + (" (balance below zero)" if charge.balance_negative else "")
