@@ -69,8 +69,8 @@ def build_app(services: Services, *, run_worker: bool | None = None) -> Starlett
     metrics = WebhookMetrics()
     worker = Worker(services, metrics)
     tolerance = settings.webhook_tolerance_seconds
-    # Transactions wait on the network, not the CPU, but every thread competes for the GIL with the event
-    # loop: a few threads keep the database busy without starving the HTTP side.
+    # Transactions mostly wait on the database, but every thread competes for the GIL with the event loop:
+    # a bounded number (BILLING_DB_THREADS, 16) keeps the database busy without starving the HTTP side.
     db_threads = anyio.CapacityLimiter(settings.db_threads)
 
     def receiver(
