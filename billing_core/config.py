@@ -90,6 +90,7 @@ class Settings(BaseSettings):
     # VAT on prepaid top-ups: a top-up is an advance payment, so VAT is due when it is received
     # (§13 Abs. 1 Nr. 1 a Satz 4 UStG) and the invoice is issued then. By default the amount paid
     # includes VAT (gross); set BILLING_PRICES_INCLUDE_VAT=false when top-up amounts are net.
+    timezone: str = Field("Europe/Berlin", validation_alias=env("BILLING_TIMEZONE"))
     vat_rate: DecimalText = Field(Decimal("19"), validation_alias=env("BILLING_VAT_RATE"))
     prices_include_vat: bool = Field(True, validation_alias=env("BILLING_PRICES_INCLUDE_VAT"))
     mail_from: str = Field("AskProAI Billing <billing@askproai.example>", validation_alias=env("BILLING_MAIL_FROM"))
@@ -125,6 +126,17 @@ class Settings(BaseSettings):
                 except InvalidAmount as error:
                     raise ValueError(f"{name}: {error.message}") from None
         return self
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
 
     @field_validator("payment_methods")
     @classmethod

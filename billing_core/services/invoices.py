@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -473,7 +474,7 @@ class InvoiceService:
         else:
             vat = dict(vat_override)  # a credit note corrects with the VAT of the invoice it corrects
         amounts = split(amount, Decimal(str(vat["rate"])), currency, amount_includes_vat=settings.prices_include_vat)
-        issue_date = now.date().isoformat()
+        issue_date = self._local(now).date().isoformat()
         doc = {
             "kind": kind,
             "number": "",
@@ -512,7 +513,7 @@ class InvoiceService:
         amounts: Any,
         now: datetime,
     ) -> InvoiceView:
-        doc["number"] = allocate_number(conn, SERIES[doc["kind"]], now.year)
+        doc["number"] = allocate_number(conn, SERIES[doc["kind"]], self._local(now).year)
         invoice_id = inserted_id(
             conn.execute(
                 insert(invoices).values(
@@ -563,6 +564,10 @@ class InvoiceService:
                 },
                 dedupe_key=f"invoice_mail:{doc['number']}",
             )
+
+    def _local(self, moment: datetime) -> datetime:
+        """Invoice dates and number years are the seller's calendar (BILLING_TIMEZONE), not UTC."""
+        return moment.astimezone(ZoneInfo(self._ctx.settings.timezone))
 
     @staticmethod
     def _by_source(conn: Connection, source_key: str) -> InvoiceView | None:

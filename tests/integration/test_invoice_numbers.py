@@ -221,7 +221,7 @@ def test_two_processes_settling_the_same_topups_on_sqlite_number_each_once_witho
 
 def test_a_new_year_starts_again_at_000001(services, clock):
     company = company_with_address(services)
-    clock.now = datetime(2026, 12, 31, 23, 59, 0, tzinfo=UTC)
+    clock.now = datetime(2026, 12, 31, 22, 59, 0, tzinfo=UTC)  # 23:59 in Berlin, the seller's calendar
     pay(services, company.id, "10.00", reference="december 1")
     pay(services, company.id, "20.00", reference="december 2")
 
