@@ -79,7 +79,7 @@ def write_events(path: Path, n: int, tag: str) -> None:
             out.write(f"{symmetric['sign'](body, KEY)}\t{body}\n")
 
 
-def start_server(path: str, url: str, port: int, workdir: Path) -> subprocess.Popen[bytes]:
+def start_server(path: str, url: str, port: int, workdir: Path, workers: int = 1) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "DATABASE_URL": url,
@@ -89,7 +89,14 @@ def start_server(path: str, url: str, port: int, workdir: Path) -> subprocess.Po
     }
     env.pop("STRIPE_SECRET", None)
     if path == "sidecar":
-        command = [str(Path(sys.executable).with_name("billing")), "webhooks", "--port", str(port)]
+        command = [
+            str(Path(sys.executable).with_name("billing")),
+            "webhooks",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ]
     else:
         command = [
             sys.executable,
@@ -180,6 +187,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--backends", default="sqlite,mariadb")
+    parser.add_argument("--workers", type=int, default=1, help="server processes, the same for both paths")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench.webhooks needs wrk (apt-get install wrk; `make bench` installs it)")
@@ -194,7 +202,7 @@ def main() -> None:
                 events = tmp / f"events-{index}.tsv"
                 write_events(events, 40_000, f"w{index}")
                 port = free_port()
-                process = start_server(path, url, port, tmp)
+                process = start_server(path, url, port, tmp, args.workers)
                 try:
                     result = run_wrk(port, events, args.seconds, args.connections)
                     time.sleep(1)
@@ -216,13 +224,13 @@ def main() -> None:
                 )
                 runs.append(run)
                 print(f"  {backend:<8} {path:<8} {run.per_second:8.0f}/s  committed {committed}", file=sys.stderr)
-    print_table(runs, args.connections)
+    print_table(runs, args.connections, args.workers)
 
 
-def print_table(runs: list[Run], connections: int) -> None:
+def print_table(runs: list[Run], connections: int, workers: int) -> None:
     print(
         f"\nSigned Retell call_ended over HTTP (wrk, {connections} connections, {runs[0].seconds} s per run, "
-        f"{os.cpu_count()} cores, {datetime.now(UTC):%Y-%m-%d})\n"
+        f"{workers} server process(es) per path, {os.cpu_count()} cores, {datetime.now(UTC):%Y-%m-%d})\n"
     )
     header = (
         f"| {'database':<8} | {'path':<22} | {'events/s':>8} | {'2xx p50':>8} | {'2xx p99':>8} | "

@@ -22,25 +22,34 @@ def register(cli: click.Group) -> None:
 @click.group(invoke_without_command=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8001, show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Server processes; they share the database like any other replicas.",
+)
 @click.pass_context
-def webhooks(ctx: click.Context, host: str, port: int) -> None:
+def webhooks(ctx: click.Context, host: str, port: int, workers: int) -> None:
     """Serve the webhook sidecar (with no sub-command), or operate its inbox."""
     if ctx.invoked_subcommand is not None:
         return
     import uvicorn
 
-    from billing_core.bootstrap import build_services
-    from webhook_app.app import build_app
     from webhook_app.logs import configure_logging
 
+    Settings()  # bad configuration fails here, once, not in every server process
     configure_logging()
-    built = build_services(Settings())
-    try:
-        uvicorn.run(
-            build_app(built), host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=10
-        )
-    finally:
-        built.close()
+    uvicorn.run(
+        "webhook_app.server:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
 
 
 @webhooks.command()
