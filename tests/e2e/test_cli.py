@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,35 +13,9 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.conftest import empty_mariadb
-
-
-def find_billing() -> str:
-    beside_python = Path(sys.executable).parent / "billing"
-    if beside_python.exists():
-        return str(beside_python)
-    found = shutil.which("billing")
-    if found is None:
-        raise RuntimeError("the billing console script is not installed (pip install -e .)")
-    return found
-
+from tests.support.processes import clean_env, find_billing
 
 BILLING = find_billing()
-SETTING_NAMES = {
-    "DATABASE_URL",
-    "STRIPE_KEY",
-    "STRIPE_SECRET",
-    "STRIPE_WEBHOOK_SECRET",
-    "STRIPE_API_BASE",
-    "STRIPE_TEST_MODE",
-    "RETELL_API_KEY",
-    "PREPAID_BILLING_ENABLED",
-    "AUTO_TOPUP_ENABLED",
-    "DEFAULT_BILLING_RATE",
-    "DEFAULT_LOW_BALANCE_THRESHOLD",
-    "DEFAULT_AUTO_TOPUP_THRESHOLD",
-    "DEFAULT_AUTO_TOPUP_AMOUNT",
-    "SMTP_URL",
-}
 
 # The demo data: company name -> balance in cents after `billing demo`.
 # Weber: 150.00 - 1.72 (245 s) - 0.43 (61 s); Berger: 500.00 + 50.00 bonus - 12.81 (1830 s); Physio: 25.00 - 14.70.
@@ -61,12 +32,7 @@ class Cli:
     def __init__(self, database_url: str, cwd: Path) -> None:
         self.database_url = database_url
         self.cwd = cwd
-        self.env = {
-            k: v
-            for k, v in os.environ.items()
-            if k.upper() not in SETTING_NAMES and not k.upper().startswith("BILLING_")
-        }
-        self.env["DATABASE_URL"] = database_url
+        self.env = clean_env(DATABASE_URL=database_url)
 
     def run(self, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import random
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -33,6 +32,7 @@ from billing_core.errors import CallChargedWithDifferentData, RefundExceedsCharg
 from billing_core.money import Money
 from tests.conftest import make_settings
 from tests.integration.helpers import assert_ledger_ok, eur, new_company
+from tests.support.processes import run_together
 
 pytestmark = pytest.mark.slow
 
@@ -134,32 +134,12 @@ def count_commits(services: Services) -> Callable[[], int]:
 
 def run_writers(specs: list[dict[str, Any]], tmp_path: Path) -> list[dict[str, Any]]:
     """Start one process per spec, release them together, and return each one's report."""
-    processes = []
+    commands = []
     for spec in specs:
         spec_file = tmp_path / f"{spec['name']}.json"
         spec_file.write_text(json.dumps(spec))
-        processes.append(subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(spec_file)], cwd=REPO, text=True,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        ))
-    try:
-        for process in processes:
-            assert process.stdout is not None and process.stdout.readline().strip() == "ready"
-        for process in processes:
-            assert process.stdin is not None
-            process.stdin.write("go\n")
-            process.stdin.flush()
-        reports = []
-        for process in processes:
-            out, err = process.communicate(timeout=120)
-            assert process.returncode == 0, err[-3000:]
-            reports.append(json.loads(out.strip().splitlines()[-1]))
-        return reports
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+        commands.append([sys.executable, "-c", CHILD, str(spec_file)])
+    return run_together(commands, cwd=REPO)
 
 
 def test_two_processes_writing_one_file_lose_no_update_and_see_no_lock_error(sqlite_services, sqlite_url, tmp_path):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from tests.conftest import Clock, empty_mariadb, make_settings
 from tests.integration.helpers import assert_ledger_ok, balance_cents, eur
 from tests.integration.invoice_helpers import company_with_address, counters, invoice_numbers, invoice_row, pay
 from tests.integration.stripe_helpers import create_card
+from tests.support.processes import run_together
 
 REPO = Path(__file__).resolve().parents[2]
 ISSUED = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -165,30 +165,12 @@ print(json.dumps(results), flush=True)
 
 def run_settlers(url: str, orders: list[list[int]], tmp_path: Path) -> list[list[dict[str, Any]]]:
     """One process per order of top-up ids, released together; returns each one's results."""
-    processes = []
+    commands = []
     for n, order in enumerate(orders):
         spec = tmp_path / f"settler-{n}.json"
         spec.write_text(json.dumps({"url": url, "now": ISSUED.isoformat(), "threads": 6, "topup_ids": order}))
-        processes.append(subprocess.Popen([sys.executable, "-c", CHILD, str(spec)], cwd=REPO, text=True,
-                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-    try:
-        for process in processes:
-            assert process.stdout is not None and process.stdout.readline().strip() == "ready"
-        for process in processes:
-            assert process.stdin is not None
-            process.stdin.write("go\n")
-            process.stdin.flush()
-        reports = []
-        for process in processes:
-            out, err = process.communicate(timeout=120)
-            assert process.returncode == 0, err[-3000:]
-            reports.append(json.loads(out.strip().splitlines()[-1]))
-        return reports
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+        commands.append([sys.executable, "-c", CHILD, str(spec)])
+    return run_together(commands, cwd=REPO)
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ directory, which assertion messages quote.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -19,27 +20,19 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
+from pydantic import AliasChoices
 
+from billing_core.config import Settings
 from tests.support.localstripe import SECRET_KEY as LOCALSTRIPE_KEY
 from tests.support.mariadb import free_port
 
+# Every environment name Settings reads (the README's names and the BILLING_ ones), from the model itself.
 SETTING_NAMES = frozenset(
-    {
-        "DATABASE_URL",
-        "STRIPE_KEY",
-        "STRIPE_SECRET",
-        "STRIPE_WEBHOOK_SECRET",
-        "STRIPE_API_BASE",
-        "STRIPE_TEST_MODE",
-        "RETELL_API_KEY",
-        "PREPAID_BILLING_ENABLED",
-        "AUTO_TOPUP_ENABLED",
-        "DEFAULT_BILLING_RATE",
-        "DEFAULT_LOW_BALANCE_THRESHOLD",
-        "DEFAULT_AUTO_TOPUP_THRESHOLD",
-        "DEFAULT_AUTO_TOPUP_AMOUNT",
-        "SMTP_URL",
-    }
+    name
+    for field in Settings.model_fields.values()
+    if isinstance(field.validation_alias, AliasChoices)
+    for name in field.validation_alias.choices
+    if isinstance(name, str) and name.isupper()
 )
 
 
@@ -55,9 +48,7 @@ def find_billing() -> str:
 
 def clean_env(**settings: str) -> dict[str, str]:
     """The caller's environment without billing settings, plus ``settings`` (names as in the README)."""
-    env = {
-        k: v for k, v in os.environ.items() if k.upper() not in SETTING_NAMES and not k.upper().startswith("BILLING_")
-    }
+    env = {k: v for k, v in os.environ.items() if k.upper() not in SETTING_NAMES}
     env.update(settings)
     return env
 
@@ -195,3 +186,31 @@ class WebhookProcess:
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
         kwargs.setdefault("timeout", 10)
         return httpx.get(f"{self.url}{path}", **kwargs)
+
+
+def run_together(commands: list[list[str]], *, cwd: Path, timeout: float = 120) -> list[Any]:
+    """Start child processes, wait until each prints ``ready``, release them at once with ``go``, and return
+    the JSON each prints as its last line (a child's failure fails the caller with its stderr)."""
+    processes = [
+        subprocess.Popen(command, cwd=cwd, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+        for command in commands
+    ]
+    try:
+        for process in processes:
+            assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        reports = []
+        for process in processes:
+            out, err = process.communicate(timeout=timeout)
+            assert process.returncode == 0, err[-3000:]
+            reports.append(json.loads(out.strip().splitlines()[-1]))
+        return reports
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()

@@ -10,30 +10,8 @@ from pydantic import ValidationError
 from billing_core.config import Settings
 from billing_core.errors import InvalidAmount
 from billing_core.money import Money
+from tests.support.processes import SETTING_NAMES
 
-ENVIRONMENT_NAMES = (
-    "DATABASE_URL",
-    "STRIPE_KEY",
-    "STRIPE_SECRET",
-    "STRIPE_WEBHOOK_SECRET",
-    "STRIPE_API_BASE",
-    "STRIPE_TEST_MODE",
-    "RETELL_API_KEY",
-    "PREPAID_BILLING_ENABLED",
-    "AUTO_TOPUP_ENABLED",
-    "DEFAULT_BILLING_RATE",
-    "DEFAULT_LOW_BALANCE_THRESHOLD",
-    "DEFAULT_AUTO_TOPUP_THRESHOLD",
-    "DEFAULT_AUTO_TOPUP_AMOUNT",
-    "SMTP_URL",
-    "BILLING_DEFAULT_CURRENCY",
-    "BILLING_DEFAULT_LOCALE",
-    "BILLING_DEFAULT_BILLING_INCREMENT",
-    "BILLING_RESERVATION_MINUTES",
-    "BILLING_AUTO_TOPUP_DAILY_LIMIT",
-    "BILLING_AUTO_TOPUP_MONTHLY_LIMIT",
-    "BILLING_VAT_RATE",
-)
 AMOUNT_NAMES = (
     "DEFAULT_BILLING_RATE",
     "DEFAULT_LOW_BALANCE_THRESHOLD",
@@ -47,7 +25,7 @@ AMOUNT_NAMES = (
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever the machine running the tests has set must not leak into these tests."""
-    for name in ENVIRONMENT_NAMES:
+    for name in SETTING_NAMES:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
 
