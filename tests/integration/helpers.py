@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 from decimal import Decimal
 
+from sqlalchemy import func, select
+
 from billing_core.bootstrap import Services
+from billing_core.db.tables import call_charges, ledger
 from billing_core.money import Money
 from billing_core.services.companies import CompanyView
 
@@ -45,3 +49,18 @@ def charge(services: Services, company_id: int, call_id: str, seconds: int, star
 def assert_ledger_ok(services: Services) -> None:
     report = services.balances.check_ledger()
     assert report.ok, [c.as_json() for c in report.failing]
+
+
+def charge_entries_per_call(services: Services) -> Counter[str]:
+    """How many `charge` ledger entries each call id has (exactly one each when nothing was doubled)."""
+    rows = services.db.read(
+        lambda conn: conn.execute(
+            select(ledger.c.reference_id, func.count()).where(ledger.c.type == "charge")
+            .group_by(ledger.c.reference_id)
+        ).all()
+    )
+    return Counter({row[0]: int(row[1]) for row in rows})
+
+
+def charged_call_ids(services: Services) -> list[str]:
+    return list(services.db.read(lambda conn: conn.execute(select(call_charges.c.call_id)).scalars().all()))

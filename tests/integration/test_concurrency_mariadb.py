@@ -24,11 +24,11 @@ from sqlalchemy import Connection, func, select
 
 from billing_core.bootstrap import Services, build_services
 from billing_core.db.ledger import lock_balance, post_entry
-from billing_core.db.tables import call_charges, ledger, reservations
+from billing_core.db.tables import call_charges, reservations
 from billing_core.errors import RefundExceedsCharge
 from billing_core.money import Money
 from tests.conftest import empty_mariadb, make_settings
-from tests.integration.helpers import assert_ledger_ok, eur, new_company
+from tests.integration.helpers import assert_ledger_ok, charge_entries_per_call, charged_call_ids, eur, new_company
 
 pytestmark = [pytest.mark.mariadb_only, pytest.mark.slow]
 
@@ -89,18 +89,6 @@ def simultaneously(count: int, call: Callable[[int], Any]) -> list[Outcome]:
         return list(pool.map(one, range(count)))
 
 
-def charge_entries_per_call(services: Services) -> Counter[str]:
-    rows = services.db.read(
-        lambda conn: conn.execute(
-            select(ledger.c.reference_id, func.count()).where(ledger.c.type == "charge")
-            .group_by(ledger.c.reference_id)
-        ).all()
-    )
-    return Counter({row[0]: int(row[1]) for row in rows})
-
-
-def charged_call_ids(services: Services) -> list[str]:
-    return list(services.db.read(lambda conn: conn.execute(select(call_charges.c.call_id)).scalars().all()))
 
 
 def test_hundreds_of_concurrent_charges_topups_and_refunds_end_with_exact_balances(mariadb_services):
