@@ -28,7 +28,7 @@ run: $(STAMP)
 # The suite runs every database test on SQLite and on a private MariaDB server that the test
 # session starts (data directory under build/) and stops; see tests/conftest.py.
 test: $(STAMP) system-packages
-	$(BIN)/ruff check billing_core mcp_server webhook_app tests bench
+	$(BIN)/ruff check billing_core billing_cli mcp_server webhook_app tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -p no:cacheprovider
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from billing_core.concurrency import ServiceCaller
 from billing_core.config import Settings
 from billing_core.db.database import Database
 from billing_core.errors import StripeConfigurationError
@@ -64,6 +65,11 @@ class Services:
         return self.ctx.db
 
     @property
+    def call(self) -> ServiceCaller:
+        """How async entry points run a service call: ``await services.call(fn, *args)``."""
+        return self.ctx.call
+
+    @property
     def stripe(self) -> StripeServices:
         if self.stripe_services is None:
             raise StripeConfigurationError("Stripe is not configured: set STRIPE_SECRET (and STRIPE_TEST_MODE)")
@@ -106,7 +112,12 @@ def build_services(
     gateway: StripeGateway | None = None,
 ) -> Services:
     settings = settings or Settings()
-    ctx = ServiceContext(db=db or Database(settings.database_url), settings=settings, clock=clock)
+    ctx = ServiceContext(
+        db=db or Database(settings.database_url),
+        settings=settings,
+        clock=clock,
+        call=ServiceCaller(settings.db_threads),
+    )
     topups = TopupService(ctx)
     charging = ChargingService(ctx)
     invoices = InvoiceService(ctx)

@@ -19,14 +19,19 @@
     │   └── InvalidTopupState
     ├── InsufficientBalance        a debit or reservation the available balance cannot cover
     ├── BillingDisabled            prepaid billing is switched off for the company
-    ├── DatabaseUnavailable        the database could not be reached; retry later
+    ├── DatabaseUnavailable        the database could not be reached; retry later (retryable)
+    ├── DatabaseRejected           the database refused the data (too long, out of range); never retry
     └── PaymentError               Stripe said no, or could not be asked
         ├── PaymentDeclined        the bank declined (decline_code says why)
         ├── AuthenticationRequired the payment needs the customer (3-D Secure) but they are not present
         ├── StripeConfigurationError  bad API key, test/live mismatch
         ├── StripeRequestRejected  Stripe refused the request (unknown object, bad parameter)
-        ├── StripeRateLimited
-        └── StripeUnavailable      network or Stripe outage; safe to retry with the same idempotency key
+        ├── StripeRateLimited      (retryable)
+        └── StripeUnavailable      network or Stripe outage; safe to retry with the same idempotency key (retryable)
+
+``retryable`` is the one classification callers use: True means another attempt later may succeed
+(an outage, a rate limit); False means no retry can ever fix it (bad data, a refusal), so a webhook goes
+to the dead letters at once and a tool call reports it.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from __future__ import annotations
 
 class BillingError(Exception):
     code = "billing_error"
+    retryable = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -145,6 +151,13 @@ class BillingDisabled(BillingError):
 
 class DatabaseUnavailable(BillingError):
     code = "database_unavailable"
+    retryable = True
+
+
+class DatabaseRejected(BillingError):
+    """The database refused a value (too long for its column, out of range): the same data never fits."""
+
+    code = "database_rejected"
 
 
 class PaymentError(BillingError):
@@ -173,10 +186,12 @@ class StripeRequestRejected(PaymentError):
 
 class StripeRateLimited(PaymentError):
     code = "stripe_rate_limited"
+    retryable = True
 
 
 class StripeUnavailable(PaymentError):
     code = "stripe_unavailable"
+    retryable = True
 
 
 class InvoiceDataMissing(InvalidInput):

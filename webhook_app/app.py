@@ -69,9 +69,6 @@ def build_app(services: Services, *, run_worker: bool | None = None) -> Starlett
     metrics = WebhookMetrics()
     worker = Worker(services, metrics)
     tolerance = settings.webhook_tolerance_seconds
-    # Transactions mostly wait on the database, but every thread competes for the GIL with the event loop:
-    # a bounded number (BILLING_DB_THREADS, 16) keeps the database busy without starving the HTTP side.
-    db_threads = anyio.CapacityLimiter(settings.db_threads)
 
     def receiver(
         provider: str,
@@ -105,7 +102,7 @@ def build_app(services: Services, *, run_worker: bool | None = None) -> Starlett
             metrics.received.labels(provider, event_type).inc()
             event = InboundEvent(provider, event_id, event_type, data)
             try:
-                outcome = await anyio.to_thread.run_sync(services.webhooks.receive, event, body, limiter=db_threads)
+                outcome = await services.call(services.webhooks.receive, event, body)
             except (DatabaseUnavailable, DBAPIError):
                 metrics.rejected.labels(provider, "database unavailable").inc()
                 return JSONResponse(
@@ -123,12 +120,12 @@ def build_app(services: Services, *, run_worker: bool | None = None) -> Starlett
         return JSONResponse({"status": "ok"})
 
     async def readyz(_: Request) -> Response:
-        ok = await anyio.to_thread.run_sync(services.db.ping)
+        ok = await services.call(services.db.ping)
         return JSONResponse({"database": "ok" if ok else "unreachable"}, status_code=200 if ok else 503)
 
     async def metrics_endpoint(_: Request) -> Response:
         try:
-            metrics.set_backlog(await anyio.to_thread.run_sync(services.webhooks.backlog))
+            metrics.set_backlog(await services.call(services.webhooks.backlog))
         except (BillingError, DBAPIError):
             pass  # the counters are still worth serving while the database is away
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -33,11 +33,11 @@ class Worker:
         next_sweep = 0.0
         while stop is None or not stop.is_set():
             try:
-                outcomes = await anyio.to_thread.run_sync(self._services.webhooks.process_due)
+                outcomes = await self._services.call(self._services.webhooks.process_due)
                 for outcome in outcomes:
                     self.observe(outcome)
                     await self.follow_up(outcome.follow_ups)
-                self._metrics.set_backlog(await anyio.to_thread.run_sync(self._services.webhooks.backlog))
+                self._metrics.set_backlog(await self._services.call(self._services.webhooks.backlog))
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + self._sweep_every
                     await self.sweep_auto_topups()
@@ -74,7 +74,7 @@ class Worker:
             if item.kind != "auto_topup" or stripe is None:
                 continue
             try:
-                outcome = await anyio.to_thread.run_sync(stripe.auto_topup.trigger, item.company_id)
+                outcome = await self._services.call(stripe.auto_topup.trigger, item.company_id)
                 log.info(
                     "auto top-up check",
                     extra={"company_id": item.company_id, "triggered": outcome.triggered, "reason": outcome.reason},
@@ -86,5 +86,5 @@ class Worker:
         """Catch the auto top-ups whose follow-up was lost (a crash right after the charge)."""
         if self._services.stripe_services is None:
             return
-        companies = await anyio.to_thread.run_sync(self._services.stripe.auto_topup.due_companies)
+        companies = await self._services.call(self._services.stripe.auto_topup.due_companies)
         await self.follow_up(tuple(FollowUp("auto_topup", company) for company in companies))

@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-import anyio
 import jinja2
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_time
@@ -342,7 +341,7 @@ class MailerService:
 
     async def send_due(self, limit: int = 50) -> list[Delivery]:
         """Send the notifications whose time has come; SMTP trouble is recorded on the rows, never raised."""
-        claimed = await anyio.to_thread.run_sync(self._ctx.db.write, lambda conn: self._claim(conn, limit))
+        claimed = await self._ctx.call(self._ctx.db.write, lambda conn: self._claim(conn, limit))
         if not claimed:
             return []
         deliveries: list[Delivery] = []
@@ -472,7 +471,7 @@ class MailerService:
             loader = self._attachments
             if loader is None:
                 raise RuntimeError(f"no attachment loader is configured for {row.kind} mails")
-            files = await anyio.to_thread.run_sync(loader, row)
+            files = await self._ctx.call(loader, row)
         message = EmailMessage()
         message["Subject"] = rendered.subject
         message["To"] = _recipient_header(to, company.name if company and row.recipient == "company" else None)
@@ -497,7 +496,7 @@ class MailerService:
         else:
             next_at = now + self._policy.delay(row.attempts)
             values = {"status": "pending", "next_attempt_at": next_at, "last_error": _clip(outcome.error)}
-        fenced = await anyio.to_thread.run_sync(self._ctx.db.write, lambda conn: _update_claimed(conn, row, values))
+        fenced = await self._ctx.call(self._ctx.db.write, lambda conn: _update_claimed(conn, row, values))
         if not fenced:
             log.warning("notification lease lost before it was recorded", extra={"notification_id": row.id})
         if status != "sent":
@@ -515,7 +514,7 @@ class MailerService:
             for item in items:
                 _update_claimed(conn, item.row, {"attempts": item.row.attempts - 1, "next_attempt_at": next_at})
 
-        await anyio.to_thread.run_sync(self._ctx.db.write, work)
+        await self._ctx.call(self._ctx.db.write, work)
         return [Delivery(i.row.id, i.row.kind, None, "deferred", i.row.attempts - 1, reason, next_at) for i in items]
 
     # -- alerts -----------------------------------------------------------------------------------

@@ -111,7 +111,7 @@ def cli() -> None:
 
 
 def register() -> None:
-    from billing_core.cli import (
+    from billing_cli import (
         companies,
         db,
         invoice_commands,

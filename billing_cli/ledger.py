@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from billing_core.cli.main import emit, handles_errors, money_text, services
+from billing_cli.main import emit, handles_errors, money_text, services
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 

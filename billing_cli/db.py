@@ -7,10 +7,10 @@ from pathlib import Path
 import click
 from sqlalchemy.engine import make_url
 
-from billing_core.cli.main import default_actor, emit, handles_errors, money_text, services
+from billing_cli.demo import load_demo_data
+from billing_cli.main import default_actor, emit, handles_errors, money_text, services
 from billing_core.config import Settings
 from billing_core.services.companies import CompanyView
-from billing_core.services.demo import load_demo_data
 
 
 @click.group()

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from billing_core.cli.main import (
+from billing_cli.main import (
     default_actor,
     emit,
     handles_errors,

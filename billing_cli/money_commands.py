@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import click
 
-from billing_core.cli.main import (
+from billing_cli.main import (
     default_actor,
     emit,
     handles_errors,

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import click
 
-from billing_core.cli.main import default_actor, emit, handles_errors, services
+from billing_cli.main import default_actor, emit, handles_errors, services
 from billing_core.config import Settings
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import click
 
-from billing_core.cli.main import default_actor, emit, handles_errors, money_text, services
+from billing_cli.main import default_actor, emit, handles_errors, money_text, services
 from billing_core.money import Money
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
