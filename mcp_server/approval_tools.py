@@ -1,0 +1,168 @@
+"""Four-eyes tools: list the requests waiting for a decision, and decide one (never one's own)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Literal
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from pydantic import Field
+
+from billing_core.errors import InvalidCursor
+from billing_core.money import Money
+from billing_core.services.approvals import Approval
+from mcp_server.app import BillingApp, record, tool_errors
+from mcp_server.caller import APPROVE, READ
+from mcp_server.models import Amount, ApprovalList, ApprovalView, AuditEntry, AuditPage
+from mcp_server.operations import OPERATIONS
+from mcp_server.text import capped
+
+
+def approval_view(approval: Approval) -> ApprovalView:
+    amount = None
+    if approval.amount is not None and approval.currency:
+        amount = Amount.of(Money(approval.amount, approval.currency))
+    return ApprovalView(
+        id=approval.id,
+        tool=approval.tool,
+        arguments=approval.arguments,
+        requested_by=approval.requested_by,
+        company_id=approval.company_id,
+        amount=amount,
+        preview=approval.preview,
+        status=approval.status,
+        decided_by=approval.decided_by,
+        decision_reason=approval.decision_reason,
+        result=approval.result,
+        created_at=approval.created_at,
+        expires_at=approval.expires_at,
+        decided_at=approval.decided_at,
+    )
+
+
+def execute_approved(app: BillingApp, approval: Approval) -> Approval:
+    """Run an approved request's write exactly as it was requested (synchronous; for tools and the CLI)."""
+    op = OPERATIONS[approval.tool]
+    args = op.args.model_validate(approval.arguments)
+    actor = f"{approval.requested_by} (approved by {approval.decided_by})"[:200]
+    try:
+        result = op.execute(app.services, actor, args, f"mcp-approval-{approval.id}")
+    except Exception as error:
+        message = getattr(error, "message", None) or "the write failed; see the server log"
+        return app.approvals.record_result(approval.id, {"error": message}, failed=True)
+    return app.approvals.record_result(approval.id, result)
+
+
+def _encode(before_id: int) -> str:
+    return base64.urlsafe_b64encode(f"audit:{before_id}".encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, _, number = text.partition(":")
+        if kind != "audit" or not number.isdigit():
+            raise ValueError(cursor)
+        return int(number)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidCursor("the audit cursor is not one this server issued") from None
+
+
+def register_approval_tools(server: MCPServer, app: BillingApp) -> None:
+    services = app.services
+
+    @server.tool(
+        name="list_pending_approvals",
+        annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
+        structured_output=True,
+    )
+    async def list_pending_approvals(
+        limit: Annotated[int, Field(ge=1, le=100, description="At most this many requests, oldest first.")] = 20,
+    ) -> ApprovalList:
+        """Requests above the four-eyes limits that wait for a decision by someone other than their requester."""
+        with tool_errors():
+            caller = app.caller()
+            caller.require(APPROVE)
+            items = await services.call(lambda: app.approvals.pending(company_id=caller.company_id, limit=limit + 1))
+            return ApprovalList(items=[approval_view(a) for a in items[:limit]], has_more=len(items) > limit)
+
+    @server.tool(
+        name="decide_approval",
+        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False),
+        structured_output=True,
+    )
+    async def decide_approval(
+        approval_id: Annotated[int, Field(ge=1, description="The id of a pending request.")],
+        decision: Annotated[
+            Literal["approve", "reject"], Field(description="approve runs the write; reject drops it.")
+        ],
+        reason: Annotated[
+            str | None, Field(None, max_length=500, description="Why; recorded with the decision.")
+        ] = None,
+    ) -> ApprovalView:
+        """Approve or reject a four-eyes request. Approving executes the write as requested, at once. The requester
+        can never decide its own request."""
+        with tool_errors():
+            caller = app.caller()
+            caller.require(APPROVE)
+            pending = await services.call(app.approvals.get, approval_id)
+            if pending.company_id is not None:
+                caller.owns(pending.company_id, f"approval request {approval_id} does not exist")
+            elif caller.company_id is not None:
+                raise ToolError(f"approval request {approval_id} does not exist")
+            rec = record()
+            rec.company_id = pending.company_id
+            decided = await services.call(
+                lambda: app.approvals.decide(
+                    approval_id, approve=decision == "approve", decided_by=caller.name, reason=reason
+                )
+            )
+            if decided.status == "approved":
+                decided = await services.call(execute_approved, app, decided)
+                rec.outcome = "approved" if decided.status == "approved" else "approval_failed"
+            else:
+                rec.outcome = "rejected"
+            return approval_view(decided)
+
+    @server.tool(
+        name="get_audit_log",
+        annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
+        structured_output=True,
+    )
+    async def get_audit_log(
+        limit: Annotated[int, Field(ge=1, le=200, description="Entries per page, newest first.")] = 50,
+        cursor: Annotated[
+            str | None, Field(None, max_length=100, description="next_cursor of the previous page.")
+        ] = None,
+        actor: Annotated[str | None, Field(None, max_length=200, description="Only this caller's entries.")] = None,
+        tool: Annotated[str | None, Field(None, max_length=64, description="Only calls of this MCP tool.")] = None,
+        company_id: Annotated[int | None, Field(None, ge=1, description="Only entries about this company.")] = None,
+    ) -> AuditPage:
+        """Who did what and when: every MCP tool call (successful, refused or failed, with its arguments and outcome)
+        and every change made through the CLI or the services. A company-bound caller sees its company's entries."""
+        with tool_errors():
+            caller = app.caller()
+            caller.require(READ)
+            scoped = caller.company(company_id)
+            before = _decode(cursor) if cursor else None
+            rows, more = await services.call(
+                lambda: app.calls.audit_page(limit=limit, before_id=before, actor=actor, tool=tool, company_id=scoped)
+            )
+            items = [
+                AuditEntry(
+                    id=r.id,
+                    actor=capped(r.actor, 200),
+                    action=r.action,
+                    entity_type=r.entity_type,
+                    entity_id=capped(r.entity_id, 128) if r.entity_id else None,
+                    company_id=r.company_id,
+                    outcome=r.outcome,
+                    amount=Amount.of(Money(r.amount, r.currency)) if r.amount is not None and r.currency else None,
+                    details=r.details,
+                    created_at=r.created_at,
+                )
+                for r in rows
+            ]
+            return AuditPage(items=items, has_more=more, next_cursor=_encode(rows[-1].id) if more else None)
