@@ -102,8 +102,7 @@ def register_approval_tools(server: MCPServer, app: BillingApp) -> None:
             str | None, Field(None, max_length=500, description="Why; recorded with the decision.")
         ] = None,
     ) -> ApprovalView:
-        """Approve or reject a four-eyes request. Approving executes the write as requested, at once. The requester
-        can never decide its own request."""
+        """Approve or reject a four-eyes request; approving runs the write as requested, at once. Never one's own."""
         with tool_errors():
             caller = app.caller()
             caller.require(APPROVE)
@@ -140,8 +139,7 @@ def register_approval_tools(server: MCPServer, app: BillingApp) -> None:
         tool: Annotated[str | None, Field(None, max_length=64, description="Only calls of this MCP tool.")] = None,
         company_id: Annotated[int | None, Field(None, ge=1, description="Only entries about this company.")] = None,
     ) -> AuditPage:
-        """Who did what and when: every MCP tool call (successful, refused or failed, with its arguments and outcome)
-        and every change made through the CLI or the services. A company-bound caller sees its company's entries."""
+        """Who did what and when: every MCP tool call (arguments, outcome) and every other change, newest first."""
         with tool_errors():
             caller = app.caller()
             caller.require(READ)

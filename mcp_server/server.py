@@ -14,6 +14,7 @@ from mcp_server.approval_tools import register_approval_tools
 from mcp_server.caller import APPROVE, READ, Caller
 from mcp_server.guards import Guards
 from mcp_server.operations import OPERATIONS
+from mcp_server.prompts import register_prompts
 from mcp_server.settings import McpSettings
 from mcp_server.write_tools import register_write_tools
 
@@ -65,4 +66,5 @@ def build_server(
     server.middleware.append(Guards(app, tool_scopes()))
     register_write_tools(server, app)
     register_approval_tools(server, app)
+    register_prompts(server)
     return server
