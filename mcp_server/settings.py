@@ -7,6 +7,7 @@ from decimal import Decimal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from billing_core.errors import InvalidInput
 from billing_core.services.api_tokens import parse_scopes
 
 CONFIRMATION_PATHS = ("elicitation", "token")
@@ -47,7 +48,10 @@ class McpSettings(BaseSettings):
     @field_validator("scopes")
     @classmethod
     def _known_scopes(cls, value: str) -> str:
-        return " ".join(parse_scopes(value))
+        try:
+            return " ".join(parse_scopes(value))
+        except InvalidInput as error:
+            raise ValueError(error.message) from None
 
     @field_validator("confirmation")
     @classmethod
