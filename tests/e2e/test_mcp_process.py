@@ -6,6 +6,7 @@ The test process seeds the database the server uses and reads it back afterwards
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -222,3 +223,26 @@ async def test_stdio_server_answers_a_client_as_claude_desktop_starts_it(
     assert balance(seeded, company_id) == 10000 - 420
     tokens_cli = run_billing("tokens", "list", "--json", env=env, cwd=tmp_path)
     assert tokens_cli.returncode == 0 and json.loads(tokens_cli.stdout) == []
+
+
+async def test_tokens_are_shown_once_stored_hashed_and_stop_working_when_revoked(
+    http_server: McpHttpProcess, seeded: Services
+) -> None:
+    token = http_server.create_token("temp", "billing:read")
+    listed = json.loads(run_billing("tokens", "list", "--json", env=http_server.env, cwd=http_server.workdir).stdout)
+    assert [t["name"] for t in listed] == ["temp"] and "token" not in listed[0]
+    stored = seeded.db.read(lambda conn: conn.exec_driver_sql("SELECT token_hash FROM api_tokens").scalar_one())
+    assert token not in stored and len(stored) == 64
+    async with http_server.client(token) as client:
+        assert (await client.list_tools()).tools
+    revoked = run_billing("tokens", "revoke", str(listed[0]["id"]), env=http_server.env, cwd=http_server.workdir)
+    assert revoked.returncode == 0, revoked.stderr
+    time.sleep(5.5)  # verifications are cached for 5 s
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    answer = httpx.post(f"{http_server.url}/mcp", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert answer.status_code == 401
+    past = run_billing(
+        "tokens", "create", "--name", "x", "--scopes", "billing:read", "--expires", "2020-01-01T00:00:00+00:00",
+        env=http_server.env, cwd=http_server.workdir,
+    )
+    assert past.returncode == 1 and "future" in past.stderr
