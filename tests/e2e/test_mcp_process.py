@@ -246,3 +246,28 @@ async def test_tokens_are_shown_once_stored_hashed_and_stop_working_when_revoked
         env=http_server.env, cwd=http_server.workdir,
     )
     assert past.returncode == 1 and "future" in past.stderr
+
+
+async def test_billing_approvals_cli_lists_approves_and_rejects_requests(
+    http_server: McpHttpProcess, seeded: Services
+) -> None:
+    first_company, first_call = funded_call(seeded, "Pension Ost", seconds=1200)
+    second_company, second_call = funded_call(seeded, "Pension West", seconds=1200)
+    token = http_server.create_token("carla", "billing:refund")
+    async with http_server.client(token) as client:
+        for call_id in (first_call, second_call):
+            filed = await client.call_tool("refund_call_charge", {"call_id": call_id, "reason": "outage"})
+            assert filed.structured_content is not None and filed.structured_content["status"] == "approval_requested"
+    cli = {"env": http_server.env, "cwd": http_server.workdir}
+    pending = json.loads(run_billing("approvals", "list", "--json", **cli).stdout)
+    assert [(a["tool"], a["requested_by"], a["amount"]["cents"]) for a in pending] == [
+        ("refund_call_charge", "token:carla", 840),
+        ("refund_call_charge", "token:carla", 840),
+    ]
+    approved = run_billing("approvals", "approve", str(pending[0]["id"]), "--json", **cli)
+    rejected = run_billing("approvals", "reject", str(pending[1]["id"]), "--reason", "duplicate", "--json", **cli)
+    assert approved.returncode == 0, approved.stderr
+    assert json.loads(approved.stdout)["status"] == "approved"
+    assert json.loads(rejected.stdout)["status"] == "rejected"
+    assert balance(seeded, first_company) == 10000 and balance(seeded, second_company) == 10000 - 840
+    assert json.loads(run_billing("approvals", "list", "--json", **cli).stdout) == []
