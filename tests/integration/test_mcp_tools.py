@@ -5,27 +5,20 @@ Callers are set per server (``local_caller``), as the stdio operator is; the HTT
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 import pytest
-from mcp import Client
-from mcp.types import ElicitResult
 
 from billing_core.bootstrap import Services
 from mcp_server.caller import Caller
-from mcp_server.server import build_server
-from mcp_server.settings import McpSettings
 from tests.conftest import Clock
 from tests.integration.helpers import charge, new_company
+from tests.integration.mcp_helpers import ALL, accept, call, connect, decline, error_of
 
 pytestmark = pytest.mark.anyio
 
 STARTED = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
-ALL = frozenset({"billing:admin"})
 SUPPORT = frozenset({"billing:read", "billing:refund", "billing:adjust"})
 WRITE_TOOLS = {
     "create_topup_link",
@@ -49,57 +42,6 @@ def anyio_backend() -> str:
 def mode(request: pytest.FixtureRequest) -> str:
     """legacy negotiates 2025-11-25 (initialize handshake); the other pins the 2026-07-28 generation."""
     return str(request.param)
-
-
-def settings(**overrides: Any) -> McpSettings:
-    return McpSettings(_env_file=None, **overrides)  # type: ignore[call-arg]
-
-
-Answer = Callable[[str], ElicitResult]
-
-
-def accept(_message: str) -> ElicitResult:
-    return ElicitResult(action="accept", content={"confirm": True})
-
-
-def decline(_message: str) -> ElicitResult:
-    return ElicitResult(action="decline")
-
-
-@asynccontextmanager
-async def connect(
-    services: Services,
-    mode: str,
-    *,
-    caller: Caller | None = None,
-    answer: Answer | None = None,
-    asked: list[str] | None = None,
-    **config: Any,
-) -> AsyncIterator[Client]:
-    server = build_server(services, settings=settings(**config), local_caller=caller or Caller("alice", ALL))
-    callback = None
-    if answer is not None:
-
-        async def callback(_ctx: Any, params: Any) -> ElicitResult:
-            if asked is not None:
-                asked.append(params.message)
-            return answer(params.message)
-
-    async with Client(server, mode=mode, elicitation_callback=callback) as client:
-        yield client
-
-
-async def call(client: Client, tool: str, /, **arguments: Any) -> dict[str, Any]:
-    result = await client.call_tool(tool, arguments)
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return result.structured_content
-
-
-async def error_of(client: Client, tool: str, /, **arguments: Any) -> str:
-    result = await client.call_tool(tool, arguments)
-    assert result.is_error, result.structured_content
-    return " ".join(getattr(c, "text", "") for c in result.content)
 
 
 def charged_call(services: Services, *, funded: str = "100.00", seconds: int = 600) -> tuple[int, str]:
