@@ -1,8 +1,9 @@
 """Invoices, credit notes and usage statements as PDF: Jinja2 HTML, WeasyPrint, and for invoices PDF/A-3
 with the Factur-X (EN 16931) XML embedded, so the file is a valid German B2B e-invoice.
 
-The render functions are plain top-level functions of a JSON-able document, so a process pool can run
-them; they read nothing but their argument and the templates.
+The render functions are plain top-level functions of a document (the typed, picklable
+:class:`~billing_core.domain.invoice_document.InvoiceDocument`, or a statement's JSON-able dict), so a
+process pool can run them; they read nothing but their argument and the templates.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from babel.numbers import format_decimal, format_percent
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from billing_core.adapters.einvoice import cii_xml
+from billing_core.domain.invoice_document import InvoiceDocument
 from billing_core.money import Money
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates" / "invoices"
@@ -138,13 +140,14 @@ def _helpers(locale: str, currency: str) -> dict[str, Any]:
     def money(cents: int) -> str:
         return Money(int(cents), currency).format(locale)
 
-    def when(iso: str) -> str:
-        return str(format_date(date.fromisoformat(iso[:10]), format="medium", locale=locale))
+    def when(day: date | str) -> str:
+        day = day if isinstance(day, date) else date.fromisoformat(day[:10])
+        return str(format_date(day, format="medium", locale=locale))
 
     def when_time(iso: str) -> str:
         return str(format_datetime(datetime.fromisoformat(iso), format="short", locale=locale))
 
-    def percent(rate: str) -> str:
+    def percent(rate: Decimal | str) -> str:
         return str(format_percent(Decimal(rate) / 100, format="#,##0.##%", locale=locale))
 
     def rate(value: str) -> str:
@@ -156,14 +159,14 @@ def _helpers(locale: str, currency: str) -> dict[str, Any]:
     return {"money": money, "date": when, "datetime": when_time, "percent": percent, "rate": rate, "country": country}
 
 
-def invoice_html(doc: dict[str, Any]) -> str:
-    t = dict(labels(doc["locale"]))
-    if doc["kind"] == "credit_note":
+def invoice_html(doc: InvoiceDocument) -> str:
+    t = dict(labels(doc.locale))
+    if doc.kind == "credit_note":
         t["title"] = t["credit_title"]
     return (
         _environment()
         .get_template("invoice.html")
-        .render(doc=doc, t=t, lang=language(doc["locale"]), **_helpers(doc["locale"], doc["currency"]))
+        .render(doc=doc, t=t, lang=language(doc.locale), **_helpers(doc.locale, doc.currency))
     )
 
 
@@ -184,7 +187,7 @@ def html_to_pdf(html: str, *, pdf_a: bool = False) -> bytes:
     return bytes(HTML(string=html, base_url=str(TEMPLATES)).write_pdf(**options))
 
 
-def render_invoice_pdf(doc: dict[str, Any]) -> bytes:
+def render_invoice_pdf(doc: InvoiceDocument) -> bytes:
     """PDF/A-3b with the EN 16931 XML attached as ``factur-x.xml`` (relationship Data) and the Factur-X XMP.
 
     WeasyPrint writes the attachment and the XMP in the same pass as the PDF; the XML is first checked
@@ -199,7 +202,7 @@ def render_invoice_pdf(doc: dict[str, Any]) -> bytes:
         file_obj=io.BytesIO(xml),
         name="factur-x.xml",
         relationship="Data",
-        description=f"Factur-X (EN 16931) {doc['number']}",
+        description=f"Factur-X (EN 16931) {doc.number}",
     )
     pdf = HTML(string=invoice_html(doc), base_url=str(TEMPLATES)).write_pdf(
         pdf_variant="pdf/a-3b", attachments=[attachment], xmp_metadata=[str(TEMPLATES / "factur-x.xmp")]

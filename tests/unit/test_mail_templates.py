@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from billing_core.services import notifications
-from billing_core.services.mailer import TEMPLATES, MailCompany, MailRenderer, UnknownTemplate
+from billing_core.services.mail_templates import TEMPLATES, MailCompany, MailRenderer, UnknownTemplate
 
 WHEN = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)  # 10:30 in Berlin
 COMPANY = MailCompany(id=7, name="Praxis Weber", email="praxis@example.com", locale="de_DE", currency="EUR")
