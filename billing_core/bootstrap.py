@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
+from billing_core.adapters.pdf import WeasyPrintRenderer
 from billing_core.concurrency import ServiceCaller
 from billing_core.config import Settings
 from billing_core.db.database import Database
 from billing_core.errors import StripeConfigurationError
+from billing_core.ports import PaymentGateway
 from billing_core.services.adjustments import AdjustmentService
 from billing_core.services.alerts import AlertService
 from billing_core.services.auto_topup import AutoTopupRecorder, AutoTopupService
@@ -33,15 +34,12 @@ from billing_core.services.webhooks.inbox import InboxSettings, WebhookInbox
 from billing_core.services.webhooks.retell_events import RetellEventHandler
 from billing_core.services.webhooks.stripe_events import StripeEventHandler
 
-if TYPE_CHECKING:
-    from billing_core.adapters.stripe_gateway import StripeGateway
-
 
 @dataclass(frozen=True)
 class StripeServices:
     """The use cases that need Stripe; absent when STRIPE_SECRET is not configured."""
 
-    gateway: StripeGateway
+    gateway: PaymentGateway
     payments: PaymentService
     auto_topup: AutoTopupService
     topup_refunds: TopupRefundService
@@ -87,7 +85,7 @@ class Services:
         self.ctx.db.dispose()
 
 
-def build_gateway(settings: Settings) -> StripeGateway | None:
+def build_gateway(settings: Settings) -> PaymentGateway | None:
     secret = settings.stripe_secret.get_secret_value()
     if not secret:
         return None
@@ -115,7 +113,7 @@ def build_services(
     *,
     clock: Callable[[], datetime] = utcnow,
     db: Database | None = None,
-    gateway: StripeGateway | None = None,
+    gateway: PaymentGateway | None = None,
 ) -> Services:
     settings = settings or Settings()
     ctx = ServiceContext(
@@ -127,7 +125,8 @@ def build_services(
     topups = TopupService(ctx)
     charging = ChargingService(ctx)
     invoices = InvoiceService(ctx)
-    invoice_files = InvoiceFileService(ctx)
+    renderer = WeasyPrintRenderer()
+    invoice_files = InvoiceFileService(ctx, renderer)
     topups.after_credit.append(invoices.after_settle_in)
     gateway = gateway or build_gateway(settings)
     topup_refunds = TopupRefundService(ctx, gateway, topups)
@@ -168,7 +167,7 @@ def build_services(
         webhooks=webhooks,
         invoices=invoices,
         invoice_files=invoice_files,
-        statements=StatementService(ctx),
+        statements=StatementService(ctx, renderer),
         alerts=AlertService(ctx),
         mailer=build_mailer(ctx, invoice_files),
         stripe_services=stripe_services,

@@ -15,10 +15,10 @@ from concurrent.futures import Executor, Future
 
 from sqlalchemy import Connection, select, update
 
-from billing_core.adapters.pdf import render_invoice_pdf
 from billing_core.db.tables import invoices
 from billing_core.domain.invoice_document import InvoiceDocument
 from billing_core.errors import NotFound
+from billing_core.ports import PdfRenderer
 from billing_core.services import notifications
 from billing_core.services.context import ServiceContext
 from billing_core.services.invoices import InvoiceView, load_invoice
@@ -36,8 +36,9 @@ def _run_now(render: Callable[[InvoiceDocument], bytes], doc: InvoiceDocument) -
 
 
 class InvoiceFileService:
-    def __init__(self, ctx: ServiceContext) -> None:
+    def __init__(self, ctx: ServiceContext, renderer: PdfRenderer) -> None:
         self._ctx = ctx
+        self._renderer = renderer
 
     def has_unrendered(self) -> bool:
         query = select(invoices.c.id).where(invoices.c.pdf.is_(None)).limit(1)
@@ -55,7 +56,7 @@ class InvoiceFileService:
             lambda conn: [(r.id, InvoiceDocument.from_json(r.document)) for r in conn.execute(query)]
         )
         run = executor.submit if executor else _run_now
-        futures = [(invoice_id, doc, run(render_invoice_pdf, doc)) for invoice_id, doc in pending]
+        futures = [(invoice_id, doc, run(self._renderer.render_invoice, doc)) for invoice_id, doc in pending]
         rendered: list[str] = []
         for invoice_id, doc, future in futures:
             try:
@@ -70,7 +71,7 @@ class InvoiceFileService:
     def regenerate(self, number: str) -> InvoiceView:
         """Render again from the stored document: the number and every amount stay as issued."""
         invoice = self._get(number)
-        pdf = render_invoice_pdf(invoice.document)
+        pdf = self._renderer.render_invoice(invoice.document)
         self._save_pdf_now(invoice.id, invoice.document, pdf)
         return self._get(number)
 

@@ -21,7 +21,6 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, RowMapping, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from billing_core.adapters.pdf import labels
 from billing_core.config import Settings
 from billing_core.db.database import inserted_id
 from billing_core.db.tables import companies, invoice_counters, invoices, topup_refunds, topups
@@ -36,6 +35,7 @@ from billing_core.domain.invoice_document import (
     Totals,
     Vat,
 )
+from billing_core.domain.invoice_labels import labels
 from billing_core.domain.vat import VatSplit, split, treatment
 from billing_core.errors import InvoiceDataMissing, NotFound
 from billing_core.money import Money

@@ -5,7 +5,8 @@ Each cycle of :meth:`MailerService.send_due` runs three kinds of short transacti
 1. **claim**: due ``pending`` rows are selected ``FOR UPDATE SKIP LOCKED``, their ``attempts`` counted up and
    their ``next_attempt_at`` moved one lease ahead, then committed. Another worker skips rows locked by the
    claim and, once it committed, no longer sees them as due: two workers never send one mail twice.
-2. **send**: outside any transaction, through the mail adapter.
+2. **send**: outside any transaction, through the :class:`~billing_core.ports.MailSender` port; its
+   :class:`~billing_core.ports.MailSendError` says whether the mail is retried or failed.
 3. **finish**: one transaction per mail marks it ``sent``, puts it back to ``pending`` with an exponential
    backoff, or marks it ``failed`` (a permanent refusal, or ``max_attempts`` used up). The update is fenced on
    the attempt count of the claim, so a worker whose lease ran out cannot overwrite a newer claim.
@@ -27,12 +28,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from billing_core.adapters.mail import MailError
 from billing_core.db.tables import companies, notifications
+from billing_core.ports import MailSender, MailSendError
 from billing_core.services.context import ServiceContext
 from billing_core.services.mail_templates import MailCompany, MailRenderer, UnknownTemplate, one_line
 
@@ -41,10 +42,6 @@ log = logging.getLogger(__name__)
 ATTACHMENT_KINDS = frozenset({"invoice", "credit_note"})
 
 Attachment = tuple[str, bytes, str]  # file name, content, MIME type ("application/pdf")
-
-
-class MailSender(Protocol):
-    async def send(self, message: EmailMessage) -> None: ...
 
 
 # -- the outbox sender ----------------------------------------------------------------------------
@@ -230,8 +227,8 @@ class MailerService:
             return await self._finish(row, to, _Outcome("retry", f"preparing the mail: {error}")), False
         try:
             await self._sender.send(message)
-        except MailError as error:
-            outcome = _Outcome("retry" if error.transient else "failed", error.message, error.server_down)
+        except MailSendError as error:
+            outcome = _Outcome("retry" if error.retryable else "failed", error.message, error.server_down)
         except Exception as error:  # an adapter surprise must not end the cycle
             log.error("mail adapter failed", extra={"notification_id": row.id, "error": type(error).__name__})
             outcome = _Outcome("retry", f"{type(error).__name__}: {error}")

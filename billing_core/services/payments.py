@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from billing_core.adapters.stripe_objects import PaymentIntentView, PaymentMethodView
 from billing_core.db.tables import balances, companies
 from billing_core.errors import (
     CompanyNotFound,
@@ -24,12 +23,10 @@ from billing_core.errors import (
     StripeRequestRejected,
 )
 from billing_core.money import Money
+from billing_core.ports import PaymentGateway, PaymentIntentView, PaymentMethodView
 from billing_core.services import audit, notifications, validation
 from billing_core.services.context import ServiceContext
 from billing_core.services.topups import Topup, TopupService
-
-if TYPE_CHECKING:  # the SDK loads only where Stripe is configured
-    from billing_core.adapters.stripe_gateway import StripeGateway
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +107,7 @@ def forget_payment_method_in(
 
 
 class PaymentService:
-    def __init__(self, ctx: ServiceContext, gateway: StripeGateway, topups: TopupService) -> None:
+    def __init__(self, ctx: ServiceContext, gateway: PaymentGateway, topups: TopupService) -> None:
         self._ctx = ctx
         self._stripe = gateway
         self._topups = topups

@@ -10,16 +10,17 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from billing_core.adapters.pdf import render_statement_pdf
 from billing_core.db.tables import call_charges, companies, ledger
 from billing_core.errors import InvalidInput, NotFound
+from billing_core.ports import PdfRenderer
 from billing_core.services.context import ServiceContext
 from billing_core.services.invoices import seller_of
 
 
 class StatementService:
-    def __init__(self, ctx: ServiceContext) -> None:
+    def __init__(self, ctx: ServiceContext, renderer: PdfRenderer) -> None:
         self._ctx = ctx
+        self._renderer = renderer
 
     def statement(self, company_id: int, year: int, month: int) -> tuple[dict[str, Any], bytes]:
         """A company's calls, refunds, adjustments and top-ups of one month, with totals, as PDF."""
@@ -28,7 +29,7 @@ class StatementService:
         start = datetime(year, month, 1, tzinfo=UTC)
         end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
         doc = self._ctx.db.read(lambda conn: self._statement_doc(conn, company_id, start, end))
-        return doc, render_statement_pdf(doc)
+        return doc, self._renderer.render_statement(doc)
 
     def _statement_doc(self, conn: Connection, company_id: int, start: datetime, end: datetime) -> dict[str, Any]:
         company = conn.execute(select(companies).where(companies.c.id == company_id)).mappings().first()

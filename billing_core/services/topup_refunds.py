@@ -13,11 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, func, select, update
 
-from billing_core.adapters.stripe_objects import RefundView
 from billing_core.db.database import inserted_id
 from billing_core.db.ledger import LockedBalance, lock_balance, move_balance, post_entry
 from billing_core.db.tables import topup_refunds, topups
@@ -34,12 +33,10 @@ from billing_core.errors import (
     StripeUnavailable,
 )
 from billing_core.money import Money
+from billing_core.ports import PaymentGateway, RefundView
 from billing_core.services import audit, validation
 from billing_core.services.context import ServiceContext
 from billing_core.services.topups import CREDITED, Topup, TopupService
-
-if TYPE_CHECKING:  # the SDK loads only where Stripe is configured
-    from billing_core.adapters.stripe_gateway import StripeGateway
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +100,7 @@ def proportional_bonus(topup: Topup, amount: int, bonus_already_reversed: int, r
 
 
 class TopupRefundService:
-    def __init__(self, ctx: ServiceContext, gateway: StripeGateway | None, topups: TopupService) -> None:
+    def __init__(self, ctx: ServiceContext, gateway: PaymentGateway | None, topups: TopupService) -> None:
         self._ctx = ctx
         self._stripe = gateway
         self._topups = topups

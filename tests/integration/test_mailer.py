@@ -20,10 +20,11 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword
 from sqlalchemy import select
 
-from billing_core.adapters.mail import MailConfigurationError, MailError, SmtpConfig, SmtpMailSender
+from billing_core.adapters.mail import MailConfigurationError, SmtpConfig, SmtpMailSender
 from billing_core.bootstrap import Services, build_services
 from billing_core.db.database import Database
 from billing_core.db.tables import Base, notifications
+from billing_core.ports import MailSendError
 from billing_core.services import notifications as outbox
 from billing_core.services.context import ServiceContext
 from billing_core.services.mailer import MailerPolicy, MailerService, NotificationRow
@@ -605,9 +606,9 @@ async def test_a_refused_login_is_transient_and_never_shows_the_password():
         message["To"] = "someone@example.com"
         message["Subject"] = "hello"
         message.set_content("hi")
-        with pytest.raises(MailError) as refused:
+        with pytest.raises(MailSendError) as refused:
             await wrong.send(message)
-        assert refused.value.transient and refused.value.code == 535
+        assert refused.value.retryable and refused.value.code == 535
         assert "wr0ng-secret" not in str(refused.value)
         right = SmtpMailSender.from_url(f"smtp://mailer:right@127.0.0.1:{port}", from_address=FROM)
         await right.send(message)
