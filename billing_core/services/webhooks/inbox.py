@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from billing_core.db.database import is_retryable
+from billing_core.db.errors import is_retryable
 from billing_core.db.tables import webhook_events
 from billing_core.errors import BillingDisabled, Conflict, DatabaseUnavailable, InvalidInput, NotFound
 from billing_core.services.context import ServiceContext
