@@ -18,7 +18,6 @@ function again; every write is idempotent through unique keys, so a retry after 
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,7 +28,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import QueuePool, StaticPool
 
-from billing_core.db.errors import UNAVAILABLE_MESSAGE, is_refused, is_retryable, typed_database_errors
+from billing_core.db.errors import UNAVAILABLE_MESSAGE, is_refused, is_retryable, retry_wait, typed_database_errors
 from billing_core.db.group_commit import GroupCommitter
 from billing_core.errors import DatabaseUnavailable
 
@@ -159,9 +158,8 @@ class Database:
                 gave_up = is_refused(error) and attempt >= 2
                 if not is_retryable(error) or attempt == self.attempts or gave_up:
                     raise  # typed at the boundary (write/read)
-                delay = min(0.5, 0.005 * 2**attempt) * random.uniform(0.5, 1.5)
                 log.warning("transient database error, retrying", extra={"attempt": attempt})
-                time.sleep(delay)
+                time.sleep(retry_wait(attempt))
         raise AssertionError("unreachable")  # pragma: no cover
 
     @contextmanager

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from billing_core.backoff import backoff
 from billing_core.errors import DatabaseError, DatabaseNotMigrated, DatabaseRejected, DatabaseUnavailable
 
 # MariaDB error codes worth another attempt: deadlock / Galera certification failure, lock wait
@@ -43,8 +45,17 @@ SQLITE_BUSY_MARKERS = ("database is locked", "database is busy", "database table
 SQLITE_MISSING_SCHEMA_MARKERS = ("no such table", "no such column", "has no column named")
 SQLITE_REJECTED_MARKERS = ("integer overflow", "too big", "string or blob too big")
 
+# A conflict between transactions clears in milliseconds: 10 ms doubling to at most 0.5 s, with jitter.
+RETRY_BASE = timedelta(milliseconds=10)
+RETRY_CAP = timedelta(milliseconds=500)
+
 UNAVAILABLE_MESSAGE = "the database is unavailable; try again later"
 NOT_MIGRATED_MESSAGE = "the database has no billing schema yet, or an old one; run `billing db upgrade`"
+
+
+def retry_wait(attempt: int) -> float:
+    """Seconds to sleep before running a transaction again after its ``attempt``-th retryable failure."""
+    return backoff(attempt, base=RETRY_BASE, cap=RETRY_CAP, jitter=0.5).total_seconds()
 
 
 def mysql_code(error: BaseException) -> int | None:

@@ -22,26 +22,10 @@ from babel.dates import format_date, format_time
 from babel.numbers import format_percent
 
 from billing_core.money import Money
+from billing_core.services.notifications import TEMPLATES
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "mail"
 LANGUAGES = ("de", "en")
-
-# Every (kind, recipient) pair that has templates; a notification queued for another pair fails at once.
-TEMPLATES: tuple[tuple[str, str], ...] = (
-    ("invoice", "company"),
-    ("credit_note", "company"),
-    ("low_balance", "company"),
-    ("payment_failed", "company"),
-    ("payment_failed", "admin"),
-    ("auto_topup_succeeded", "company"),
-    ("auto_topup_failed", "company"),
-    ("auto_topup_disabled", "company"),
-    ("high_failure_rate", "admin"),
-    ("dispute_opened", "admin"),
-    ("dispute_closed", "admin"),
-    ("payment_method_detached", "company"),
-    ("invoice_blocked", "admin"),
-)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,14 +32,14 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
+from billing_core.backoff import backoff
 from billing_core.db.tables import companies, notifications
 from billing_core.ports import MailSender, MailSendError
 from billing_core.services.context import ServiceContext
 from billing_core.services.mail_templates import MailCompany, MailRenderer, UnknownTemplate, one_line
+from billing_core.services.notifications import ATTACHMENT_KINDS
 
 log = logging.getLogger(__name__)
-
-ATTACHMENT_KINDS = frozenset({"invoice", "credit_note"})
 
 Attachment = tuple[str, bytes, str]  # file name, content, MIME type ("application/pdf")
 
@@ -94,7 +94,7 @@ class MailerPolicy:
     lease: timedelta = field(default_factory=lambda: timedelta(minutes=10))
 
     def delay(self, attempts: int) -> timedelta:
-        return min(self.base_delay * (1 << min(max(attempts - 1, 0), 30)), self.max_delay)
+        return backoff(attempts, base=self.base_delay, cap=self.max_delay)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,9 @@
 
 Phase one (one transaction, balance row locked): check the amount against what was paid and not yet
 refunded (or being refunded) and against the available balance, work out the bonus to take back in
-proportion, write a pending refund row and hold the total on the balance (``reserved``), so nothing
-else can spend it while Stripe works. Phase two calls Stripe with the row's idempotency key. Phase
+proportion (:func:`~billing_core.domain.bonus.bonus_taken_back`, the rule lost disputes use too), write
+a pending refund row and hold the total on the balance (``reserved``), so nothing else can spend it
+while Stripe works. Phase two calls Stripe with the row's idempotency key. Phase
 three settles: ledger entries (``refund`` for the money, ``reversal`` for the bonus), the top-up's status
 and refunded amount, and the hold released; or, if Stripe refused, only the hold released.
 """
@@ -20,6 +21,7 @@ from sqlalchemy import Connection, func, select, update
 from billing_core.db.database import inserted_id
 from billing_core.db.ledger import LockedBalance, lock_balance, move_balance, post_entry
 from billing_core.db.tables import topup_refunds, topups
+from billing_core.domain.bonus import bonus_taken_back
 from billing_core.errors import (
     CurrencyMismatch,
     IdempotencyKeyReused,
@@ -88,15 +90,6 @@ class TopupRefund:
             "stripe_refund_id": self.stripe_refund_id,
             "failure_reason": self.failure_reason,
         }
-
-
-def proportional_bonus(topup: Topup, amount: int, bonus_already_reversed: int, refunded_after: int) -> int:
-    """The bonus share of a refund; the last refund takes whatever bonus is left, so rounding never drifts."""
-    if topup.bonus.cents == 0:
-        return 0
-    if refunded_after >= topup.amount.cents:
-        return topup.bonus.cents - bonus_already_reversed
-    return topup.bonus.cents * amount // topup.amount.cents
 
 
 class TopupRefundService:
@@ -193,7 +186,13 @@ class TopupRefundService:
                 topup_refunds.c.topup_id == topup.id, topup_refunds.c.status.in_(("succeeded", "pending"))
             )
         ).scalar_one()
-        bonus = proportional_bonus(current, cents, int(bonus_done), current.refunded.cents + cents)
+        bonus = bonus_taken_back(
+            bonus=current.bonus.cents,
+            paid=current.amount.cents,
+            returned=cents,
+            already_taken=int(bonus_done),
+            returned_after=current.refunded.cents + cents,
+        )
         now = self._ctx.clock()
         refund_id = inserted_id(
             conn.execute(
@@ -262,8 +261,12 @@ class TopupRefundService:
         cents = refundable if amount is None else amount.cents
         if cents <= 0 or cents > refundable:
             raise RefundExceedsCharge(cents or topup.amount.cents, max(refundable, 0), topup.amount.currency)
-        bonus = proportional_bonus(
-            topup, cents, int(bonus_done) + int(bonus_in_flight), topup.refunded.cents + int(in_flight) + cents
+        bonus = bonus_taken_back(
+            bonus=topup.bonus.cents,
+            paid=topup.amount.cents,
+            returned=cents,
+            already_taken=int(bonus_done) + int(bonus_in_flight),
+            returned_after=topup.refunded.cents + int(in_flight) + cents,
         )
         if cents + bonus > locked.available:
             raise InsufficientBalance(topup.company_id, cents + bonus, locked.available, locked.currency)
