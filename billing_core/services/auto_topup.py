@@ -3,7 +3,9 @@
 Two-phase: the pending attempt row is committed first under the balance row lock (it counts toward the
 limits and blocks a second attempt), Stripe is called outside any lock with keys derived from the
 attempt, and the attempt is settled or failed in a second transaction. After ``max_failures``
-consecutive failures auto top-up switches itself off and says so.
+consecutive failures auto top-up switches itself off and says so. :class:`AutoTopupRecorder`'s
+``record_success_in`` and ``record_failure_in`` settle an attempt inside a caller's transaction (the
+second phase here, or a webhook that reports the outcome).
 """
 
 from __future__ import annotations

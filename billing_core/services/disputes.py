@@ -1,5 +1,8 @@
 """Card disputes on top-ups: the disputed amount is held back while open; lost means it leaves the balance,
-together with the bonus that came with that part of the payment."""
+together with the bonus that came with that part of the payment.
+
+Both steps arrive as Stripe webhooks, so both join the inbox's transaction (``open_in``, ``close_in``).
+"""
 
 from __future__ import annotations
 

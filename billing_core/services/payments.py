@@ -3,7 +3,8 @@
 Two-phase, never holding a database lock across a Stripe call: a pending top-up row is committed first,
 Stripe is called with an idempotency key derived from that row, and what Stripe answered is recorded in
 a second transaction. Whoever learns of the outcome first (this answer, a webhook, the reconciler)
-settles the top-up; the others find it settled.
+settles the top-up; the others find it settled. ``forget_payment_method_in`` joins a caller's
+transaction (the webhook of a detached method); every public method of :class:`PaymentService` is one.
 """
 
 from __future__ import annotations

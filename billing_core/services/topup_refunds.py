@@ -7,6 +7,7 @@ a pending refund row and hold the total on the balance (``reserved``), so nothin
 while Stripe works. Phase two calls Stripe with the row's idempotency key. Phase
 three settles: ledger entries (``refund`` for the money, ``reversal`` for the bonus), the top-up's status
 and refunded amount, and the hold released; or, if Stripe refused, only the hold released.
+``record_stripe_refund_in`` records a refund Stripe reports inside the webhook inbox's transaction.
 """
 
 from __future__ import annotations
