@@ -11,6 +11,7 @@ from billing_core.concurrency import ServiceCaller
 from billing_core.config import Settings
 from billing_core.db.database import Database
 from billing_core.errors import StripeConfigurationError
+from billing_core.queries import Queries
 from billing_core.services.adjustments import AdjustmentService
 from billing_core.services.auto_topup import AutoTopupRecorder, AutoTopupService
 from billing_core.services.balances import BalanceService
@@ -59,6 +60,8 @@ class Services:
     invoices: InvoiceService
     mailer: MailerService | None
     stripe_services: StripeServices | None
+    queries: Queries
+    """The read side: what operators, reports and assistants read (see billing_core.queries)."""
 
     @property
     def db(self) -> Database:
@@ -162,4 +165,5 @@ def build_services(
         invoices=invoices,
         mailer=build_mailer(ctx, invoices),
         stripe_services=stripe_services,
+        queries=Queries(ctx),
     )

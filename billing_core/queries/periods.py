@@ -1,0 +1,133 @@
+"""Periods in the seller's calendar (BILLING_TIMEZONE) and the SQL that puts a UTC timestamp on its local day.
+
+Timestamps are stored as naive UTC. A local day is found without loading rows into Python: between two
+changes of the UTC offset (daylight saving), the local day is the date of ``timestamp + offset``, so the SQL
+expression is a ``CASE`` over the offset changes inside the period (usually none or one), written in each
+dialect's date arithmetic. Both backends give identical days.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, model_validator
+from sqlalchemy import Integer, case, cast, func, literal, literal_column
+from sqlalchemy.sql.elements import ColumnElement
+
+from billing_core.db.types import UtcDateTime
+from billing_core.errors import InvalidInput
+from billing_core.queries.base import ReadModel
+
+MAX_PERIOD_DAYS = 366
+
+
+class Period(ReadModel):
+    """Whole days ``start`` to ``end`` (both included) in the seller's time zone."""
+
+    start: date = Field(description="First day, inclusive (seller's time zone).")
+    end: date = Field(description="Last day, inclusive (seller's time zone).")
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Period:
+        if self.end < self.start:
+            raise ValueError("the period ends before it starts")
+        if (self.end - self.start).days + 1 > MAX_PERIOD_DAYS:
+            raise ValueError(f"a period spans at most {MAX_PERIOD_DAYS} days")
+        return self
+
+    @classmethod
+    def of(cls, start: date, end: date) -> Period:
+        """A period, with bad bounds reported as :class:`InvalidInput`."""
+        if end < start:
+            raise InvalidInput("the period ends before it starts")
+        if (end - start).days + 1 > MAX_PERIOD_DAYS:
+            raise InvalidInput(f"a period spans at most {MAX_PERIOD_DAYS} days")
+        return cls(start=start, end=end)
+
+    @classmethod
+    def last_days(cls, days: int, *, now: datetime, timezone: str) -> Period:
+        """The ``days`` local days ending today (today included)."""
+        if not 1 <= days <= MAX_PERIOD_DAYS:
+            raise InvalidInput(f"days must be between 1 and {MAX_PERIOD_DAYS}")
+        today = now.astimezone(ZoneInfo(timezone)).date()
+        return cls.of(today - timedelta(days=days - 1), today)
+
+    def days(self) -> Iterator[date]:
+        day = self.start
+        while day <= self.end:
+            yield day
+            day += timedelta(days=1)
+
+    def utc_bounds(self, timezone: str) -> tuple[datetime, datetime]:
+        """[first local midnight, the midnight after the last day) as UTC instants."""
+        zone = ZoneInfo(timezone)
+        return _midnight(self.start, zone), _midnight(self.end + timedelta(days=1), zone)
+
+
+def _midnight(day: date, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+
+
+def _offset(instant: datetime, zone: ZoneInfo) -> int:
+    offset = instant.astimezone(zone).utcoffset()
+    assert offset is not None
+    return int(offset.total_seconds())
+
+
+def offset_segments(start: datetime, end: datetime, timezone: str) -> list[tuple[datetime, int]]:
+    """[(from_utc, offset_seconds), ...] covering [start, end): where each UTC offset of the zone begins."""
+    zone = ZoneInfo(timezone)
+    segments = [(start, _offset(start, zone))]
+    probe = start
+    while probe < end:
+        following = min(probe + timedelta(hours=12), end)
+        if _offset(following, zone) != segments[-1][1]:
+            low, high = probe, following  # the change lies in (low, high]: halve to the second
+            while high - low > timedelta(seconds=1):
+                middle = low + (high - low) / 2
+                if _offset(middle, zone) == segments[-1][1]:
+                    low = middle
+                else:
+                    high = middle
+            changed = high.replace(microsecond=0)
+            segments.append((changed, _offset(changed, zone)))
+        probe = following
+    return segments
+
+
+def local_day(column: Any, segments: list[tuple[datetime, int]], dialect: str) -> ColumnElement[Any]:
+    """SQL for the local date of a UTC ``column`` (a 'YYYY-MM-DD' string on SQLite, a DATE on MariaDB)."""
+
+    def shifted(offset: int) -> ColumnElement[Any]:
+        if dialect == "sqlite":
+            return func.date(column, literal_column(f"'{offset:+d} seconds'"))
+        return func.date(func.timestampadd(literal_column("SECOND"), literal_column(str(offset)), column))
+
+    if len(segments) == 1:
+        return shifted(segments[0][1])
+    whens = [
+        (column < literal(segments[index + 1][0], UtcDateTime()), shifted(offset))
+        for index, (_, offset) in enumerate(segments[:-1])
+    ]
+    return case(*whens, else_=shifted(segments[-1][1]))
+
+
+def as_date(value: Any) -> date:
+    """A local day as the database returned it (text on SQLite, a date on MariaDB)."""
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+def duration_microseconds(start: Any, end: Any, dialect: str) -> ColumnElement[int]:
+    """Exact microseconds from ``start`` to ``end`` (both UTC timestamp columns), as an integer in SQL."""
+    if dialect == "sqlite":
+
+        def micros(column: Any) -> ColumnElement[int]:
+            # stored as 'YYYY-MM-DD HH:MM:SS.ffffff': whole seconds from strftime, the fraction from the text
+            seconds = cast(func.strftime("%s", column), Integer)
+            return seconds * 1_000_000 + cast(func.substr(column, 21, 6), Integer)
+
+        return micros(end) - micros(start)
+    return func.timestampdiff(literal_column("MICROSECOND"), start, end)
