@@ -12,8 +12,10 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from babel.numbers import format_currency
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, ValidationError
+from sqlalchemy import select
 
-from billing_core.errors import InvalidCursor, InvalidInput
+from billing_core.db.tables import companies
+from billing_core.errors import CompanyNotFound, InvalidCursor, InvalidInput
 from billing_core.money import Money
 
 DEFAULT_LIMIT = 50
@@ -124,6 +126,12 @@ def page_of(items: list[T], *, limit: int, kind: str, filters: BaseModel | None,
     return Page[T](items=tuple(shown), has_more=more, next_cursor=cursor)
 
 
+def ensure_company(conn: Any, company_id: int) -> None:
+    """A list filtered by a company that does not exist says so, instead of answering an empty page."""
+    if conn.execute(select(companies.c.id).where(companies.c.id == company_id)).first() is None:
+        raise CompanyNotFound(company_id)
+
+
 def keyset_page(
     conn: Any,
     query: Any,
@@ -135,6 +143,7 @@ def keyset_page(
     filters: BaseModel | None,
     limit: int,
     cursor: str | None,
+    company_id: int | None = None,
 ) -> Page[Any]:
     """Run ``query`` newest first (by ``id_column``), one page after ``cursor``; rows become items via ``build``.
 
@@ -142,6 +151,8 @@ def keyset_page(
     pages already handed out: no gaps, no duplicates.
     """
     check_limit(limit)
+    if company_id is not None:
+        ensure_company(conn, company_id)
     if cursor:
         query = query.where(id_column < decode_cursor(cursor, kind, filters, noun=noun))
     rows = conn.execute(query.order_by(id_column.desc()).limit(limit + 1)).mappings().all()

@@ -102,6 +102,7 @@ def list_invoices(
         filters=filters,
         limit=limit,
         cursor=cursor,
+        company_id=filters.company_id,
     )
 
 

@@ -87,6 +87,7 @@ def list_ledger_entries(
         filters=filters,
         limit=limit,
         cursor=cursor,
+        company_id=filters.company_id,
     )
 
 
@@ -165,6 +166,7 @@ def list_call_charges(
         filters=filters,
         limit=limit,
         cursor=cursor,
+        company_id=filters.company_id,
     )
 
 

@@ -66,7 +66,16 @@ def list_audit_log(
     if filters.until is not None:
         query = query.where(audit_log.c.created_at < filters.until)
     return keyset_page(
-        conn, query, audit_log.c.id, _audit, kind="audit", noun="audit log", filters=filters, limit=limit, cursor=cursor
+        conn,
+        query,
+        audit_log.c.id,
+        _audit,
+        kind="audit",
+        noun="audit log",
+        filters=filters,
+        limit=limit,
+        cursor=cursor,
+        company_id=filters.company_id,
     )
 
 
@@ -182,6 +191,7 @@ def list_outbox(
         filters=filters,
         limit=limit,
         cursor=cursor,
+        company_id=filters.company_id,
     )
 
 

@@ -100,7 +100,16 @@ def list_topups(
     if filters.until is not None:
         query = query.where(topups.c.created_at < filters.until)
     return keyset_page(
-        conn, query, topups.c.id, _topup, kind="topups", noun="top-up", filters=filters, limit=limit, cursor=cursor
+        conn,
+        query,
+        topups.c.id,
+        _topup,
+        kind="topups",
+        noun="top-up",
+        filters=filters,
+        limit=limit,
+        cursor=cursor,
+        company_id=filters.company_id,
     )
 
 
@@ -185,6 +194,7 @@ def list_topup_refunds(
         filters=filters,
         limit=limit,
         cursor=cursor,
+        company_id=filters.company_id,
     )
 
 
@@ -248,4 +258,5 @@ def list_disputes(
         filters=filters,
         limit=limit,
         cursor=cursor,
+        company_id=filters.company_id,
     )
