@@ -34,7 +34,7 @@ class LedgerEntryView(ReadModel):
     balance_before: MoneyView
     balance_after: MoneyView
     description: str
-    reference_type: str | None = Field(description="What caused it: call, topup, topup_refund, dispute, ...")
+    reference_type: str | None = Field(description="What caused it: call_charge, topup, topup_refund, dispute, ...")
     reference_id: str | None
     actor: str | None
     created_at: Timestamp
