@@ -64,7 +64,9 @@ class MoneyView(ReadModel):
 
     @classmethod
     def of(cls, cents: int, currency: str, locale: str) -> MoneyView:
-        return cls(cents=int(cents), currency=currency, formatted=_formatted(int(cents), currency, locale))
+        cents = int(cents)
+        # values straight from the database (BIGINT, CHAR(3)) need no validation: skip it on this hot path
+        return cls.model_construct(cents=cents, currency=currency, formatted=_formatted(cents, currency, locale))
 
     @classmethod
     def from_money(cls, money: Money, locale: str) -> MoneyView:
