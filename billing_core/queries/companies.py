@@ -114,7 +114,12 @@ def _rate(row: Any) -> RateView:
 
 
 def _overview(
-    row: Any, *, rates: tuple[RateView, ...] = (), now: datetime | None = None, agents: tuple[str, ...] = ()
+    row: Any,
+    *,
+    rates: tuple[RateView, ...] = (),
+    now: datetime | None = None,
+    agents: tuple[str, ...] = (),
+    show_history: bool = True,
 ) -> CompanyOverview:
     currency, locale = row[companies.c.currency], row[companies.c.locale]
 
@@ -155,7 +160,7 @@ def _overview(
         retell_agent_ids=agents,
         current_rate=current,
         scheduled_rates=scheduled,
-        rates=rates,
+        rates=rates if show_history else (),
         created_at=row[companies.c.created_at],
     )
 
@@ -216,9 +221,14 @@ class CompanyFilters(ReadModel):
 
 
 def list_companies(
-    conn: Connection, filters: CompanyFilters | None = None, *, limit: int = DEFAULT_LIMIT, cursor: str | None = None
+    conn: Connection,
+    filters: CompanyFilters | None = None,
+    *,
+    now: datetime,
+    limit: int = DEFAULT_LIMIT,
+    cursor: str | None = None,
 ) -> Page[CompanyOverview]:
-    """Companies in id order (oldest first), without their rate history."""
+    """Companies in id order (oldest first) with their current and scheduled rates, without the history."""
     filters = filters or CompanyFilters()
     check_limit(limit)
     query = _company_query()
@@ -231,7 +241,17 @@ def list_companies(
     if filters.auto_topup_enabled is not None:
         query = query.where(balances.c.auto_topup_enabled == filters.auto_topup_enabled)
     rows = conn.execute(query.order_by(companies.c.id).limit(limit + 1)).mappings().all()
-    return page_of([_overview(r) for r in rows], limit=limit, kind="companies", filters=filters, last_id=_id)
+    ids = [row[companies.c.id] for row in rows]
+    rates: dict[int, list[RateView]] = {}
+    if ids:
+        for rate in conn.execute(
+            select(billing_rates)
+            .where(billing_rates.c.company_id.in_(ids))
+            .order_by(billing_rates.c.company_id, billing_rates.c.effective_from)
+        ):
+            rates.setdefault(rate.company_id, []).append(_rate(rate))
+    items = [_overview(r, rates=tuple(rates.get(r[companies.c.id], ())), now=now, show_history=False) for r in rows]
+    return page_of(items, limit=limit, kind="companies", filters=filters, last_id=_id)
 
 
 def _id(item: Any) -> int:

@@ -46,7 +46,9 @@ class Queries:
         limit: int = DEFAULT_LIMIT,
         cursor: str | None = None,
     ) -> Page[company_reads.CompanyOverview]:
-        return self._read(lambda c: company_reads.list_companies(c, filters, limit=limit, cursor=cursor))
+        return self._read(
+            lambda c: company_reads.list_companies(c, filters, now=self._ctx.clock(), limit=limit, cursor=cursor)
+        )
 
     def find_companies(self, text: str, *, limit: int = 20) -> tuple[company_reads.CompanyMatch, ...]:
         return self._read(lambda c: company_reads.find_companies(c, text, limit=limit))

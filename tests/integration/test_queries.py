@@ -193,7 +193,7 @@ def test_company_list_pages_and_filters(svc: Services) -> None:
     svc.companies.set(ids[3], actor="test", prepaid_billing_enabled=False)
     listed = all_pages(lambda **kw: svc.queries.companies(**kw), limit=3)
     assert [c.id for c in listed] == ids
-    assert all(c.rates == () for c in listed)
+    assert all(c.rates == () and c.current_rate is not None for c in listed)
     off = svc.queries.companies(CompanyFilters(prepaid_billing_enabled=False))
     assert [c.id for c in off.items] == [ids[3]]
     assert [c.id for c in svc.queries.companies(CompanyFilters(name_contains="FIRMA 6")).items] == [ids[6]]
