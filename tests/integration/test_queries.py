@@ -605,3 +605,13 @@ def test_periods_are_whole_local_days_and_bounded(clock: Clock) -> None:
         Period.of(date(2026, 1, 2), date(2026, 1, 1))
     with pytest.raises(InvalidInput):
         Period.last_days(367, now=clock.now, timezone="Europe/Berlin")
+
+
+def test_a_whole_year_of_daily_statistics_counts_the_same_events(svc: Services, dst_world: dict[str, int]) -> None:
+    year = svc.queries.payment_statistics(Period(start=date(2026, 1, 1), end=date(2026, 12, 31)))
+    assert len(year.daily) == 365
+    # everything except the first payment (22 Oct) and the call after the period (27 Oct)
+    assert year.revenue.cents == 20_000 + 17_500
+    assert (year.calls.count, year.calls.charged.cents) == (5, 475 + 60)
+    busy = {d.day for d in year.daily if d.calls}
+    assert busy == {date(2026, 10, 24), date(2026, 10, 25), date(2026, 10, 26), date(2026, 10, 27)}
