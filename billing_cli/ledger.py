@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from functools import partial
 
 import click
 
@@ -13,6 +14,7 @@ from billing_cli.main import (
     handles_errors,
     limit_option,
     money_text,
+    pages_up_to,
     script_json,
     services,
 )
@@ -67,7 +69,7 @@ def balance(company_id: int, as_json: bool) -> None:
 
 @ledger.command()
 @click.argument("company_id", type=int)
-@limit_option
+@click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
 @cursor_option
 @click.option(
     "--type",
@@ -81,7 +83,7 @@ def history(company_id: int, limit: int, cursor: str | None, types: tuple[str, .
     """Ledger entries, newest first."""
     filters = build(LedgerFilters, company_id=company_id, types=types or None)
     with services() as svc:
-        page = svc.queries.ledger_entries(filters, limit=limit, cursor=cursor)
+        page = pages_up_to(partial(svc.queries.ledger_entries, filters), limit, cursor)
 
     def human() -> None:
         for e in page.items:

@@ -75,6 +75,18 @@ def emit_page(page: Page[Any], as_json: bool, human: Callable[[], None]) -> None
         click.echo(f"more results: repeat with --cursor {page.next_cursor}", err=True)
 
 
+def pages_up_to(fetch: Callable[..., Page[Any]], limit: int, cursor: str | None) -> Page[Any]:
+    """Up to ``limit`` entries, read a page of at most MAX_LIMIT at a time (commands whose ``--limit``
+    allowed more than one page before the read side existed keep their range)."""
+    items: list[Any] = []
+    while True:
+        page = fetch(limit=min(MAX_LIMIT, limit - len(items)), cursor=cursor)
+        items.extend(page.items)
+        cursor = page.next_cursor
+        if cursor is None or len(items) >= limit:
+            return Page[Any](items=tuple(items), has_more=page.has_more, next_cursor=cursor)
+
+
 def handles_errors(fn: F) -> F:
     """Billing errors become one clear line on stderr and exit code 1; nothing else is printed."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import uuid
 from datetime import datetime, timedelta
+from functools import partial
 
 import click
 
@@ -15,11 +16,11 @@ from billing_cli.main import (
     emit_page,
     handles_errors,
     money_text,
+    pages_up_to,
     parse_datetime,
     services,
 )
 from billing_core.money import Money
-from billing_core.queries import MAX_LIMIT
 from billing_core.queries.base import build
 from billing_core.queries.payments import TopupFilters
 
@@ -47,7 +48,7 @@ def register(cli: click.Group, topups: click.Group) -> None:
 )
 @click.option("--since", callback=parse_datetime, help="Created at or after (ISO 8601 with time zone).")
 @click.option("--until", callback=parse_datetime, help="Created before (ISO 8601 with time zone).")
-@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=100, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
 @cursor_option
 @json_option
 @handles_errors
@@ -71,7 +72,7 @@ def list_topups(
         until=until,
     )
     with services() as svc:
-        page = svc.queries.topups(filters, limit=limit, cursor=cursor)
+        page = pages_up_to(partial(svc.queries.topups, filters), limit, cursor)
 
     def human() -> None:
         for t in page.items:
