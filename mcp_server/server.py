@@ -15,6 +15,8 @@ from mcp_server.caller import APPROVE, READ, Caller
 from mcp_server.guards import Guards
 from mcp_server.operations import OPERATIONS
 from mcp_server.prompts import register_prompts
+from mcp_server.read_tools import READ_TOOLS, register_read_tools
+from mcp_server.resources import register_resources
 from mcp_server.settings import McpSettings
 from mcp_server.write_tools import register_write_tools
 
@@ -32,7 +34,7 @@ READ_TOOLS_SCOPE = {"get_audit_log": READ, "list_pending_approvals": APPROVE, "d
 
 def tool_scopes() -> dict[str, str]:
     """The scope each tool needs (tools/list shows a caller only the tools its scopes allow)."""
-    scopes = dict(READ_TOOLS_SCOPE)
+    scopes = dict.fromkeys(READ_TOOLS, READ) | READ_TOOLS_SCOPE
     scopes.update({name: op.scope for name, op in OPERATIONS.items()})
     return scopes
 
@@ -64,7 +66,9 @@ def build_server(
         log_level="WARNING",
     )
     server.middleware.append(Guards(app, tool_scopes()))
+    register_read_tools(server, app)
     register_write_tools(server, app)
     register_approval_tools(server, app)
     register_prompts(server)
+    register_resources(server, app)
     return server

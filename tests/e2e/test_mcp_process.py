@@ -115,8 +115,12 @@ async def test_company_bound_token_cannot_reach_another_company(http_server: Mcp
     token = http_server.create_token("roth-bot", "billing:read,billing:refund,billing:adjust", "--company", str(own))
     async with http_server.client(token) as client:
         audit = await client.call_tool("get_audit_log", {"company_id": other})
+        balance_of_other = await client.call_tool("get_balance", {"company_id": other})
+        own_balance = await client.call_tool("get_balance", {"company_id": own})
         refund = await client.call_tool("refund_call_charge", {"call_id": other_call, "reason": "x"})
     assert audit.is_error and f"company {other} does not exist" in text_of(audit)
+    assert balance_of_other.is_error and f"company {other} does not exist" in text_of(balance_of_other)
+    assert own_balance.structured_content is not None and own_balance.structured_content["company_id"] == own
     assert refund.is_error and f"no charge for call {other_call}" in text_of(refund)
     assert balance(seeded, other) == 10000 - 420
 
@@ -188,21 +192,26 @@ async def test_refund_above_the_limit_is_approved_by_another_person_only(
     assert ("token:ben", "decide_approval", "approved") in [(r["actor"], r["entity_id"], r["outcome"]) for r in rows]
 
 
-async def test_rate_limit_holds_over_http(http_server: McpHttpProcess) -> None:
-    token = http_server.create_token("looping-agent", "billing:read")
-    refused = 0
-    async with http_server.client(token) as client:
-        for _ in range(45):
-            try:
-                await client.call_tool("get_audit_log", {"limit": 1})
-            except Exception as error:  # the JSON-RPC error of the rate limit
-                assert "rate limit" in str(error)
-                refused += 1
-    assert refused >= 5
-    rows = json.loads(
-        run_billing("audit", "--json", "--limit", "100", env=http_server.env, cwd=http_server.workdir).stdout
-    )
-    assert sum(1 for r in rows if r["outcome"] == "rate_limited") == refused
+async def test_rate_limit_holds_over_http(database_url: str, tmp_path: Path) -> None:
+    env = clean_env(DATABASE_URL=database_url, BILLING_MCP_RATE_LIMIT="5")  # a burst of 5, then one per 12 s
+    server = McpHttpProcess(tmp_path / "limited", env).start()
+    try:
+        token = server.create_token("looping-agent", "billing:read")
+        refused = 0
+        started = time.monotonic()
+        async with server.client(token) as client:
+            for _ in range(15):
+                try:
+                    await client.call_tool("get_audit_log", {"limit": 1})
+                except Exception as error:  # the JSON-RPC error of the rate limit
+                    assert "rate limit" in str(error)
+                    refused += 1
+        refilled = int((time.monotonic() - started) / 12) + 1
+        assert refused >= 15 - 5 - refilled
+        rows = json.loads(run_billing("audit", "--json", "--limit", "100", env=env, cwd=server.workdir).stdout)
+        assert sum(1 for r in rows if r["outcome"] == "rate_limited") == refused
+    finally:
+        server.stop()
 
 
 async def test_stdio_server_answers_a_client_as_claude_desktop_starts_it(

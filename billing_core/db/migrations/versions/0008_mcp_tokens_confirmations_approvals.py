@@ -1,7 +1,7 @@
 """MCP server: API tokens, confirmation tokens, four-eyes approvals, idempotency records, tool-call audit columns
 
 Revision ID: 0008
-Revises: 0004
+Revises: 0006
 Create Date: 2026-12-02
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import billing_core.db.types
 
 revision = "0008"
-down_revision = "0004"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
