@@ -9,7 +9,8 @@ from billing_core.bootstrap import build_services
 from tests.conftest import make_settings
 from tests.integration.helpers import new_company
 from tests.support.inspector import run_inspector
-from tests.support.processes import clean_env, find_billing
+from tests.support.mcp_process import mcp_env
+from tests.support.processes import find_billing
 
 
 def test_inspector_lists_the_tools_and_reads_a_balance_over_stdio(database_url: str, tmp_path: Path) -> None:
@@ -21,7 +22,7 @@ def test_inspector_lists_the_tools_and_reads_a_balance_over_stdio(database_url: 
     server = [find_billing(), "mcp"]
     # the Inspector starts the server with an environment of its own: settings go through -e
     settings = ["-e", f"DATABASE_URL={database_url}", "-e", "BILLING_MCP_SCOPES=billing:read"]
-    env = clean_env()
+    env = mcp_env()
     listed = run_inspector([*settings, *server], "--method", "tools/list", env=env, cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr[-2000:]
     names = {tool["name"] for tool in json.loads(listed.stdout)["tools"]}

@@ -20,8 +20,8 @@ from mcp.types import ElicitResult
 from billing_core.bootstrap import Services, build_services
 from tests.conftest import make_settings
 from tests.integration.helpers import charge, new_company
-from tests.support.mcp_process import McpHttpProcess
-from tests.support.processes import clean_env, find_billing, run_billing
+from tests.support.mcp_process import McpHttpProcess, mcp_env
+from tests.support.processes import find_billing, run_billing
 
 pytestmark = pytest.mark.anyio
 
@@ -55,7 +55,7 @@ def balance(services: Services, company_id: int) -> int:
 
 @pytest.fixture
 def http_server(database_url: str, tmp_path: Path) -> Iterator[McpHttpProcess]:
-    env = clean_env(
+    env = mcp_env(
         DATABASE_URL=database_url,
         BILLING_MCP_REFUND_LIMIT="5.00",
         BILLING_MCP_RATE_LIMIT="40",
@@ -193,7 +193,7 @@ async def test_refund_above_the_limit_is_approved_by_another_person_only(
 
 
 async def test_rate_limit_holds_over_http(database_url: str, tmp_path: Path) -> None:
-    env = clean_env(DATABASE_URL=database_url, BILLING_MCP_RATE_LIMIT="5")  # a burst of 5, then one per 12 s
+    env = mcp_env(DATABASE_URL=database_url, BILLING_MCP_RATE_LIMIT="5")  # a burst of 5, then one per 12 s
     server = McpHttpProcess(tmp_path / "limited", env).start()
     try:
         token = server.create_token("looping-agent", "billing:read")
@@ -218,7 +218,7 @@ async def test_stdio_server_answers_a_client_as_claude_desktop_starts_it(
     database_url: str, seeded: Services, tmp_path: Path
 ) -> None:
     company_id, call_id = funded_call(seeded, "Zahnarzt Krüger")
-    env = clean_env(
+    env = mcp_env(
         DATABASE_URL=database_url,
         BILLING_MCP_ACTOR="desk-operator",
         BILLING_MCP_SCOPES="billing:read,billing:refund",

@@ -18,7 +18,9 @@ ALL = frozenset({"billing:admin"})
 
 
 def settings(**overrides: Any) -> McpSettings:
-    return McpSettings(_env_file=None, **overrides)  # type: ignore[call-arg]
+    """The defaults plus ``overrides``, whatever BILLING_MCP_* the shell running the tests holds."""
+    defaults = {name: field.default for name, field in McpSettings.model_fields.items()}
+    return McpSettings(_env_file=None, **{**defaults, **overrides})  # type: ignore[call-arg]
 
 
 Answer = Callable[[str], ElicitResult]

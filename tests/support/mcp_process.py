@@ -18,7 +18,14 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.support.mariadb import free_port
-from tests.support.processes import find_billing, run_billing
+from tests.support.processes import clean_env, find_billing, run_billing
+
+
+def mcp_env(**settings: str) -> dict[str, str]:
+    """``clean_env`` without the caller's BILLING_MCP_* settings either, plus ``settings``."""
+    env = {k: v for k, v in clean_env().items() if not k.upper().startswith("BILLING_MCP_")}
+    env.update(settings)
+    return env
 
 
 @dataclass
