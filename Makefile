@@ -50,6 +50,8 @@ bench: $(STAMP) system-packages
 	$(BIN)/python -m bench.charges
 	$(BIN)/python -m bench.webhooks
 	$(BIN)/python -m bench.invoices
+	$(BIN)/python -m bench.mcp_cold_start
+	$(BIN)/python -m bench.mcp_http
 
 clean:
 	rm -rf build var $(VENV)
