@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from billing_cli.main import default_actor, emit, handles_errors, parse_datetime, services
+from billing_cli.main import default_actor, emit, emit_page, handles_errors, parse_datetime, services
 from billing_core.config import Settings
 from billing_core.money import Money
 
@@ -139,6 +139,7 @@ def list_approvals(company_id: int | None, as_json: bool) -> None:
 
     with services() as built:
         items = ApprovalService(built.ctx).pending(company_id=company_id, limit=500)
+
     def human() -> None:
         for a in items:
             click.echo(_approval_line(a))
@@ -183,36 +184,32 @@ def reject(approval_id: int, reason: str | None, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 200), default=50, show_default=True)
+@click.option("--cursor", help="The cursor printed after the previous page.")
 @click.option("--actor", help="Only this caller's entries.")
 @click.option("--tool", help="Only calls of this MCP tool.")
 @click.option("--company", "company_id", type=click.IntRange(min=1))
 @json_option
 @handles_errors
-def audit(limit: int, actor: str | None, tool: str | None, company_id: int | None, as_json: bool) -> None:
+def audit(
+    limit: int, cursor: str | None, actor: str | None, tool: str | None, company_id: int | None, as_json: bool
+) -> None:
     """The audit log, newest first: every MCP tool call and every change made through the CLI or services."""
-    from billing_core.services.tool_calls import ToolCallStore
+    from billing_core.queries.operations import AuditFilters
+    from billing_core.services.tool_calls import TOOL_CALL_ACTION
 
+    filters = AuditFilters(
+        actor=actor, action=TOOL_CALL_ACTION if tool else None, entity_id=tool, company_id=company_id
+    )
     with services() as built:
-        rows, _more = ToolCallStore(built.ctx).audit_page(limit=limit, actor=actor, tool=tool, company_id=company_id)
-
-    def as_dict(r: Any) -> dict[str, Any]:
-        return {
-            "id": r.id,
-            "actor": r.actor,
-            "action": r.action,
-            "entity_type": r.entity_type,
-            "entity_id": r.entity_id,
-            "company_id": r.company_id,
-            "outcome": r.outcome,
-            "amount": None if r.amount is None else {"cents": r.amount, "currency": r.currency},
-            "details": r.details,
-            "created_at": r.created_at.isoformat(),
-        }
+        page = built.queries.audit_log(filters, limit=limit, cursor=cursor)
 
     def human() -> None:
-        for r in rows:
+        for r in page.items:
             what = f"{r.action} {r.entity_id or ''}".strip()
-            click.echo(f"{r.created_at.isoformat(timespec='seconds')} {r.actor} {what} {r.outcome or ''}".rstrip())
+            amount = f" {r.amount.formatted}" if r.amount else ""
+            click.echo(
+                f"{r.created_at.isoformat(timespec='seconds')} {r.actor} {what} {r.outcome or ''}{amount}".rstrip()
+            )
 
-    emit([as_dict(r) for r in rows], as_json, human)
+    emit_page(page, as_json, human)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Annotated, Literal
 
 from mcp.server.mcpserver import MCPServer
@@ -10,14 +9,16 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
-from billing_core.errors import InvalidCursor
 from billing_core.money import Money
+from billing_core.queries import Page
+from billing_core.queries.operations import AuditEntry, AuditFilters
 from billing_core.services.approvals import Approval
+from billing_core.services.tool_calls import TOOL_CALL_ACTION
 from mcp_server.app import BillingApp, record, tool_errors
 from mcp_server.caller import APPROVE, READ
-from mcp_server.models import Amount, ApprovalList, ApprovalView, AuditEntry, AuditPage
+from mcp_server.models import Amount, ApprovalList, ApprovalView
 from mcp_server.operations import OPERATIONS
-from mcp_server.text import capped
+from mcp_server.read_tools import as_data
 
 
 def approval_view(approval: Approval) -> ApprovalView:
@@ -53,21 +54,6 @@ def execute_approved(app: BillingApp, approval: Approval) -> Approval:
         message = getattr(error, "message", None) or "the write failed; see the server log"
         return app.approvals.record_result(approval.id, {"error": message}, failed=True)
     return app.approvals.record_result(approval.id, result)
-
-
-def _encode(before_id: int) -> str:
-    return base64.urlsafe_b64encode(f"audit:{before_id}".encode()).decode().rstrip("=")
-
-
-def _decode(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        kind, _, number = text.partition(":")
-        if kind != "audit" or not number.isdigit():
-            raise ValueError(cursor)
-        return int(number)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidCursor("the audit cursor is not one this server issued") from None
 
 
 def register_approval_tools(server: MCPServer, app: BillingApp) -> None:
@@ -133,34 +119,21 @@ def register_approval_tools(server: MCPServer, app: BillingApp) -> None:
     async def get_audit_log(
         limit: Annotated[int, Field(ge=1, le=200, description="Entries per page, newest first.")] = 50,
         cursor: Annotated[
-            str | None, Field(None, max_length=100, description="next_cursor of the previous page.")
+            str | None, Field(None, max_length=200, description="next_cursor of the previous page.")
         ] = None,
         actor: Annotated[str | None, Field(None, max_length=200, description="Only this caller's entries.")] = None,
         tool: Annotated[str | None, Field(None, max_length=64, description="Only calls of this MCP tool.")] = None,
         company_id: Annotated[int | None, Field(None, ge=1, description="Only entries about this company.")] = None,
-    ) -> AuditPage:
+    ) -> Page[AuditEntry]:
         """Who did what and when: every MCP tool call (arguments, outcome) and every other change, newest first."""
         with tool_errors():
             caller = app.caller()
             caller.require(READ)
-            scoped = caller.company(company_id)
-            before = _decode(cursor) if cursor else None
-            rows, more = await services.call(
-                lambda: app.calls.audit_page(limit=limit, before_id=before, actor=actor, tool=tool, company_id=scoped)
+            filters = AuditFilters(
+                actor=actor,
+                action=TOOL_CALL_ACTION if tool else None,
+                entity_id=tool,
+                company_id=caller.company(company_id),
             )
-            items = [
-                AuditEntry(
-                    id=r.id,
-                    actor=capped(r.actor, 200),
-                    action=r.action,
-                    entity_type=r.entity_type,
-                    entity_id=capped(r.entity_id, 128) if r.entity_id else None,
-                    company_id=r.company_id,
-                    outcome=r.outcome,
-                    amount=Amount.of(Money(r.amount, r.currency)) if r.amount is not None and r.currency else None,
-                    details=r.details,
-                    created_at=r.created_at,
-                )
-                for r in rows
-            ]
-            return AuditPage(items=items, has_more=more, next_cursor=_encode(rows[-1].id) if more else None)
+            page = await services.call(lambda: services.queries.audit_log(filters, limit=limit, cursor=cursor))
+            return as_data(page)

@@ -52,21 +52,6 @@ class Confirmation:
     result: dict[str, Any] | None
 
 
-@dataclass(frozen=True, slots=True)
-class AuditRow:
-    id: int
-    actor: str
-    action: str
-    entity_type: str
-    entity_id: str | None
-    company_id: int | None
-    outcome: str | None
-    amount: int | None
-    currency: str | None
-    details: dict[str, Any]
-    created_at: datetime
-
-
 class ToolCallStore:
     def __init__(self, ctx: ServiceContext) -> None:
         self._ctx = ctx
@@ -114,48 +99,6 @@ class ToolCallStore:
             )
         )
         return int(self._ctx.db.read(lambda conn: conn.execute(query).scalar_one()))
-
-    def audit_page(
-        self,
-        *,
-        limit: int,
-        before_id: int | None = None,
-        actor: str | None = None,
-        tool: str | None = None,
-        company_id: int | None = None,
-        since: datetime | None = None,
-    ) -> tuple[list[AuditRow], bool]:
-        """Audit rows newest first (tool calls and every other change), ``limit`` of them and whether more exist."""
-        query = select(audit_log)
-        if before_id is not None:
-            query = query.where(audit_log.c.id < before_id)
-        if actor is not None:
-            query = query.where(audit_log.c.actor == actor)
-        if tool is not None:
-            query = query.where(and_(audit_log.c.action == TOOL_CALL_ACTION, audit_log.c.entity_id == tool))
-        if company_id is not None:
-            query = query.where(audit_log.c.company_id == company_id)
-        if since is not None:
-            query = query.where(audit_log.c.created_at >= since)
-        query = query.order_by(audit_log.c.id.desc()).limit(limit + 1)
-        rows = self._ctx.db.read(lambda conn: conn.execute(query).all())
-        items = [
-            AuditRow(
-                id=r.id,
-                actor=r.actor,
-                action=r.action,
-                entity_type=r.entity_type,
-                entity_id=r.entity_id,
-                company_id=r.company_id,
-                outcome=r.outcome,
-                amount=r.amount,
-                currency=r.currency,
-                details=json.loads(r.details or "{}"),
-                created_at=r.created_at,
-            )
-            for r in rows[:limit]
-        ]
-        return items, len(rows) > limit
 
     # -- idempotency keys -------------------------------------------------------------------------
 
