@@ -104,6 +104,14 @@ async def test_read_only_token_cannot_refund_and_sees_only_what_it_may_call(
     async with http_server.client(token) as client:
         names = {t.name for t in (await client.list_tools()).tools}
     assert "refund_call_charge" not in names and "get_audit_log" in names
+    rebound = httpx.post(  # DNS rebinding: a Host header outside BILLING_MCP_ALLOWED_HOSTS
+        f"{http_server.url}/mcp",
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        headers={"Authorization": f"Bearer {token}", "Host": "evil.example",
+                 "Accept": "application/json, text/event-stream"},
+        timeout=10,
+    )
+    assert rebound.status_code == 421
     assert balance(seeded, company_id) == 10000 - 420
     audit = run_billing("audit", "--tool", "refund_call_charge", "--json", env=http_server.env, cwd=http_server.workdir)
     assert [(r["actor"], r["outcome"]) for r in json.loads(audit.stdout)] == [("token:viewer", "refused")]
