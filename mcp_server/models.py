@@ -28,8 +28,8 @@ class Preview(BaseModel):
     """What a write would do, shown before anything changes."""
 
     action: str = Field(description="What will happen, in one sentence.")
-    company_id: int | None = Field(description="The company affected.")
-    amount: Amount | None = Field(description="The money that moves, if any.")
+    company_id: int | None = Field(None, description="The company affected.")
+    amount: Amount | None = Field(None, description="The money that moves, if any.")
     details: dict[str, Any] = Field(description="The facts the decision rests on (refundable amount, balance, ...).")
 
 

@@ -310,7 +310,7 @@ async def _run(
         await services.call(app.calls.claim_confirmation, confirmation.id)
         outcome = await _execute(app, op, gate, key, f"mcp-confirmation-{confirmation.id}")
         await services.call(
-            app.calls.store_confirmation_result, confirmation.id, outcome.model_dump(mode="json", exclude_none=True)
+            app.calls.store_confirmation_result, confirmation.id, outcome.model_dump(mode="json")
         )
         return outcome
     service_idem = service_key(caller.name, key) if key else new_key()
@@ -341,6 +341,6 @@ async def _remember(app: BillingApp, op: Operation, gate: Gate, key: str | None,
         key,
         op.name,
         gate.args_hash,
-        outcome.model_dump(mode="json", exclude_none=True),
+        outcome.model_dump(mode="json"),
     )
     return WriteOutcome.model_validate(stored)

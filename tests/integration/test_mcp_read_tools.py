@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 from mcp.types import BlobResourceContents, EmbeddedResource, ImageContent, TextResourceContents
+from sqlalchemy import insert, select
 
 from billing_core.bootstrap import Services
+from billing_core.db.tables import notifications, webhook_events
 from mcp_server.caller import Caller
 from tests.integration.helpers import charge, eur, new_company
 from tests.integration.invoice_helpers import company_with_address, pay
@@ -182,3 +184,42 @@ async def test_write_after_reading_keeps_read_models_consistent(
         balance = await call(client, "get_balance", company_id=business["weber"])
     assert charge_view["refund_status"] == "full" and charge_view["refunded"]["cents"] == 420
     assert balance["balance"]["cents"] == 10000
+
+
+async def test_resend_invoice_and_replay_a_dead_webhook_event(
+    services: Services, business: dict[str, Any], mode: str
+) -> None:
+    now = services.ctx.clock()
+    event_row = services.db.write(
+        lambda conn: conn.execute(
+            insert(webhook_events).values(
+                provider="stripe",
+                event_id="evt_dead_1",
+                event_type="customer.created",
+                payload=json.dumps({"id": "evt_dead_1", "type": "customer.created", "data": {"object": {}}}),
+                status="dead",
+                attempts=8,
+                last_error="boom",
+                next_attempt_at=now,
+                received_at=now,
+            )
+        ).inserted_primary_key[0]
+    )
+    async with connect(services, mode, answer=accept) as client:
+        resent = await call(client, "resend_invoice", number=business["invoice"], idempotency_key="resend-0001")
+        again = await call(client, "resend_invoice", number=business["invoice"], idempotency_key="resend-0001")
+        replayed = await call(client, "replay_webhook_event", webhook_event_id=event_row)
+        events = await call(client, "list_webhook_events", statuses=["dead", "failed"])
+    assert resent["status"] == "executed" and resent["result"]["queued"] is True
+    assert again["status"] == "replayed"
+    mails = services.db.read(
+        lambda conn: (
+            conn.execute(select(notifications.c.kind).where(notifications.c.dedupe_key.like("invoice_resend:%")))
+            .scalars()
+            .all()
+        )
+    )
+    assert mails == ["invoice"]
+    assert replayed["status"] == "executed"
+    assert [(e["event_id"], e["status"]) for e in replayed["result"]["replayed"]] == [("evt_dead_1", "ignored")]
+    assert events["items"] == []

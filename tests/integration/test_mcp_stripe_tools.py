@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 
 from billing_core.bootstrap import Services
+from billing_core.config import Settings
+from tests.conftest import Clock
 from tests.integration.helpers import balance_cents, eur, new_company
 from tests.integration.mcp_helpers import accept, call, connect
 from tests.integration.stripe_helpers import CARD_DECLINED_ON_CHARGE, create_card
+from tests.integration.test_stripe_gateway_errors import FakeStripe, build_mocked
 
 pytestmark = pytest.mark.anyio
 
@@ -67,3 +70,24 @@ async def test_create_topup_link_needs_checkout_which_the_emulator_lacks(stripe_
     # localstripe has no Checkout Sessions: the tool reports Stripe's refusal as a clear error, no trace
     text = " ".join(getattr(c, "text", "") for c in result.content)
     assert result.is_error and "payment_error" in text and "Traceback" not in text and "sk_test" not in text
+
+
+async def test_create_topup_link_returns_the_checkout_url(settings: Settings, clock: Clock, mode: str) -> None:
+    fake = FakeStripe()  # Stripe's Checkout Session shapes through httpx.MockTransport (localstripe has none)
+    services = build_mocked(settings, clock, fake)
+    try:
+        company_id = new_company(services).id
+        async with connect(services, mode) as client:
+            first = await call(
+                client, "create_topup_link", company_id=company_id, amount_cents=5000, idempotency_key="link-0001"
+            )
+            again = await call(
+                client, "create_topup_link", company_id=company_id, amount_cents=5000, idempotency_key="link-0001"
+            )
+        assert first["status"] == "executed"  # nothing is charged until the customer pays: no confirmation
+        assert first["result"]["checkout_url"].startswith("https://checkout.stripe.com/c/pay/cs_test_")
+        assert again["status"] == "replayed" and again["result"] == first["result"]
+        assert len(fake.calls("POST", "/v1/checkout/sessions")) == 1
+        assert balance_cents(services, company_id) == 0
+    finally:
+        services.close()
