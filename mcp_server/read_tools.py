@@ -80,6 +80,19 @@ class CompanyMatches(BaseModel):
     has_more: bool = Field(description="True when more companies match than were listed; narrow the query.")
 
 
+OVERVIEW_ITEMS = 10
+
+
+class PaymentOverview(BaseModel):
+    statistics: PaymentStatistics = Field(description="Every payment metric of the period, with the daily series.")
+    low_balance_companies: Page[LowBalanceCompany] = Field(
+        description="Companies below their low-balance threshold now (list_low_balance_companies pages further)."
+    )
+    recent_activity: Page[LedgerEntryView] = Field(
+        description="The latest ledger entries (list_transactions pages further)."
+    )
+
+
 class CustomerPaymentHistory(BaseModel):
     company_id: int
     topups: Page[TopupView] = Field(description="Top-ups, newest first (page with the cursor).")
@@ -139,13 +152,27 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
         start: Annotated[date | None, Field(None, description="First day (YYYY-MM-DD), instead of days.")] = None,
         end: Annotated[date | None, Field(None, description="Last day (YYYY-MM-DD), instead of days.")] = None,
         company_id: CompanyId = None,
-    ) -> PaymentStatistics:
+    ) -> PaymentOverview:
         """Payments over a period, for one company or the whole business: revenue, top-ups by status and method,
-        failure rate, refunds, auto top-up activity, calls, balances and the daily series."""
+        failure rate, refunds, auto top-up activity, calls, balances, the daily series, the companies low on
+        balance and the latest ledger activity."""
         with tool_errors():
             cid = reader().company(company_id)
             period = _period(start, end, days, app)
-            return await services.call(lambda: services.queries.payment_statistics(period, company_id=cid))
+            q = services.queries
+
+            def work() -> PaymentOverview:
+                low = q.low_balance_companies(limit=OVERVIEW_ITEMS)
+                if cid is not None:
+                    own = tuple(c for c in low.items if c.company_id == cid)
+                    low = type(low)(items=own, has_more=False, next_cursor=None)
+                return PaymentOverview(
+                    statistics=q.payment_statistics(period, company_id=cid),
+                    low_balance_companies=low,
+                    recent_activity=q.ledger_entries(LedgerFilters(company_id=cid), limit=OVERVIEW_ITEMS),
+                )
+
+            return as_data(await services.call(work))
 
     @server.tool(name="get_customer_payment_history", annotations=READ_ONLY, structured_output=True)
     async def get_customer_payment_history(

@@ -98,8 +98,11 @@ async def test_invoices_webhook_events_and_payment_overview(
     assert [i["number"] for i in invoices["items"]] == [business["invoice"]]
     assert invoice["gross"]["cents"] == 10000 and invoice["document"]["number"] == business["invoice"]
     assert events == {"items": [], "has_more": False, "next_cursor": None}
-    assert overview["revenue"]["cents"] == 10500 and overview["failed_topups"] == 1
-    assert overview["calls"]["count"] == 1 and len(overview["daily"]) == 30
+    stats = overview["statistics"]
+    assert stats["revenue"]["cents"] == 10500 and stats["failed_topups"] == 1
+    assert stats["calls"]["count"] == 1 and len(stats["daily"]) == 30
+    assert [c["company_id"] for c in overview["low_balance_companies"]["items"]] == [business["low"]]
+    assert overview["recent_activity"]["items"][0]["type"] == "topup"  # Klein's 5,00 € came last
     assert "cursor" in bad
 
 
