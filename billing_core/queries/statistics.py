@@ -37,7 +37,7 @@ from billing_core.db.tables import balances, call_charges, companies, ledger, to
 from billing_core.errors import CompanyNotFound
 from billing_core.money import normalize_currency
 from billing_core.queries.base import MoneyView, ReadModel
-from billing_core.queries.periods import Period, duration_microseconds
+from billing_core.queries.periods import Period, as_date, duration_microseconds, local_day, offset_segments
 
 CREDITED = ("succeeded", "partially_refunded", "refunded")
 
@@ -158,12 +158,18 @@ def _seconds(microseconds: int, count: int = 1) -> float:
     return round(_divide(microseconds, count * 1000) / 1000, 3)
 
 
+Segments = tuple[tuple[datetime | None, int], ...]
+
+
 @lru_cache(maxsize=64)
-def _statements(dialect: str, day_count: int, by_company: bool) -> dict[str, Any]:
+def _statements(dialect: str, day_count: int, by_company: bool, segments: Segments | None) -> dict[str, Any]:
     """The statistics' statements for periods of ``day_count`` days, built once (they then hit SQLAlchemy's
-    compiled cache). Each per-day statement is a ``UNION ALL`` of one range aggregate per local day, between
-    the bound UTC instants ``d0 .. dN`` of the local midnights: every branch reads one range of a covering
-    index, no row goes through a date function or a sort, and daylight saving needs no SQL at all."""
+    compiled cache); the local midnights are bound as ``d0 .. dN``.
+
+    Two shapes, chosen by the caller, with identical results. With ``segments`` (the period's UTC offsets):
+    one ``GROUP BY`` of the local date (:func:`local_day`), which MariaDB computes cheaply. Without: a
+    ``UNION ALL`` of one range aggregate per local day, for SQLite over the whole business, where a date
+    function and a sort per row cost more than thirty range scans of a covering index."""
 
     def scope(table: Any, time_column: Any, low: Any, high: Any) -> list[Any]:
         conditions = [time_column >= low, time_column < high, table.c.currency == bindparam("currency")]
@@ -171,9 +177,15 @@ def _statements(dialect: str, day_count: int, by_company: bool) -> dict[str, Any
             conditions.append(table.c.company_id == bindparam("company_id"))
         return conditions
 
+    whole: tuple[Any, Any] = (bindparam("d0"), bindparam(f"d{day_count}"))
+
     def per_day(
         table: Any, time_column: Any, *columns: Any, extra: tuple[Any, ...] = (), by: tuple[Any, ...] = ()
     ) -> Any:
+        if segments is not None:
+            day = local_day(time_column, segments, dialect).label("day")
+            query = select(day, *by, *columns).where(*scope(table, time_column, *whole), *extra)
+            return query.group_by(literal_column("day"), *by)
         return union_all(
             *(
                 select(literal_column(str(index)).label("day"), *by, *columns)
@@ -221,19 +233,29 @@ def _statements(dialect: str, day_count: int, by_company: bool) -> dict[str, Any
             func.count(call_charges.c.company_id.distinct()),
         ),
         "active_companies": select(func.count(call_charges.c.company_id.distinct())).where(
-            *scope(call_charges, call_charges.c.charged_at, bindparam("d0"), bindparam(f"d{day_count}"))
+            *scope(call_charges, call_charges.c.charged_at, *whole)
         ),
         "balances": select(func.count(), func.coalesce(func.sum(balances.c.balance), 0)).where(*balance_scope),
         # per day and type: the totals per type are sums (and the maximum of maxima) of these rows
-        "webhooks": union_all(
-            *(
-                select(literal_column(str(index)).label("day"), *webhook_by, *webhook_columns)
-                .where(*_webhook_window(bindparam(f"d{index}"), bindparam(f"d{index + 1}")))
-                .group_by(*webhook_by)
-                for index in range(day_count)
-            )
-        ),
+        "webhooks": _webhooks_per_day(dialect, day_count, segments, webhook_by, webhook_columns),
     }
+
+
+def _webhooks_per_day(
+    dialect: str, day_count: int, segments: Segments | None, by: tuple[Any, ...], columns: tuple[Any, ...]
+) -> Any:
+    if segments is not None:
+        day = local_day(webhook_events.c.received_at, segments, dialect).label("day")
+        window = _webhook_window(bindparam("d0"), bindparam(f"d{day_count}"))
+        return select(day, *by, *columns).where(*window).group_by(literal_column("day"), *by)
+    return union_all(
+        *(
+            select(literal_column(str(index)).label("day"), *by, *columns)
+            .where(*_webhook_window(bindparam(f"d{index}"), bindparam(f"d{index + 1}")))
+            .group_by(*by)
+            for index in range(day_count)
+        )
+    )
 
 
 def payment_statistics(
@@ -260,19 +282,29 @@ def payment_statistics(
     def money(cents: int) -> MoneyView:
         return MoneyView.of(cents, currency, locale)
 
-    statements = _statements(conn.dialect.name, len(day_list), company_id is not None)
+    dialect = conn.dialect.name
+    segments: Segments | None = None
+    if dialect != "sqlite" or company_id is not None:
+        found = offset_segments(bounds[0], bounds[-1], timezone)
+        # the first segment's start is not part of the SQL: every period of one shape shares the statements
+        segments = ((None, found[0][1]), *found[1:])
+    statements = _statements(dialect, len(day_list), company_id is not None, segments)
     params: dict[str, Any] = {f"d{index}": instant for index, instant in enumerate(bounds)}
     params.update(currency=currency, company_id=company_id)
 
     def run(name: str) -> Sequence[Any]:
         return conn.execute(statements[name], params).all()
 
+    def index(day: Any) -> int:
+        """The day's position: a branch number from the per-day ranges, or the local date from GROUP BY."""
+        return day if isinstance(day, int) else (as_date(day) - period.start).days
+
     # top-ups created in the period: status, method, auto top-up attempts
     by_status: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     by_method: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     for day, status, source, count, amount in run("topups_created"):
         count, amount = int(count), int(amount or 0)
-        bucket = days[int(day)]
+        bucket = days[index(day)]
         by_status[status][0] += count
         by_status[status][1] += amount
         method = by_method[source]
@@ -290,7 +322,7 @@ def payment_statistics(
 
     # revenue and bonus: top-ups credited in the period
     for day, count, amount, bonus in run("topups_credited"):
-        bucket = days[int(day)]
+        bucket = days[index(day)]
         bucket.credited += int(count)
         bucket.revenue += int(amount or 0)
         bucket.bonus += int(bonus or 0)
@@ -300,16 +332,16 @@ def payment_statistics(
         topup_refund_count += int(count)
         topup_refunded += int(amount or 0)
         bonus_reversed += int(bonus or 0)
-        days[int(day)].refunded += int(amount or 0)
+        days[index(day)].refunded += int(amount or 0)
 
     call_refund_count = call_refunded = 0
     for day, count, amount in run("call_refunds"):
         call_refund_count += int(count)
         call_refunded += int(amount or 0)
-        days[int(day)].refunded += int(amount or 0)
+        days[index(day)].refunded += int(amount or 0)
 
     for day, count, seconds, charged, active in run("calls"):
-        bucket = days[int(day)]
+        bucket = days[index(day)]
         bucket.calls, bucket.call_seconds = int(count), int(seconds or 0)
         bucket.call_charges, bucket.active = int(charged or 0), int(active)
     active_companies = int(run("active_companies")[0][0])
@@ -319,7 +351,7 @@ def payment_statistics(
     if company_id is None:
         per_type: dict[tuple[str, str], list[int]] = {}
         for day, provider, event_type, count, total_us, max_us in run("webhooks"):
-            bucket = days[int(day)]
+            bucket = days[index(day)]
             bucket.webhooks += int(count)
             bucket.webhook_us += int(total_us)
             kind = per_type.setdefault((provider, event_type), [0, 0, 0])
