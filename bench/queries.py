@@ -131,7 +131,10 @@ def statistics_sql(dialect: str, period: Period, company_id: int | None) -> list
                 )
             )
         else:
-            branch = f"SELECT {{i}} AS day, {columns} {window} GROUP BY provider, event_type"
+            branch = (
+                "SELECT {i} AS day, provider, event_type, COUNT(*), SUM(e), MAX(e) FROM "
+                f"(SELECT provider, event_type, {elapsed} AS e {window} LIMIT -1) GROUP BY provider, event_type"
+            )
             statements.append(
                 (
                     " UNION ALL ".join(branch.format(i=i) for i in range(days)),

@@ -248,14 +248,27 @@ def _webhooks_per_day(
         day = local_day(webhook_events.c.received_at, segments, dialect).label("day")
         window = _webhook_window(bindparam("d0"), bindparam(f"d{day_count}"))
         return select(day, *by, *columns).where(*window).group_by(literal_column("day"), *by)
-    return union_all(
-        *(
-            select(literal_column(str(index)).label("day"), *by, *columns)
+    elapsed = duration_microseconds(webhook_events.c.received_at, webhook_events.c.processed_at, dialect)
+
+    def branch(index: int) -> Any:
+        # SQLite evaluates the duration once per aggregate using it; the LIMIT keeps this subquery from being
+        # flattened into the outer one, so it is computed once per row
+        timed = (
+            select(*by, elapsed.label("elapsed"))
             .where(*_webhook_window(bindparam(f"d{index}"), bindparam(f"d{index + 1}")))
-            .group_by(*by)
-            for index in range(day_count)
+            .limit(-1)
+            .subquery()
         )
-    )
+        grouping = [timed.c[column.name] for column in by]
+        return select(
+            literal_column(str(index)).label("day"),
+            *grouping,
+            func.count(),
+            func.sum(timed.c.elapsed),
+            func.max(timed.c.elapsed),
+        ).group_by(*grouping)
+
+    return union_all(*(branch(index) for index in range(day_count)))
 
 
 def payment_statistics(
