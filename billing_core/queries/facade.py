@@ -173,3 +173,20 @@ class Queries:
                 default_locale=settings.default_locale,
             )
         )
+
+    def tax_totals(
+        self, period: Period, *, company_id: int | None = None, currency: str | None = None
+    ) -> statistics.TaxTotals:
+        """Invoices and credit notes issued in the period by VAT treatment (for the tax report)."""
+        settings = self._ctx.settings
+        return self._read(
+            lambda c: statistics.tax_totals(
+                c,
+                period,
+                timezone=settings.timezone,
+                company_id=company_id,
+                currency=currency,
+                default_currency=settings.default_currency,
+                default_locale=settings.default_locale,
+            )
+        )

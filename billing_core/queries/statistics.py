@@ -33,7 +33,16 @@ from typing import Any
 from pydantic import Field
 from sqlalchemy import Connection, bindparam, func, literal_column, select, union_all
 
-from billing_core.db.tables import balances, call_charges, companies, ledger, topup_refunds, topups, webhook_events
+from billing_core.db.tables import (
+    balances,
+    call_charges,
+    companies,
+    invoices,
+    ledger,
+    topup_refunds,
+    topups,
+    webhook_events,
+)
 from billing_core.errors import CompanyNotFound
 from billing_core.money import normalize_currency
 from billing_core.queries.base import MoneyView, ReadModel
@@ -488,4 +497,97 @@ def webhook_processing(conn: Connection, *, since: datetime, until: datetime | N
             max_seconds=_seconds(int(max_us)),
         )
         for provider, event_type, count, total_us, max_us in conn.execute(query, {"start": since, "end": until})
+    )
+
+
+class TaxLine(ReadModel):
+    """Invoices or credit notes of one VAT treatment issued in the period, summed."""
+
+    type: str = Field(description="invoice or credit_note.")
+    vat_category: str = Field(description="EN 16931 VAT category code (S standard, AE reverse charge, ...).")
+    vat_rate: str = Field(description="VAT rate in percent, e.g. '19'.")
+    documents: int
+    net: MoneyView
+    vat: MoneyView
+    gross: MoneyView
+
+
+class TaxTotals(ReadModel):
+    """What a VAT return needs for the period: issued invoices and credit notes by VAT treatment."""
+
+    period: Period
+    timezone: str
+    company_id: int | None
+    currency: str
+    lines: tuple[TaxLine, ...]
+    net: MoneyView = Field(description="Invoices minus credit notes.")
+    vat: MoneyView = Field(description="VAT charged minus VAT credited.")
+    gross: MoneyView
+
+
+def tax_totals(
+    conn: Connection,
+    period: Period,
+    *,
+    timezone: str,
+    company_id: int | None = None,
+    currency: str | None = None,
+    default_currency: str,
+    default_locale: str,
+) -> TaxTotals:
+    """Invoices and credit notes issued in the period (seller's calendar), by kind and VAT treatment."""
+    locale = default_locale
+    if company_id is not None:
+        row = conn.execute(select(companies.c.currency, companies.c.locale).where(companies.c.id == company_id)).first()
+        if row is None:
+            raise CompanyNotFound(company_id)
+        currency, locale = currency or row.currency, row.locale
+    currency = normalize_currency(currency or default_currency)
+    start, end = period.utc_bounds(timezone)
+    query = (
+        select(
+            invoices.c.kind,
+            invoices.c.vat_category,
+            invoices.c.vat_rate,
+            func.count(),
+            func.sum(invoices.c.net_amount),
+            func.sum(invoices.c.vat_amount),
+            func.sum(invoices.c.gross_amount),
+        )
+        .where(invoices.c.issued_at >= start, invoices.c.issued_at < end, invoices.c.currency == currency)
+        .group_by(invoices.c.kind, invoices.c.vat_category, invoices.c.vat_rate)
+        .order_by(invoices.c.kind.desc(), invoices.c.vat_category, invoices.c.vat_rate)
+    )
+    if company_id is not None:
+        query = query.where(invoices.c.company_id == company_id)
+
+    def money(cents: int) -> MoneyView:
+        return MoneyView.of(cents, currency, locale)
+
+    lines = []
+    totals = [0, 0, 0]
+    for kind, category, rate, count, net, vat, gross in conn.execute(query):
+        sums = [int(net or 0), int(vat or 0), int(gross or 0)]
+        sign = -1 if kind == "credit_note" else 1
+        totals = [total + sign * value for total, value in zip(totals, sums, strict=True)]
+        lines.append(
+            TaxLine(
+                type=kind,
+                vat_category=category,
+                vat_rate=format(Decimal(rate).normalize(), "f"),
+                documents=int(count),
+                net=money(sums[0]),
+                vat=money(sums[1]),
+                gross=money(sums[2]),
+            )
+        )
+    return TaxTotals(
+        period=period,
+        timezone=timezone,
+        company_id=company_id,
+        currency=currency,
+        lines=tuple(lines),
+        net=money(totals[0]),
+        vat=money(totals[1]),
+        gross=money(totals[2]),
     )
