@@ -132,8 +132,11 @@ class Queries:
         *,
         limit: int = DEFAULT_LIMIT,
         cursor: str | None = None,
+        oldest_first: bool = False,
     ) -> Page[operations.WebhookEventView]:
-        return self._read(lambda c: operations.list_webhook_events(c, filters, limit=limit, cursor=cursor))
+        return self._read(
+            lambda c: operations.list_webhook_events(c, filters, limit=limit, cursor=cursor, oldest_first=oldest_first)
+        )
 
     def outbox(
         self,

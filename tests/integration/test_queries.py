@@ -442,6 +442,11 @@ def test_webhook_events_filter_by_provider_status_and_type(svc: Services, clock:
     assert ids(event_type="call_ended") == ["call_2", "call_1"]
     assert ids(since=now + timedelta(minutes=1)) == ["call_2"]
     assert svc.queries.webhook_backlog() == {"dead": 1, "failed": 1}
+    oldest = all_pages(lambda **kw: svc.queries.webhook_events(oldest_first=True, **kw), limit=1)
+    assert [e.event_id for e in oldest] == ["evt_1", "evt_2", "call_1", "call_2"]
+    newest_first_cursor = svc.queries.webhook_events(limit=1).next_cursor
+    with pytest.raises(InvalidCursor):
+        svc.queries.webhook_events(oldest_first=True, cursor=newest_first_cursor)
 
 
 def test_outbox_lists_queued_mail_with_filters(svc: Services) -> None:
