@@ -10,22 +10,10 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from billing_core.bootstrap import Services
-from billing_core.queries import MoneyView
-from billing_core.queries.invoices import InvoiceFilters
 from billing_core.queries.periods import Period
-from billing_core.queries.statistics import PaymentStatistics
+from billing_core.queries.statistics import PaymentStatistics, TaxTotals
 
 ReportType = Literal["summary", "detailed", "tax"]
-
-
-class TaxLine(BaseModel):
-    type: Literal["invoice", "credit_note"]
-    vat_rate: str = Field(description="VAT rate in percent, as printed.")
-    vat_category: str
-    count: int
-    net: MoneyView
-    vat: MoneyView
-    gross: MoneyView
 
 
 class FinancialReport(BaseModel):
@@ -34,7 +22,7 @@ class FinancialReport(BaseModel):
     company_id: int | None
     headline: str = Field(description="The key figures in one sentence.")
     statistics: PaymentStatistics = Field(description="Every payment metric; the daily series in detailed reports.")
-    tax: list[TaxLine] | None = Field(None, description="Invoices and credit notes issued in the period, by VAT rate.")
+    tax: TaxTotals | None = Field(None, description="Tax reports: invoices and credit notes issued, by VAT treatment.")
 
 
 def build_report(
@@ -44,7 +32,7 @@ def build_report(
     stats = queries.payment_statistics(period, company_id=company_id)
     if report_type == "summary":
         stats = stats.model_copy(update={"daily": ()})
-    tax = _tax_lines(services, period, company_id, stats.currency) if report_type == "tax" else None
+    tax = queries.tax_totals(period, company_id=company_id, currency=stats.currency) if report_type == "tax" else None
     rate = "n/a" if stats.failure_rate is None else f"{stats.failure_rate:.1%}"
     headline = (
         f"{period.start} to {period.end}: revenue {stats.revenue.formatted}, net {stats.net_revenue.formatted}, "
@@ -54,40 +42,6 @@ def build_report(
     return FinancialReport(
         report_type=report_type, period=period, company_id=company_id, headline=headline, statistics=stats, tax=tax
     )
-
-
-def _tax_lines(services: Services, period: Period, company_id: int | None, currency: str) -> list[TaxLine]:
-    since, until = period.utc_bounds(services.ctx.settings.timezone)
-    filters = InvoiceFilters(company_id=company_id, since=since, until=until)
-    totals: dict[tuple[str, str, str], list[int]] = {}
-    locale = services.ctx.settings.default_locale
-    cursor = None
-    while True:
-        page = services.queries.invoices(filters, limit=200, cursor=cursor)
-        for inv in page.items:
-            if inv.gross.currency != currency:
-                continue
-            key = (inv.type, inv.vat_rate, inv.vat_category)
-            sums = totals.setdefault(key, [0, 0, 0, 0])
-            sums[0] += 1
-            sums[1] += inv.net.cents
-            sums[2] += inv.vat.cents
-            sums[3] += inv.gross.cents
-        if not page.has_more:
-            break
-        cursor = page.next_cursor
-    return [
-        TaxLine(
-            type=kind,
-            vat_rate=rate,
-            vat_category=category,
-            count=sums[0],
-            net=MoneyView.of(sums[1], currency, locale),
-            vat=MoneyView.of(sums[2], currency, locale),
-            gross=MoneyView.of(sums[3], currency, locale),
-        )
-        for (kind, rate, category), sums in sorted(totals.items())
-    ]
 
 
 def report_csv(report: FinancialReport) -> str:

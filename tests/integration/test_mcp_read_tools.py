@@ -122,7 +122,8 @@ async def test_financial_report_with_csv_and_chart(services: Services, business:
     assert not result.is_error and result.structured_content is not None
     report = result.structured_content
     assert report["statistics"]["revenue"]["cents"] == 10500
-    assert [(t["type"], t["gross"]["cents"]) for t in report["tax"]] == [("invoice", 10000)]
+    assert [(t["type"], t["gross"]["cents"]) for t in report["tax"]["lines"]] == [("invoice", 10000)]
+    assert report["tax"]["vat"]["cents"] == 1597  # 19 % included in 100,00 €
     csv_block = next(c for c in result.content if isinstance(c, EmbeddedResource))
     assert isinstance(csv_block.resource, TextResourceContents) and csv_block.resource.mime_type == "text/csv"
     assert csv_block.resource.text.splitlines()[0].startswith("day,currency,revenue_cents")
