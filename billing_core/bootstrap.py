@@ -24,6 +24,7 @@ from billing_core.services.mailer import MailerService, NotificationRow
 from billing_core.services.payments import PaymentService, forget_payment_method_in
 from billing_core.services.reconcile import ReconcileService
 from billing_core.services.refunds import RefundService
+from billing_core.services.schedule import JobSchedule
 from billing_core.services.topup_refunds import TopupRefundService
 from billing_core.services.topups import TopupService
 from billing_core.services.webhooks.inbox import InboxSettings, WebhookInbox
@@ -59,6 +60,7 @@ class Services:
     invoices: InvoiceService
     mailer: MailerService | None
     stripe_services: StripeServices | None
+    schedule: JobSchedule
 
     @property
     def db(self) -> Database:
@@ -162,4 +164,5 @@ def build_services(
         invoices=invoices,
         mailer=build_mailer(ctx, invoices),
         stripe_services=stripe_services,
+        schedule=JobSchedule(ctx),
     )

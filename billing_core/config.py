@@ -78,6 +78,21 @@ class Settings(BaseSettings):
     webhook_tolerance_seconds: int = Field(300, ge=10, validation_alias=env("BILLING_WEBHOOK_TOLERANCE"))
     db_threads: int = Field(16, ge=1, le=200, validation_alias=env("BILLING_DB_THREADS"))
     run_worker_in_webhook_process: bool = Field(True, validation_alias=env("BILLING_WEBHOOK_WORKER"))
+    # The longest call there can be: a hold older than this is released by the worker (its call_ended
+    # never came), and a call_ended claiming a longer call is not charged.
+    max_call_seconds: int = Field(14400, ge=60, le=7 * 24 * 3600, validation_alias=env("BILLING_MAX_CALL_SECONDS"))
+    # How often the worker's scheduled jobs run, in seconds (one worker runs each job per interval).
+    job_invoice_pdfs_seconds: int = Field(10, ge=1, validation_alias=env("BILLING_JOB_INVOICE_PDFS_SECONDS"))
+    job_mail_outbox_seconds: int = Field(10, ge=1, validation_alias=env("BILLING_JOB_MAIL_OUTBOX_SECONDS"))
+    job_low_balance_alerts_seconds: int = Field(
+        300, ge=1, validation_alias=env("BILLING_JOB_LOW_BALANCE_ALERTS_SECONDS")
+    )
+    job_failure_rate_alert_seconds: int = Field(
+        300, ge=1, validation_alias=env("BILLING_JOB_FAILURE_RATE_ALERT_SECONDS")
+    )
+    job_auto_topup_sweep_seconds: int = Field(60, ge=1, validation_alias=env("BILLING_JOB_AUTO_TOPUP_SWEEP_SECONDS"))
+    job_expire_holds_seconds: int = Field(300, ge=1, validation_alias=env("BILLING_JOB_EXPIRE_HOLDS_SECONDS"))
+    pdf_processes: int = Field(2, ge=1, le=64, validation_alias=env("BILLING_PDF_PROCESSES"))
     # The seller printed on every invoice (§14 Abs. 4 UStG: name, address, tax number or VAT id).
     seller_name: str = Field("AskProAI GmbH", validation_alias=env("BILLING_SELLER_NAME"))
     seller_address_line1: str = Field("Friedrichstraße 123", validation_alias=env("BILLING_SELLER_ADDRESS"))
