@@ -36,6 +36,17 @@ SETTING_NAMES = frozenset(
 )
 
 
+# The seller a child process invoices as, in the operator's names (Settings has no default seller).
+SELLER_ENV: dict[str, str] = {
+    "BILLING_SELLER_NAME": "AskProAI GmbH",
+    "BILLING_SELLER_ADDRESS": "Friedrichstraße 123",
+    "BILLING_SELLER_POSTAL_CODE": "10117",
+    "BILLING_SELLER_CITY": "Berlin",
+    "BILLING_SELLER_COUNTRY": "DE",
+    "BILLING_SELLER_VAT_ID": "DE136695976",
+}
+
+
 def find_billing() -> str:
     beside_python = Path(sys.executable).parent / "billing"
     if beside_python.exists():
@@ -64,6 +75,7 @@ def sidecar_env(
         STRIPE_SECRET=LOCALSTRIPE_KEY,
         STRIPE_API_BASE=stripe_api_base,
         STRIPE_TEST_MODE="true",
+        **SELLER_ENV,
         **extra,
     )
 
