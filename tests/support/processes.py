@@ -200,6 +200,58 @@ class WebhookProcess:
         return httpx.get(f"{self.url}{path}", **kwargs)
 
 
+@dataclass
+class WorkerProcess:
+    """``billing worker`` as a subprocess, its output in ``<workdir>/<name>.log``."""
+
+    workdir: Path
+    env: dict[str, str]
+    name: str = "worker"
+    process: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"{self.name}.log"
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_bytes().decode(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+    def start(self) -> WorkerProcess:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop
+        self.process = subprocess.Popen(
+            [find_billing(), "worker"],
+            cwd=self.workdir,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 20) -> int | None:
+        """SIGTERM (the worker finishes its step), SIGKILL after ``timeout``; returns the exit code."""
+        process, self.process = self.process, None
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=30)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return process.returncode
+
+
 def run_together(commands: list[list[str]], *, cwd: Path, timeout: float = 120) -> list[Any]:
     """Start child processes, wait until each prints ``ready``, release them at once with ``go``, and return
     the JSON each prints as its last line (a child's failure fails the caller with its stderr)."""
