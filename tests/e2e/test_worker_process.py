@@ -25,7 +25,7 @@ from pypdf import PdfReader
 
 from billing_core.bootstrap import Services
 from tests.integration.helpers import eur, new_company
-from tests.integration.invoice_helpers import embedded_xml, xml_text
+from tests.integration.invoice_helpers import embedded_xml, queued, xml_text
 from tests.integration.webhook_helpers import RETELL_API_KEY, retell_call, retell_headers
 from tests.support.mariadb import free_port
 from tests.support.processes import SELLER_ENV, WebhookProcess, WorkerProcess, clean_env, run_billing
@@ -198,3 +198,20 @@ def test_a_hold_whose_call_ended_never_came_is_released_by_the_running_worker(
     assert services.balances.get(company.id).available == eur("10.00")
     check = run_billing("ledger", "check", env=operator_env, cwd=tmp_path)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_a_worker_without_smtp_still_queues_the_low_balance_alert(
+    tmp_path: Path, operator_env: dict[str, str], services: Services
+):
+    company = new_company(services, funded="5.00")  # below the default threshold of 20.00
+    env = {k: v for k, v in operator_env.items() if k != "SMTP_URL"}
+    worker = WorkerProcess(tmp_path / "run", env, name="worker-no-smtp").start()
+    try:
+        deadline = time.monotonic() + 60
+        while not queued(services, "low_balance"):
+            assert time.monotonic() < deadline and worker.running(), worker.log_tail()
+            time.sleep(0.2)
+    finally:
+        worker.stop()
+    [alert] = queued(services, "low_balance")
+    assert alert["company_id"] == company.id and alert["status"] == "pending"  # waits for a worker with SMTP
