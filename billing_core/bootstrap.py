@@ -12,6 +12,7 @@ from billing_core.config import Settings
 from billing_core.db.database import Database
 from billing_core.errors import StripeConfigurationError
 from billing_core.ports import PaymentGateway
+from billing_core.queries import Queries
 from billing_core.services.adjustments import AdjustmentService
 from billing_core.services.alerts import AlertService
 from billing_core.services.auto_topup import AutoTopupRecorder, AutoTopupService
@@ -65,6 +66,8 @@ class Services:
     mailer: MailerService | None
     stripe_services: StripeServices | None
     schedule: JobSchedule
+    queries: Queries
+    """The read side: what operators, reports and assistants read (see billing_core.queries)."""
 
     @property
     def db(self) -> Database:
@@ -174,4 +177,5 @@ def build_services(
         mailer=build_mailer(ctx, invoice_files),
         stripe_services=stripe_services,
         schedule=JobSchedule(ctx),
+        queries=Queries(ctx),
     )
