@@ -24,8 +24,9 @@ from aiosmtpd.controller import Controller
 from pypdf import PdfReader
 
 from billing_core.bootstrap import Services
+from billing_core.queries.operations import OutboxFilters, OutboxMail
 from tests.integration.helpers import eur, new_company
-from tests.integration.invoice_helpers import embedded_xml, queued, xml_text
+from tests.integration.invoice_helpers import embedded_xml, xml_text
 from tests.integration.webhook_helpers import RETELL_API_KEY, retell_call, retell_headers
 from tests.support.mariadb import free_port
 from tests.support.processes import SELLER_ENV, WebhookProcess, WorkerProcess, clean_env, run_billing
@@ -119,6 +120,10 @@ def add_company(env: dict[str, str], cwd: Path, *extra: str) -> int:
     return int(company["id"])
 
 
+def low_balance_mails(services: Services) -> tuple[OutboxMail, ...]:
+    return services.queries.outbox(OutboxFilters(kind="low_balance")).items
+
+
 def logs(processes: list[WorkerProcess]) -> Callable[[], str]:
     return lambda: "\n".join(f"--- {p.name}\n{p.log_tail()}" for p in processes)
 
@@ -208,10 +213,10 @@ def test_a_worker_without_smtp_still_queues_the_low_balance_alert(
     worker = WorkerProcess(tmp_path / "run", env, name="worker-no-smtp").start()
     try:
         deadline = time.monotonic() + 60
-        while not queued(services, "low_balance"):
+        while not low_balance_mails(services):
             assert time.monotonic() < deadline and worker.running(), worker.log_tail()
             time.sleep(0.2)
     finally:
         worker.stop()
-    [alert] = queued(services, "low_balance")
-    assert alert["company_id"] == company.id and alert["status"] == "pending"  # waits for a worker with SMTP
+    [alert] = low_balance_mails(services)
+    assert alert.company_id == company.id and alert.status == "pending"  # waits for a worker with SMTP

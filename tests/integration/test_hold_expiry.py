@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import json
+from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from billing_core.bootstrap import Services, build_services
-from billing_core.db.tables import audit_log
 from billing_core.errors import NotFound
+from billing_core.queries.operations import AuditFilters
 from tests.conftest import Clock, make_settings
 from tests.integration.helpers import assert_ledger_ok, eur, new_company
 
 
-def hold_audits(services: Services) -> list[dict[str, object]]:
-    rows = services.db.read(
-        lambda conn: conn.execute(
-            select(audit_log).where(audit_log.c.action == "call_hold.released").order_by(audit_log.c.id)
-        ).mappings().all()
-    )
-    return [dict(row) | {"details": json.loads(row["details"])} for row in rows]
+def hold_audits(services: Services) -> list[dict[str, Any]]:
+    """The audit entries of released holds, oldest first, from the read side."""
+    page = services.queries.audit_log(AuditFilters(action="call_hold.released"))
+    assert not page.has_more
+    return [entry.model_dump() for entry in reversed(page.items)]
 
 
 def test_a_hold_older_than_the_longest_call_is_released_by_the_expiry_with_an_audit_entry(
