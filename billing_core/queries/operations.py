@@ -9,7 +9,15 @@ from pydantic import Field
 from sqlalchemy import Connection, func, select
 
 from billing_core.db.tables import audit_log, notifications, webhook_events
-from billing_core.queries.base import DEFAULT_LIMIT, AwareTimestamp, Page, ReadModel, Timestamp, keyset_page
+from billing_core.queries.base import (
+    DEFAULT_LIMIT,
+    AwareTimestamp,
+    MoneyView,
+    Page,
+    ReadModel,
+    Timestamp,
+    keyset_page,
+)
 
 
 class AuditEntry(ReadModel):
@@ -22,18 +30,28 @@ class AuditEntry(ReadModel):
     entity_id: str | None
     company_id: int | None
     details: dict[str, Any] = Field(description="What changed (old and new values, amounts, reasons).")
+    outcome: str | None = Field(
+        None,
+        description="MCP tool calls: executed, ok, replayed, confirmation_required, approval_requested, declined, "
+        "approved, rejected, refused, error, failed, rate_limited, input_required.",
+    )
+    amount: MoneyView | None = Field(None, description="MCP tool calls: the money the call moved.")
     created_at: Timestamp
 
 
 class AuditFilters(ReadModel):
     actor: str | None = Field(None, max_length=200, description="Exactly this actor, e.g. cli:anna or mcp:support.")
     action: str | None = Field(None, max_length=64, description="Exactly this action, e.g. balance.adjust.")
+    entity_id: str | None = Field(
+        None, max_length=128, description="Exactly this entity, e.g. a tool name with action mcp.tool_call."
+    )
     company_id: int | None = Field(None, ge=1)
     since: AwareTimestamp | None = None
     until: AwareTimestamp | None = None
 
 
-def _audit(row: Any) -> AuditEntry:
+def _audit(row: Any, locale: str) -> AuditEntry:
+    amount = row["amount"]
     try:
         details = json.loads(row["details"])
     except ValueError:
@@ -46,12 +64,19 @@ def _audit(row: Any) -> AuditEntry:
         entity_id=row["entity_id"],
         company_id=row["company_id"],
         details=details if isinstance(details, dict) else {"value": details},
+        outcome=row["outcome"],
+        amount=None if amount is None or not row["currency"] else MoneyView.of(amount, row["currency"], locale),
         created_at=row["created_at"],
     )
 
 
 def list_audit_log(
-    conn: Connection, filters: AuditFilters | None = None, *, limit: int = DEFAULT_LIMIT, cursor: str | None = None
+    conn: Connection,
+    filters: AuditFilters | None = None,
+    *,
+    limit: int = DEFAULT_LIMIT,
+    cursor: str | None = None,
+    locale: str = "de_DE",
 ) -> Page[AuditEntry]:
     filters = filters or AuditFilters()
     query = select(audit_log)
@@ -59,6 +84,8 @@ def list_audit_log(
         query = query.where(audit_log.c.actor == filters.actor)
     if filters.action is not None:
         query = query.where(audit_log.c.action == filters.action)
+    if filters.entity_id is not None:
+        query = query.where(audit_log.c.entity_id == filters.entity_id)
     if filters.company_id is not None:
         query = query.where(audit_log.c.company_id == filters.company_id)
     if filters.since is not None:
@@ -69,7 +96,7 @@ def list_audit_log(
         conn,
         query,
         audit_log.c.id,
-        _audit,
+        lambda row: _audit(row, locale),
         kind="audit",
         noun="audit log",
         filters=filters,

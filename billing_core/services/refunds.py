@@ -52,6 +52,18 @@ class RefundService:
     def __init__(self, ctx: ServiceContext) -> None:
         self._ctx = ctx
 
+    def refundable(self, call_id: str) -> tuple[int, Money, Money]:
+        """(company id, amount charged, amount refunded so far) of a call's charge, for previews."""
+        call_id = validation.identifier(call_id, "call id")
+        query = select(
+            call_charges.c.company_id, call_charges.c.amount_charged, call_charges.c.refunded_amount,
+            call_charges.c.currency,
+        ).where(call_charges.c.call_id == call_id)
+        row = self._ctx.db.read(lambda conn: conn.execute(query).first())
+        if row is None:
+            raise CallChargeNotFound(call_id)
+        return row.company_id, Money(row.amount_charged, row.currency), Money(row.refunded_amount, row.currency)
+
     def refund_call(
         self,
         *,

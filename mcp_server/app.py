@@ -1,0 +1,90 @@
+"""What every tool, resource and prompt of one server shares: the services, the settings and the stores."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from mcp.server.mcpserver.exceptions import ToolError
+
+from billing_core.bootstrap import Services
+from billing_core.errors import BillingError
+from billing_core.services.api_tokens import ApiTokenService
+from billing_core.services.approvals import ApprovalService
+from billing_core.services.tool_calls import ToolCallStore
+from mcp_server.caller import Caller, current_caller
+from mcp_server.settings import McpSettings
+
+log = logging.getLogger("mcp_server")
+
+
+@dataclass
+class CallRecord:
+    """What a tool call leaves for its audit row (filled by the tool, written by the audit middleware)."""
+
+    outcome: str | None = None
+    company_id: int | None = None
+    amount: int | None = None
+    currency: str | None = None
+    caller: str | None = None
+
+
+current_record: ContextVar[CallRecord | None] = ContextVar("billing_mcp_call_record", default=None)
+
+
+def record() -> CallRecord:
+    found = current_record.get()
+    return found if found is not None else CallRecord()
+
+
+@dataclass
+class BillingApp:
+    services: Services
+    settings: McpSettings
+    local_caller: Caller
+    tokens: ApiTokenService = field(init=False)
+    approvals: ApprovalService = field(init=False)
+    calls: ToolCallStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tokens = ApiTokenService(self.services.ctx)
+        self.approvals = ApprovalService(self.services.ctx)
+        self.calls = ToolCallStore(self.services.ctx)
+
+    def caller(self) -> Caller:
+        caller = current_caller(self.local_caller)
+        record().caller = caller.name
+        return caller
+
+    def day_start(self) -> datetime:
+        """Midnight of today in the seller's time zone (BILLING_TIMEZONE), where the daily limit restarts."""
+        zone = ZoneInfo(self.services.ctx.settings.timezone)
+        today = self.services.ctx.clock().astimezone(zone).date()
+        return datetime.combine(today, time(0), tzinfo=zone)
+
+    @property
+    def confirmation_ttl(self) -> timedelta:
+        return timedelta(minutes=self.settings.confirmation_minutes)
+
+    @property
+    def approval_ttl(self) -> timedelta:
+        return timedelta(hours=self.settings.approval_hours)
+
+
+@contextmanager
+def tool_errors() -> Iterator[None]:
+    """Billing errors reach the model as their message; anything else as a line without a trace or a secret."""
+    try:
+        yield
+    except ToolError:
+        raise
+    except BillingError as error:
+        raise ToolError(f"{error.code}: {error.message}") from None
+    except Exception:
+        log.exception("tool failed unexpectedly")
+        raise ToolError("internal_error: the server could not complete this call; nothing was reported") from None
