@@ -71,6 +71,7 @@ TEMPLATES: tuple[tuple[str, str], ...] = (
     ("dispute_closed", "admin"),
     ("payment_method_detached", "company"),
     ("invoice_blocked", "admin"),
+    ("webhook_dead_letter", "admin"),
 )
 ATTACHMENT_KINDS = frozenset({"invoice", "credit_note"})
 # Top-ups that go through a payment provider and so can fail; bank transfers and manual credits cannot.

@@ -28,6 +28,7 @@ KINDS = (
     "dispute_closed",
     "payment_method_detached",
     "invoice_blocked",
+    "webhook_dead_letter",
 )
 
 
