@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from billing_cli.main import emit, handles_errors, money_text, services
+from billing_cli.main import ID, emit, handles_errors, money_text, services
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
@@ -17,7 +17,7 @@ def invoices() -> None:
 
 
 @invoices.command(name="list")
-@click.option("--company", "company_id", type=int, default=None)
+@click.option("--company", "company_id", type=ID, default=None)
 @click.option("--type", "kind", type=click.Choice(["invoice", "credit_note"]), default=None)
 @json_option
 @handles_errors
@@ -96,7 +96,7 @@ def issue_missing() -> None:
 
 
 @invoices.command()
-@click.option("--company", "company_id", type=int, required=True)
+@click.option("--company", "company_id", type=ID, required=True)
 @click.option("--month", required=True, help="YYYY-MM")
 @click.option("--pdf", "pdf_path", type=click.Path(dir_okay=False, writable=True, path_type=Path), required=True)
 @json_option

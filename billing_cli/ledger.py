@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from billing_cli.main import emit, handles_errors, money_text, services
+from billing_cli.main import ID, emit, handles_errors, money_text, services
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
@@ -37,7 +37,7 @@ def check(as_json: bool) -> None:
 
 
 @ledger.command()
-@click.argument("company_id", type=int)
+@click.argument("company_id", type=ID)
 @json_option
 @handles_errors
 def balance(company_id: int, as_json: bool) -> None:
@@ -55,7 +55,7 @@ def balance(company_id: int, as_json: bool) -> None:
 
 
 @ledger.command()
-@click.argument("company_id", type=int)
+@click.argument("company_id", type=ID)
 @click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
 @click.option("--cursor", default=None, help="next_cursor of the previous page.")
 @click.option(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -77,16 +78,48 @@ def _missing_schema(error: DBAPIError) -> bool:
     return "no such table" in str(error.orig) or (len(args) > 0 and args[0] == 1146)
 
 
+_ASCII_DECIMAL = re.compile(r"[+-]?[0-9]{1,30}(?:\.[0-9]{1,30})?", re.ASCII)
+_ASCII_INTEGER = re.compile(r"[+-]?[0-9]{1,30}", re.ASCII)
+
+
+def _quoted(value: str) -> str:
+    return repr(value[:40].encode("ascii", "backslashreplace").decode("ascii"))
+
+
 def parse_decimal(_ctx: Any, _param: Any, value: str | None) -> Decimal | None:
+    """A plain decimal in ASCII digits: no exponent (1e20), no NaN, no other scripts' digits (١٠)."""
     if value is None:
         return None
+    if not _ASCII_DECIMAL.fullmatch(value.strip()):
+        raise click.BadParameter(f"{_quoted(value)} is not a decimal number like 0.42")
     try:
-        result = Decimal(value)
-    except InvalidOperation:
-        raise click.BadParameter(f"{value!r} is not a decimal number") from None
-    if not result.is_finite():
-        raise click.BadParameter(f"{value!r} is not a decimal number")
-    return result
+        return Decimal(value.strip())
+    except InvalidOperation:  # pragma: no cover - the pattern admits only plain decimals
+        raise click.BadParameter(f"{_quoted(value)} is not a decimal number") from None
+
+
+class AsciiInt(click.ParamType):  # type: ignore[type-arg]  # generic only since click 8.3
+    """An integer in ASCII digits within [minimum, maximum]; click's ``int`` also takes "١٠" and any size."""
+
+    name = "integer"
+
+    def __init__(self, minimum: int, maximum: int) -> None:
+        self.minimum = minimum
+        self.maximum = maximum
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, str) and _ASCII_INTEGER.fullmatch(value.strip()):
+            number = int(value.strip())
+        else:
+            self.fail(f"{_quoted(str(value))} is not a whole number in ASCII digits", param, ctx)
+        if not self.minimum <= number <= self.maximum:
+            self.fail(f"{number} is not between {self.minimum} and {self.maximum}", param, ctx)
+        return number
+
+
+ID = AsciiInt(1, 2**63 - 1)  # database ids are signed 64-bit integers
 
 
 def parse_datetime(_ctx: Any, _param: Any, value: str | None) -> datetime | None:

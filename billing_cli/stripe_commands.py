@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import click
 
-from billing_cli.main import default_actor, emit, handles_errors, money_text, services
+from billing_cli.main import ID, default_actor, emit, handles_errors, money_text, services
 from billing_core.money import Money
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -25,7 +25,7 @@ def register(cli: click.Group, topups: click.Group) -> None:
 
 
 @click.command(name="list")
-@click.option("--company", "company_id", type=int, default=None)
+@click.option("--company", "company_id", type=ID, default=None)
 @click.option("--status", default=None, help="pending, processing, succeeded, failed, canceled, ...")
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
 @json_option
@@ -46,7 +46,7 @@ def list_topups(company_id: int | None, status: str | None, limit: int, as_json:
 
 
 @click.command()
-@click.option("--company", "company_id", type=int, required=True)
+@click.option("--company", "company_id", type=ID, required=True)
 @click.option("--amount", required=True, help="Decimal amount, e.g. 50.00.")
 @click.option("--save-payment-method", is_flag=True, help="Keep the method for later auto top-ups.")
 @click.option("--idempotency-key", default=None, help="Repeat safely: the same key gives the same session.")
@@ -70,7 +70,7 @@ def checkout(
 
 
 @click.command(name="refund")
-@click.argument("topup_id", type=int)
+@click.argument("topup_id", type=ID)
 @click.option("--amount", default=None, help="Decimal amount; default: everything not yet refunded.")
 @click.option("--reason", required=True)
 @click.option("--idempotency-key", default=None)
@@ -108,7 +108,7 @@ def payment_methods() -> None:
 
 
 @payment_methods.command(name="list")
-@click.argument("company_id", type=int)
+@click.argument("company_id", type=ID)
 @json_option
 @handles_errors
 def list_methods(company_id: int, as_json: bool) -> None:
@@ -127,7 +127,7 @@ def list_methods(company_id: int, as_json: bool) -> None:
 
 
 @payment_methods.command(name="use")
-@click.argument("company_id", type=int)
+@click.argument("company_id", type=ID)
 @click.argument("payment_method_id")
 @actor_option
 @handles_errors
@@ -139,7 +139,7 @@ def use_method(company_id: int, payment_method_id: str, actor: str) -> None:
 
 
 @payment_methods.command(name="detach")
-@click.argument("company_id", type=int)
+@click.argument("company_id", type=ID)
 @click.argument("payment_method_id")
 @actor_option
 @handles_errors
@@ -156,7 +156,7 @@ def auto_topup() -> None:
 
 
 @auto_topup.command(name="run")
-@click.argument("company_id", type=int)
+@click.argument("company_id", type=ID)
 @json_option
 @handles_errors
 def run_auto_topup(company_id: int, as_json: bool) -> None:

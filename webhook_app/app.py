@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -27,6 +28,7 @@ from billing_core.services.webhooks.bodies import MalformedBody, decode_object
 from billing_core.services.webhooks.inbox import InboundEvent
 from billing_core.services.webhooks.payloads import stripe_identity
 from billing_core.services.webhooks.retell_events import event_identity
+from webhook_app.limits import HeaderLimits
 from webhook_app.metrics import WebhookMetrics
 from webhook_app.signatures import SignatureError, verify_retell, verify_stripe
 from webhook_app.worker import Worker
@@ -170,7 +172,12 @@ def build_app(services: Services, *, run_worker: bool | None = None) -> Starlett
         log.error("unhandled error", extra={"error": type(exc).__name__})
         return JSONResponse({"error": "internal error"}, status_code=500)
 
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={Exception: server_error})
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={Exception: server_error},
+        middleware=[Middleware(HeaderLimits)],
+    )
     app.state.metrics = metrics
     app.state.worker = worker
     return app

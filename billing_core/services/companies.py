@@ -246,8 +246,8 @@ class CompanyService:
             daily = changes["auto_topup_daily_limit"]
             if isinstance(daily, bool) or not isinstance(daily, int) or not 0 <= daily <= 100:
                 raise InvalidInput("auto_topup_daily_limit must be a whole number from 0 to 100")
-        if changes.get("auto_topup_amount") is not None and changes["auto_topup_amount"].cents <= 0:
-            raise InvalidInput("auto_topup_amount must be positive")
+        if changes.get("auto_topup_amount") is not None and changes["auto_topup_amount"].cents == 0:
+            raise InvalidInput("auto_topup_amount must be more than zero")
         company_changes = _clean({k: v for k, v in changes.items() if k in COMPANY_FIELDS})
 
         def work(conn: Connection) -> CompanyView:

@@ -35,6 +35,17 @@ def positive(amount: Money, what: str = "amount") -> Money:
     return amount
 
 
+def operation_amount(amount: Money, maximum: Decimal, what: str = "amount", *, signed: bool = False) -> Money:
+    """What one operation moves: positive (non-zero when ``signed``) and at most BILLING_MAX_OPERATION_AMOUNT."""
+    if not isinstance(amount, Money):
+        raise InvalidAmount(f"{what} must be Money, got {type(amount).__name__}")
+    if signed and amount.cents == 0:
+        raise InvalidAmount(f"{what} must not be zero")
+    if not signed:
+        positive(amount, what)
+    return within(amount, Money.parse(format(maximum, "f"), amount.currency), what)
+
+
 def within(amount: Money, maximum: Money, what: str = "amount") -> Money:
     """At most ``maximum`` either way (BILLING_MAX_OPERATION_AMOUNT for one operator operation)."""
     if abs(amount.cents) > maximum.cents:
@@ -58,7 +69,7 @@ def text(value: str | None, what: str, *, max_length: int = 500) -> str:
 def identifier(value: str | None, what: str, *, max_length: int = 128) -> str:
     cleaned = text(value, what, max_length=max_length)
     if not _IDENTIFIER.fullmatch(cleaned):
-        raise InvalidInput(f"{what} must be printable ASCII without spaces")
+        raise InvalidInput(f"{what} must be printable ASCII, without whitespace or control characters")
     return cleaned
 
 

@@ -88,8 +88,8 @@ class RetellEventHandler:
         agent = call.agent_id
         company = conn.execute(select(retell_agents.c.company_id).where(retell_agents.c.agent_id == agent)).scalar()
         if company is None:
-            raise NotFound(
-                "no company for the call's Retell agent: the call carries no metadata.company_id and "
+            raise NotFound(  # the agent id passed the payload model: printable ASCII, fit to quote
+                f"no company for Retell agent {agent!r}: the call carries no metadata.company_id and "
                 "the agent is not mapped (billing agents add)"
             )
         return int(company)
