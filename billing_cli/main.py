@@ -83,7 +83,7 @@ _ASCII_INTEGER = re.compile(r"[+-]?[0-9]{1,30}", re.ASCII)
 
 
 def _quoted(value: str) -> str:
-    return repr(value[:40].encode("ascii", "backslashreplace").decode("ascii"))
+    return "'" + value[:40].encode("ascii", "backslashreplace").decode("ascii") + "'"
 
 
 def parse_decimal(_ctx: Any, _param: Any, value: str | None) -> Decimal | None:
@@ -138,7 +138,26 @@ def money_text(money: Money) -> str:
     return f"{money.to_decimal():,f} {money.currency}"
 
 
-@click.group()
+class BillingGroup(click.Group):
+    """A bad argument is one line and exit 1, like every other refused input (no usage text, no traceback)."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("standalone_mode", True):
+            return super().main(*args, **kwargs)
+        try:
+            return super().main(*args, **{**kwargs, "standalone_mode": False})
+        except click.BadParameter as error:
+            click.echo(f"error (invalid_input): {error.format_message()}", err=True)
+            sys.exit(1)
+        except click.ClickException as error:
+            error.show()
+            sys.exit(error.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=BillingGroup)
 def cli() -> None:
     """Prepaid billing for AI phone assistants."""
 

@@ -38,7 +38,8 @@ def minor_digits(currency: str) -> int:
 def normalize_currency(currency: str) -> str:
     code = currency.strip().upper()
     if not _CURRENCY_CODE.fullmatch(code) or code not in _known_currencies():
-        raise InvalidAmount(f"{currency.encode('ascii', 'backslashreplace').decode()!r} is not an ISO 4217 currency")
+        shown = currency.encode("ascii", "backslashreplace").decode()[:20]
+        raise InvalidAmount(f"'{shown}' is not an ISO 4217 currency")
     return code
 
 
@@ -70,7 +71,7 @@ class Money:
         match = _DECIMAL_TEXT.fullmatch(text.strip())
         if not match:
             shown = text.encode("ascii", "backslashreplace").decode()[:40]
-            raise InvalidAmount(f"{shown!r} is not a decimal amount like 50.00 (ASCII digits)")
+            raise InvalidAmount(f"'{shown}' is not a decimal amount like 50.00 (ASCII digits)")
         digits = minor_digits(currency)
         fraction = match.group(2) or ""
         if len(fraction.rstrip("0")) > digits:

@@ -24,7 +24,7 @@ _LOCALE = re.compile(r"[a-z]{2,3}(?:_[A-Z]{2})?", re.ASCII)
 def shown(value: object, limit: int = 40) -> str:
     """A value fit to quote in a message: ASCII, control characters escaped, cut short."""
     text = value if isinstance(value, str) else repr(value)
-    return repr(text[:limit].encode("ascii", "backslashreplace").decode("ascii"))
+    return "'" + text[:limit].encode("ascii", "backslashreplace").decode("ascii") + "'"
 
 
 def positive(amount: Money, what: str = "amount") -> Money:

@@ -410,7 +410,7 @@ def sqlite_rows(path: Path) -> dict[str, list[tuple[Any, ...]]]:
         ),
         (
             ("adjust", "{weber}", "--amount", "ten", "--reason", "r"),
-            "error (invalid_amount): 'ten' is not a decimal amount like 50.00",
+            "error (invalid_amount): 'ten' is not a decimal amount like 50.00 (ASCII digits)",
         ),
         (
             ("adjust", "{weber}", "--amount", "0", "--reason", "r"),
