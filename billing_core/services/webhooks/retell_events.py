@@ -37,6 +37,11 @@ def event_identity(data: Mapping[str, Any]) -> tuple[str, str]:
     return f"{envelope.event}:{envelope.call.call_id}", envelope.event
 
 
+def _metadata_company(call: Mapping[str, Any]) -> Any:
+    metadata = call.get("metadata")
+    return metadata.get("company_id") if isinstance(metadata, Mapping) else metadata
+
+
 class RetellEventHandler:
     def __init__(self, charging: ChargingService, *, max_call_seconds: int) -> None:
         self._charging = charging
@@ -77,7 +82,7 @@ class RetellEventHandler:
         if not isinstance(old, Mapping) or not isinstance(new, Mapping):
             return []
         fields = [name for name in CHARGED_FIELDS if old.get(name) != new.get(name)]
-        if (old.get("metadata") or {}).get("company_id") != (new.get("metadata") or {}).get("company_id"):
+        if _metadata_company(old) != _metadata_company(new):
             fields.append("metadata.company_id")
         return fields
 
