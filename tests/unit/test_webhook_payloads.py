@@ -215,3 +215,23 @@ def test_a_validation_message_names_fields_not_the_phone_number_sent():
         parse(RetellEvent, body)
     assert "from_number" in caught.value.message and "4915123456789" not in caught.value.message
     assert json.dumps(body)  # the payload itself is untouched
+
+
+def intent(**fields: Any) -> PaymentIntent:
+    return parse(PaymentIntent, {"id": "pi_1", "status": "succeeded", "amount": 1200, "currency": "eur", **fields})
+
+
+def test_what_a_payment_intent_received_is_amount_received_never_amount():
+    assert intent(amount_received=0).received == 0
+    assert intent(amount_received=1200).received == 1200
+    assert intent().received is None
+    assert intent(latest_charge="ch_1").received is None
+
+
+def test_an_embedded_captured_charge_says_what_was_received_when_amount_received_is_left_out():
+    charge = {"id": "ch_1", "status": "succeeded", "amount": 1200, "paid": True, "captured": True}
+    assert intent(latest_charge=charge).received == 1200
+    assert intent(latest_charge={**charge, "amount_captured": 0}).received == 0
+    assert intent(latest_charge={**charge, "captured": False}).received is None
+    assert intent(latest_charge={**charge, "status": "pending"}).received is None
+    assert intent(latest_charge="ch_1", latest_charge_detail=charge).received is None  # only Stripe's own field

@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    model_validator,
 )
 
 from billing_core.errors import CallTooLong, InvalidAmount, InvalidPayload
@@ -105,16 +106,48 @@ class PaymentError(_Strict):
     message: Message | None = None
 
 
+class EmbeddedCharge(_Strict):
+    """A PaymentIntent's latest charge when the event carries it expanded (emulators, older API versions)."""
+
+    status: Token
+    amount: AmountOrZero
+    paid: bool | None = None
+    captured: bool | None = None
+    amount_captured: AmountOrZero | None = None
+
+
 class PaymentIntent(_Strict):
     id: StripeId
     status: Token
     amount: Amount
-    amount_received: AmountOrZero
+    amount_received: AmountOrZero | None = None
     currency: Currency
     latest_charge: RelatedId = None
+    latest_charge_detail: EmbeddedCharge | None = None  # filled from latest_charge only (see below)
     cancellation_reason: Token | None = None
     last_payment_error: PaymentError | None = None
     metadata: Metadata = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _embedded_charge(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        charge = data.get("latest_charge")
+        return {**data, "latest_charge_detail": charge if isinstance(charge, Mapping) else None}
+
+    @property
+    def received(self) -> int | None:
+        """What was received: ``amount_received``; where an emulator leaves it out, what its captured charge took.
+
+        Never ``amount``, which is only what was asked for.
+        """
+        if self.amount_received is not None:
+            return self.amount_received
+        charge = self.latest_charge_detail
+        if charge is None or charge.status != "succeeded" or charge.paid is False or charge.captured is False:
+            return None
+        return charge.amount_captured if charge.amount_captured is not None else charge.amount
 
 
 class CheckoutSession(_Strict):

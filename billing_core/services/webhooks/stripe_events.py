@@ -151,7 +151,7 @@ class StripeEventHandler:
         topup = self._by_ids(conn, intent=intent.id)
         if topup is None:
             return HandlerResult("ignored", "not one of our PaymentIntents")
-        _check_paid(topup, intent.amount_received, intent.currency)  # what was received, never what was asked
+        _check_paid(topup, intent.received, intent.currency)  # what was received, never what was asked
         if topup.source == "auto_topup":
             outcome = self._recorder.record_success_in(conn, topup, payment_intent_view(raw))
             return HandlerResult("processed", outcome.reason)
