@@ -349,6 +349,27 @@ def test_money_commands_move_balances_and_keep_the_ledger_consistent(migrated, d
     money_commands_work(migrated, demo)
 
 
+def test_lists_are_pages_whose_next_cursor_goes_to_stderr(migrated, demo):
+    done = migrated.run("companies", "list", "--limit", "2", "--json")
+    first = json.loads(done.stdout)
+    assert len(first) == 2
+    assert done.stderr.startswith("more results: repeat with --cursor ")
+    cursor = done.stderr.split("--cursor ")[1].strip()
+    rest = migrated.json("companies", "list", "--limit", "2", "--cursor", cursor)
+    assert [c["id"] for c in first + rest] == sorted(demo.values())
+    assert all(c["current_rate"] and c["balance"].keys() == {"cents", "currency"} for c in first + rest)
+
+    transfers = migrated.json("topups", "list", "--method", "bank_transfer")
+    assert transfers and {t["source"] for t in transfers} == {"bank_transfer"}
+    assert migrated.json("topups", "list", "--status", "failed") == []
+    assert migrated.json("webhooks", "stats") == {"processing_times": [], "backlog": {}}
+    assert "--limit" in migrated.run("topups", "list", "--limit", "1001", code=2).stderr
+    line = migrated.fails("topups", "list", "--status", "paid")
+    assert line.startswith("error (invalid_input): statuses.0: Input should be")
+    line = migrated.fails("companies", "list", "--cursor", cursor + "x")
+    assert line == "error (invalid_cursor): the company list cursor is not one this server issued"
+
+
 def test_ledger_check_exits_1_naming_the_company_whose_balance_was_tampered_with(migrated, demo, sqlite_path):
     ledger_check_names_the_tampered_company(migrated, tamper_sqlite(sqlite_path), demo["Autohaus Berger GmbH"])
 
@@ -457,7 +478,15 @@ def test_rejected_command_exits_1_with_one_line_and_changes_nothing(demo_for_err
 
 def test_command_on_an_unmigrated_database_exits_1_with_one_line(cli):
     line = cli.fails("companies", "list")
-    assert line.startswith("error (")
+    assert line.startswith("error (database_not_migrated): ")
+    assert "run `billing db upgrade`" in line
+
+
+def test_command_on_an_unreachable_database_exits_1_saying_it_is_unavailable(tmp_path):
+    unreachable = Cli("mysql+pymysql://billing:secret-pw@127.0.0.1:1/billing", tmp_path)
+    line = unreachable.fails("companies", "list")
+    assert line.startswith("error (database_unavailable): ")
+    assert "secret-pw" not in line
 
 
 def test_second_rate_for_the_same_instant_exits_1_with_one_line(migrated, demo):

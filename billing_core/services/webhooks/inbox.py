@@ -26,7 +26,8 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
-from billing_core.db.database import is_retryable
+from billing_core.backoff import backoff
+from billing_core.db.errors import is_retryable
 from billing_core.db.tables import webhook_events
 from billing_core.errors import BillingError, DatabaseUnavailable, InvalidInput, NotFound
 from billing_core.services import notifications
@@ -377,7 +378,7 @@ class WebhookInbox:
             log.error("webhook handler failed", extra=context)
         if dead:
             self._alert(conn, event.provider, event.event_id, event.event_type, message)
-        delay = min(self._policy.base_delay * 2 ** (attempts - 1), self._policy.max_delay)
+        delay = backoff(attempts, base=self._policy.base_delay, cap=self._policy.max_delay)
         return ("dead" if dead else "failed"), message, attempts, delay
 
     def process_due(self, *, limit: int = 100, only: list[int] | None = None) -> list[EventOutcome]:
