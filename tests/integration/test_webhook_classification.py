@@ -51,12 +51,12 @@ def receive(services: Services, error: BaseException, event_id: str) -> Any:
     ("error", "status", "described"),
     [
         (ValueError(f"invalid literal for int(): {PHONE}"), "dead", "ValueError"),
-        (OverflowError(PHONE), "dead", "OverflowError"),
+        (OverflowError(PHONE), "dead", "DatabaseRejected (database_rejected)"),  # what SQLite raises for big ints
         (KeyError(PHONE), "dead", "KeyError"),
         (AttributeError(PHONE), "dead", "AttributeError"),
         (InvalidPayload("invalid payload: call.duration_ms: greater_than_equal"), "dead", "InvalidPayload: invalid"),
         (DatabaseRejected(f"Data too long: {PHONE}"), "dead", "DatabaseRejected (database_rejected)"),
-        (driver_error(DataError, 1406), "dead", "DataError (Exception 1406)"),
+        (driver_error(DataError, 1406), "dead", "DatabaseRejected (database_rejected)"),
         (StripeUnavailable("Stripe did not answer"), "failed", "StripeUnavailable: Stripe did not answer"),
         (RetryLater("the payment is not settled yet"), "failed", "waiting: the payment is not settled yet"),
         (RuntimeError(PHONE), "failed", "RuntimeError"),
