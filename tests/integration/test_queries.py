@@ -629,7 +629,8 @@ def test_tax_totals_sum_invoices_and_credit_notes_by_vat_treatment(svc: Services
     refunds.after_refund.append(svc.invoices.after_refund_in)
     svc.db.write(
         lambda conn: refunds.record_stripe_refund_in(
-            conn, topup=svc.topups.get(first), stripe_refund_id="re_1", amount=1_190, status="succeeded", metadata={}
+            conn, topup=svc.topups.get(first), stripe_refund_id="re_1", amount=1_190, status="succeeded",
+            our_refund_id=None,
         )
     )
     period = svc.queries.period(1)
