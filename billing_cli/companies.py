@@ -9,6 +9,8 @@ from typing import Any
 import click
 
 from billing_cli.main import (
+    ID,
+    AsciiInt,
     cursor_option,
     default_actor,
     emit,
@@ -48,7 +50,7 @@ def companies() -> None:
 @click.option("--currency", default=None, help="ISO code; default BILLING_DEFAULT_CURRENCY.")
 @click.option("--locale", default=None, help="e.g. de_DE or en_GB.")
 @click.option("--rate", callback=parse_decimal, help="Per-minute rate in major units, e.g. 0.42.")
-@click.option("--increment", type=int, default=None, help="Billing increment in seconds (default 1).")
+@click.option("--increment", type=AsciiInt(1, 3600), default=None, help="Billing increment in seconds (default 1).")
 @click.option("--low-balance-threshold", default=None, help="Decimal amount, e.g. 20.00.")
 @address_options
 @actor_option
@@ -109,7 +111,7 @@ def list_companies(limit: int, cursor: str | None, as_json: bool) -> None:
 
 
 @companies.command()
-@click.argument("company_id", type=int)
+@click.argument("company_id", type=ID)
 @json_option
 @handles_errors
 def show(company_id: int, as_json: bool) -> None:
@@ -120,18 +122,18 @@ def show(company_id: int, as_json: bool) -> None:
 
 
 @companies.command(name="set")
-@click.argument("company_id", type=int)
+@click.argument("company_id", type=ID)
 @click.option("--name", default=None)
 @click.option("--email", default=None)
 @click.option("--locale", default=None)
 @click.option("--rate", callback=parse_decimal, help="New per-minute rate; applies to calls starting from now.")
-@click.option("--increment", type=int, default=None, help="New billing increment in seconds.")
+@click.option("--increment", type=AsciiInt(1, 3600), default=None, help="New billing increment in seconds.")
 @click.option("--effective-from", callback=parse_datetime, help="When the new rate starts (ISO 8601, default now).")
 @click.option("--low-balance-threshold", default=None)
 @click.option("--auto-topup/--no-auto-topup", "auto_topup_enabled", default=None)
 @click.option("--auto-topup-threshold", default=None)
 @click.option("--auto-topup-amount", default=None)
-@click.option("--auto-topup-daily-limit", type=int, default=None)
+@click.option("--auto-topup-daily-limit", type=AsciiInt(0, 100), default=None)
 @click.option("--auto-topup-monthly-limit", default=None, help="Monthly cap as an amount; 'none' removes it.")
 @click.option("--billing/--no-billing", "prepaid_billing_enabled", default=None, help="Prepaid billing on or off.")
 @address_options

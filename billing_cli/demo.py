@@ -70,7 +70,7 @@ DEMO_COMPANIES = (
             "postal_code": "1070",
             "city": "Wien",
             "country": "AT",
-            "vat_id": "ATU12345678",
+            "vat_id": "ATU13585627",  # format and check digit right (an invented one would be refused)
         },
     ),
     DemoCompany(

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from billing_cli.main import (
+    ID,
     cursor_option,
     emit,
     emit_page,
@@ -28,7 +29,7 @@ def invoices() -> None:
 
 
 @invoices.command(name="list")
-@click.option("--company", "company_id", type=int, default=None)
+@click.option("--company", "company_id", type=ID, default=None)
 @click.option("--type", "kind", type=click.Choice(["invoice", "credit_note"]), default=None)
 @click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=MAX_LIMIT, show_default=True)
 @cursor_option
@@ -113,7 +114,7 @@ def issue_missing() -> None:
 
 
 @invoices.command()
-@click.option("--company", "company_id", type=int, required=True)
+@click.option("--company", "company_id", type=ID, required=True)
 @click.option("--month", required=True, help="YYYY-MM")
 @click.option("--pdf", "pdf_path", type=click.Path(dir_okay=False, writable=True, path_type=Path), required=True)
 @json_option

@@ -8,6 +8,7 @@ from functools import partial
 import click
 
 from billing_cli.main import (
+    ID,
     cursor_option,
     emit,
     emit_page,
@@ -50,7 +51,7 @@ def check(as_json: bool) -> None:
 
 
 @ledger.command()
-@click.argument("company_id", type=int)
+@click.argument("company_id", type=ID)
 @json_option
 @handles_errors
 def balance(company_id: int, as_json: bool) -> None:
@@ -68,7 +69,7 @@ def balance(company_id: int, as_json: bool) -> None:
 
 
 @ledger.command()
-@click.argument("company_id", type=int)
+@click.argument("company_id", type=ID)
 @click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
 @cursor_option
 @click.option(

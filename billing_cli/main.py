@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -106,16 +107,48 @@ def handles_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+_ASCII_DECIMAL = re.compile(r"[+-]?[0-9]{1,30}(?:\.[0-9]{1,30})?", re.ASCII)
+_ASCII_INTEGER = re.compile(r"[+-]?[0-9]{1,30}", re.ASCII)
+
+
+def _quoted(value: str) -> str:
+    return "'" + value[:40].encode("ascii", "backslashreplace").decode("ascii") + "'"
+
+
 def parse_decimal(_ctx: Any, _param: Any, value: str | None) -> Decimal | None:
+    """A plain decimal in ASCII digits: no exponent (1e20), no NaN, no other scripts' digits (١٠)."""
     if value is None:
         return None
+    if not _ASCII_DECIMAL.fullmatch(value.strip()):
+        raise click.BadParameter(f"{_quoted(value)} is not a decimal number like 0.42")
     try:
-        result = Decimal(value)
-    except InvalidOperation:
-        raise click.BadParameter(f"{value!r} is not a decimal number") from None
-    if not result.is_finite():
-        raise click.BadParameter(f"{value!r} is not a decimal number")
-    return result
+        return Decimal(value.strip())
+    except InvalidOperation:  # pragma: no cover - the pattern admits only plain decimals
+        raise click.BadParameter(f"{_quoted(value)} is not a decimal number") from None
+
+
+class AsciiInt(click.ParamType):  # type: ignore[type-arg]  # generic only since click 8.3
+    """An integer in ASCII digits within [minimum, maximum]; click's ``int`` also takes "١٠" and any size."""
+
+    name = "integer"
+
+    def __init__(self, minimum: int, maximum: int) -> None:
+        self.minimum = minimum
+        self.maximum = maximum
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, str) and _ASCII_INTEGER.fullmatch(value.strip()):
+            number = int(value.strip())
+        else:
+            self.fail(f"{_quoted(str(value))} is not a whole number in ASCII digits", param, ctx)
+        if not self.minimum <= number <= self.maximum:
+            self.fail(f"{number} is not between {self.minimum} and {self.maximum}", param, ctx)
+        return number
+
+
+ID = AsciiInt(1, 2**63 - 1)  # database ids are signed 64-bit integers
 
 
 def parse_datetime(_ctx: Any, _param: Any, value: str | None) -> datetime | None:
@@ -142,7 +175,26 @@ limit_option = click.option(
 cursor_option = click.option("--cursor", default=None, help="Continue after the previous page (its next_cursor).")
 
 
-@click.group()
+class BillingGroup(click.Group):
+    """A bad argument is one line and exit 1, like every other refused input (no usage text, no traceback)."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("standalone_mode", True):
+            return super().main(*args, **kwargs)
+        try:
+            return super().main(*args, **{**kwargs, "standalone_mode": False})
+        except click.BadParameter as error:
+            click.echo(f"error (invalid_input): {error.format_message()}", err=True)
+            sys.exit(1)
+        except click.ClickException as error:
+            error.show()
+            sys.exit(error.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=BillingGroup)
 def cli() -> None:
     """Prepaid billing for AI phone assistants."""
     # A command speaks through its output and, on failure, one error line; without a handler Python would

@@ -9,6 +9,7 @@ from decimal import Decimal
 import click
 
 from billing_cli.main import (
+    ID,
     default_actor,
     emit,
     handles_errors,
@@ -32,7 +33,7 @@ def register(cli: click.Group) -> None:
 
 
 @click.command()
-@click.argument("company_id", type=int)
+@click.argument("company_id", type=ID)
 @click.option("--amount", required=True, help="Signed decimal: 50.00 credits, -10.00 debits.")
 @click.option("--reason", required=True)
 @actor_option
@@ -121,7 +122,7 @@ def topups() -> None:
 
 
 @topups.command()
-@click.option("--company", "company_id", type=int, required=True)
+@click.option("--company", "company_id", type=ID, required=True)
 @click.option("--amount", required=True, help="Decimal amount received, e.g. 100.00.")
 @click.option("--reference", required=True, help="Bank transfer reference.")
 @actor_option
@@ -159,7 +160,7 @@ def bonus_rules() -> None:
 @click.option("--fixed", default=None, help="Fixed bonus amount.")
 @click.option("--max-bonus", default=None)
 @click.option("--currency", default=None)
-@click.option("--company", "company_id", type=int, default=None, help="Only for this company (default: all).")
+@click.option("--company", "company_id", type=ID, default=None, help="Only for this company (default: all).")
 @click.option("--valid-from", callback=parse_datetime)
 @click.option("--valid-until", callback=parse_datetime)
 @actor_option

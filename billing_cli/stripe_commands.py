@@ -10,6 +10,7 @@ from functools import partial
 import click
 
 from billing_cli.main import (
+    ID,
     cursor_option,
     default_actor,
     emit,
@@ -38,7 +39,7 @@ def register(cli: click.Group, topups: click.Group) -> None:
 
 
 @click.command(name="list")
-@click.option("--company", "company_id", type=int, default=None)
+@click.option("--company", "company_id", type=ID, default=None)
 @click.option("--status", default=None, help="pending, processing, succeeded, failed, canceled, ...")
 @click.option(
     "--method",
@@ -85,7 +86,7 @@ def list_topups(
 
 
 @click.command()
-@click.option("--company", "company_id", type=int, required=True)
+@click.option("--company", "company_id", type=ID, required=True)
 @click.option("--amount", required=True, help="Decimal amount, e.g. 50.00.")
 @click.option("--save-payment-method", is_flag=True, help="Keep the method for later auto top-ups.")
 @click.option("--idempotency-key", default=None, help="Repeat safely: the same key gives the same session.")
@@ -109,7 +110,7 @@ def checkout(
 
 
 @click.command(name="refund")
-@click.argument("topup_id", type=int)
+@click.argument("topup_id", type=ID)
 @click.option("--amount", default=None, help="Decimal amount; default: everything not yet refunded.")
 @click.option("--reason", required=True)
 @click.option("--idempotency-key", default=None)
@@ -147,7 +148,7 @@ def payment_methods() -> None:
 
 
 @payment_methods.command(name="list")
-@click.argument("company_id", type=int)
+@click.argument("company_id", type=ID)
 @json_option
 @handles_errors
 def list_methods(company_id: int, as_json: bool) -> None:
@@ -166,7 +167,7 @@ def list_methods(company_id: int, as_json: bool) -> None:
 
 
 @payment_methods.command(name="use")
-@click.argument("company_id", type=int)
+@click.argument("company_id", type=ID)
 @click.argument("payment_method_id")
 @actor_option
 @handles_errors
@@ -178,7 +179,7 @@ def use_method(company_id: int, payment_method_id: str, actor: str) -> None:
 
 
 @payment_methods.command(name="detach")
-@click.argument("company_id", type=int)
+@click.argument("company_id", type=ID)
 @click.argument("payment_method_id")
 @actor_option
 @handles_errors
@@ -195,7 +196,7 @@ def auto_topup() -> None:
 
 
 @auto_topup.command(name="run")
-@click.argument("company_id", type=int)
+@click.argument("company_id", type=ID)
 @json_option
 @handles_errors
 def run_auto_topup(company_id: int, as_json: bool) -> None:

@@ -8,7 +8,17 @@ from typing import TYPE_CHECKING
 
 import click
 
-from billing_cli.main import cursor_option, default_actor, emit, emit_page, handles_errors, script_json, services
+from billing_cli.main import (
+    ID,
+    AsciiInt,
+    cursor_option,
+    default_actor,
+    emit,
+    emit_page,
+    handles_errors,
+    script_json,
+    services,
+)
 from billing_core.config import Settings
 from billing_core.queries import MAX_LIMIT
 from billing_core.queries.operations import WebhookFilters
@@ -27,7 +37,7 @@ def register(cli: click.Group) -> None:
 
 @click.group(invoke_without_command=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8001, show_default=True)
+@click.option("--port", type=AsciiInt(1, 65535), default=8001, show_default=True)
 @click.option(
     "--workers",
     type=click.IntRange(1, 64),
@@ -42,6 +52,7 @@ def webhooks(ctx: click.Context, host: str, port: int, workers: int) -> None:
         return
     import uvicorn
 
+    from webhook_app.limits import MAX_HEADER_BYTES
     from webhook_app.logs import configure_logging
 
     Settings()  # bad configuration fails here, once, not in every server process
@@ -55,6 +66,8 @@ def webhooks(ctx: click.Context, host: str, port: int, workers: int) -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        # bounds the header block when uvicorn runs h11; webhook_app.limits applies it for httptools too
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
     )
 
 
@@ -82,7 +95,7 @@ def failed(include_failed: bool, limit: int, cursor: str | None, as_json: bool) 
 
 
 @webhooks.command()
-@click.argument("event_ids", type=int, nargs=-1)
+@click.argument("event_ids", type=ID, nargs=-1)
 @click.option("--all-failed", is_flag=True, help="Replay every dead or failed event.")
 @json_option
 @handles_errors
@@ -170,7 +183,7 @@ def agents() -> None:
 
 @agents.command(name="add")
 @click.argument("agent_id")
-@click.option("--company", "company_id", type=int, required=True)
+@click.option("--company", "company_id", type=ID, required=True)
 @click.option("--actor", default=default_actor)
 @handles_errors
 def add_agent(agent_id: str, company_id: int, actor: str) -> None:

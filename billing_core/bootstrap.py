@@ -146,7 +146,10 @@ def build_services(
     )
     webhooks = WebhookInbox(
         ctx,
-        {"stripe": stripe_events, "retell": RetellEventHandler(charging)},
+        {
+            "stripe": stripe_events,
+            "retell": RetellEventHandler(charging, max_call_seconds=settings.max_call_seconds),
+        },
         InboxSettings(max_attempts=settings.webhook_max_attempts),
     )
     stripe_services = None

@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     payment_methods: str = Field("card,sepa_debit", validation_alias=env("BILLING_PAYMENT_METHODS"))
     webhook_max_attempts: int = Field(8, ge=1, le=50, validation_alias=env("BILLING_WEBHOOK_MAX_ATTEMPTS"))
     webhook_tolerance_seconds: int = Field(300, ge=10, validation_alias=env("BILLING_WEBHOOK_TOLERANCE"))
+    # Bounds of what one operator command (CLI, MCP tool) may move or set, in major units.
+    max_operation_amount: DecimalText = Field(
+        Decimal("100000.00"), validation_alias=env("BILLING_MAX_OPERATION_AMOUNT")
+    )
+    max_rate_per_minute: DecimalText = Field(Decimal("10.00"), validation_alias=env("BILLING_MAX_RATE_PER_MINUTE"))
     db_threads: int = Field(16, ge=1, le=200, validation_alias=env("BILLING_DB_THREADS"))
     run_worker_in_webhook_process: bool = Field(True, validation_alias=env("BILLING_WEBHOOK_WORKER"))
     # The longest call there can be: a hold older than this is released by the worker (its call_ended
@@ -120,6 +125,8 @@ class Settings(BaseSettings):
         "default_auto_topup_amount",
         "auto_topup_monthly_limit",
         "vat_rate",
+        "max_operation_amount",
+        "max_rate_per_minute",
     )
     @classmethod
     def _not_negative(cls, value: Decimal | None) -> Decimal | None:
@@ -135,6 +142,7 @@ class Settings(BaseSettings):
             "default_auto_topup_threshold",
             "default_auto_topup_amount",
             "auto_topup_monthly_limit",
+            "max_operation_amount",
         ):
             value = getattr(self, name)
             if value is not None:

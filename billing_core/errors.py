@@ -7,6 +7,8 @@
     │   ├── InvalidAmount          not a positive/parsable amount, bad currency code
     │   ├── CurrencyMismatch       two currencies in one operation
     │   ├── InvalidCursor          a history cursor we did not issue
+    │   ├── InvalidPayload         a webhook's data break the shape or bounds its handler relies on
+    │   ├── CallTooLong            a call longer than BILLING_MAX_CALL_SECONDS: never charged, a person decides
     │   └── InvoiceDataMissing     the buyer's data an invoice must show are incomplete
     ├── NotFound
     │   ├── CompanyNotFound
@@ -16,6 +18,7 @@
     │   ├── CallChargedWithDifferentData
     │   ├── IdempotencyKeyReused
     │   ├── RefundExceedsCharge
+    │   ├── EventMismatch          a provider's event disagrees with what we stored (currency, mode, amount)
     │   └── InvalidTopupState
     ├── InsufficientBalance        a debit or reservation the available balance cannot cover
     ├── BillingDisabled            prepaid billing is switched off for the company
@@ -67,6 +70,22 @@ class CurrencyMismatch(InvalidInput):
 
 class InvalidCursor(InvalidInput):
     code = "invalid_cursor"
+
+
+class InvalidPayload(InvalidInput):
+    """The message names fields and rules only, never the values sent (they may be personal data)."""
+
+    code = "invalid_payload"
+
+
+class CallTooLong(InvalidInput):
+    code = "call_too_long"
+
+    def __init__(self, call_id: str, seconds: int, maximum: int) -> None:
+        super().__init__(f"call {call_id} lasted {seconds} s, more than the maximum of {maximum} s; not charged")
+        self.call_id = call_id
+        self.seconds = seconds
+        self.maximum = maximum
 
 
 class NotFound(BillingError):
@@ -126,6 +145,10 @@ class RefundExceedsCharge(Conflict):
         self.requested = requested
         self.refundable = refundable
         self.currency = currency
+
+
+class EventMismatch(Conflict):
+    code = "event_mismatch"
 
 
 class InvalidTopupState(Conflict):

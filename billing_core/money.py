@@ -10,13 +10,24 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import cache
 
-from babel.numbers import format_currency, get_currency_precision
+from babel.numbers import format_currency, get_currency_precision, list_currencies
 
 from billing_core.errors import CurrencyMismatch, InvalidAmount
 
-_CURRENCY_CODE = re.compile(r"^[A-Z]{3}$")
-_DECIMAL_TEXT = re.compile(r"^[+-]?(\d+)(?:\.(\d+))?$")
+_CURRENCY_CODE = re.compile(r"[A-Z]{3}", re.ASCII)
+# ASCII digits only: ``\d`` and ``str.isdigit`` also match "١٠" and "²", and Decimal() parses the former.
+_DECIMAL_TEXT = re.compile(r"[+-]?([0-9]{1,30})(?:\.([0-9]{1,30}))?", re.ASCII)
+# What a ledger column (signed BIGINT) can hold; every stored amount, balance and sum stays inside it.
+MAX_MINOR_UNITS = 2**63 - 1
+# ISO 4217 codes that are not money: precious metals, SDRs and bond units, testing, "no currency".
+NOT_MONEY = frozenset({"XAG", "XAU", "XPD", "XPT", "XBA", "XBB", "XBC", "XBD", "XDR", "XSU", "XUA", "XTS", "XXX"})
+
+
+@cache
+def _known_currencies() -> frozenset[str]:
+    return frozenset(list_currencies()) - NOT_MONEY
 
 
 def minor_digits(currency: str) -> int:
@@ -26,8 +37,9 @@ def minor_digits(currency: str) -> int:
 
 def normalize_currency(currency: str) -> str:
     code = currency.strip().upper()
-    if not _CURRENCY_CODE.match(code):
-        raise InvalidAmount(f"{currency!r} is not an ISO 4217 currency code")
+    if not _CURRENCY_CODE.fullmatch(code) or code not in _known_currencies():
+        shown = currency.encode("ascii", "backslashreplace").decode()[:20]
+        raise InvalidAmount(f"'{shown}' is not an ISO 4217 currency")
     return code
 
 
@@ -45,6 +57,8 @@ class Money:
     def __post_init__(self) -> None:
         if isinstance(self.cents, bool) or not isinstance(self.cents, int):
             raise InvalidAmount(f"money needs integer minor units, got {type(self.cents).__name__}")
+        if not -MAX_MINOR_UNITS <= self.cents <= MAX_MINOR_UNITS:
+            raise InvalidAmount("amount out of range")
         if not isinstance(self.currency, str):
             raise InvalidAmount(f"currency must be an ISO 4217 code, got {type(self.currency).__name__}")
         object.__setattr__(self, "currency", normalize_currency(self.currency))
@@ -54,13 +68,14 @@ class Money:
         """Parse a decimal string in major units ("50.00", "-3.5", "12") without rounding."""
         if not isinstance(text, str):
             raise InvalidAmount(f"amounts are parsed from decimal strings like '50.00', not {type(text).__name__}")
-        match = _DECIMAL_TEXT.match(text.strip())
+        match = _DECIMAL_TEXT.fullmatch(text.strip())
         if not match:
-            raise InvalidAmount(f"{text!r} is not a decimal amount like 50.00")
+            shown = text.encode("ascii", "backslashreplace").decode()[:40]
+            raise InvalidAmount(f"'{shown}' is not a decimal amount like 50.00 (ASCII digits)")
         digits = minor_digits(currency)
         fraction = match.group(2) or ""
         if len(fraction.rstrip("0")) > digits:
-            raise InvalidAmount(f"{text!r} has more than {digits} decimal places for {currency.upper()}")
+            raise InvalidAmount(f"{text.strip()!r} has more than {digits} decimal places for {currency.upper()}")
         try:
             value = Decimal(text.strip())
         except InvalidOperation as exc:  # pragma: no cover - the regex already rejects these

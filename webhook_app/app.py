@@ -7,7 +7,6 @@ so the sender retries; nothing ever answers with a stack trace.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -17,14 +16,18 @@ import anyio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from billing_core.bootstrap import Services
 from billing_core.errors import BillingError, DatabaseError, DatabaseRejected, InvalidInput
+from billing_core.services.webhooks.bodies import MalformedBody, decode_object
 from billing_core.services.webhooks.inbox import InboundEvent
+from billing_core.services.webhooks.payloads import stripe_identity
 from billing_core.services.webhooks.retell_events import event_identity
+from webhook_app.limits import HeaderLimits
 from webhook_app.metrics import WebhookMetrics
 from webhook_app.signatures import SignatureError, verify_retell, verify_stripe
 from webhook_app.worker import Worker
@@ -38,8 +41,8 @@ class BodyTooLarge(Exception):
 
 
 async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and (len(declared) > 12 or int(declared) > limit):
         raise BodyTooLarge()
     chunks: list[bytes] = []
     size = 0
@@ -51,16 +54,13 @@ async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
     return b"".join(chunks)
 
 
-def refuse(metrics: WebhookMetrics, provider: str, status: int, reason: str) -> JSONResponse:
+def refuse(
+    metrics: WebhookMetrics, provider: str, status: int, reason: str, *, detail: str | None = None
+) -> JSONResponse:
+    """A 4xx/5xx with a short typed reason (also the metric's label, so a small set) and its detail."""
     metrics.rejected.labels(provider, reason).inc()
-    return JSONResponse({"error": reason}, status_code=status)
-
-
-def stripe_identity(data: dict[str, Any]) -> tuple[str, str]:
-    event_id, event_type = data.get("id"), data.get("type")
-    if not isinstance(event_id, str) or not event_id or not isinstance(event_type, str) or not event_type:
-        raise InvalidInput("a Stripe event needs 'id' and 'type'")
-    return event_id, event_type
+    body = {"error": reason} if detail is None or detail == reason else {"error": reason, "detail": detail}
+    return JSONResponse(body, status_code=status)
 
 
 def build_app(services: Services, *, run_worker: bool | None = None) -> Starlette:
@@ -88,29 +88,27 @@ def build_app(services: Services, *, run_worker: bool | None = None) -> Starlett
             try:
                 verify(body, request.headers.get(header), key, tolerance=tolerance)
             except SignatureError as error:
-                return refuse(metrics, provider, 400, error.reason)
+                return refuse(metrics, provider, 400, error.reason, detail=str(error))
             try:
-                data = json.loads(body)
-                if not isinstance(data, dict):
-                    raise ValueError("not an object")
+                data = decode_object(body)
                 event_id, event_type = identify(data)
-            except (ValueError, UnicodeDecodeError):
-                return refuse(metrics, provider, 400, "malformed JSON")
-            except InvalidInput as error:
-                return refuse(metrics, provider, 400, error.message)
+            except MalformedBody as error:
+                return refuse(metrics, provider, 400, "malformed JSON", detail=error.message)
+            except InvalidInput as error:  # InvalidPayload: no id and type the inbox can store
+                return refuse(metrics, provider, 400, "invalid payload", detail=error.message)
             metrics.received.labels(provider, event_type).inc()
             event = InboundEvent(provider, event_id, event_type, data)
             try:
                 outcome = await services.call(services.webhooks.receive, event, body)
             except DatabaseRejected as error:  # the event holds a value the database cannot store: never fits
-                return refuse(metrics, provider, 400, error.message)
+                return refuse(metrics, provider, 400, error.code, detail=error.message)
             except DatabaseError:  # unavailable or not migrated: a 5xx, so the sender delivers again later
                 metrics.rejected.labels(provider, "database unavailable").inc()
                 return JSONResponse(
                     {"error": "database unavailable, retry later"}, status_code=503, headers={"Retry-After": "5"}
                 )
             except BillingError as error:
-                return refuse(metrics, provider, 400, error.message)
+                return refuse(metrics, provider, 400, error.code, detail=error.message)
             worker.observe(outcome)
             task = BackgroundTask(worker.follow_up, outcome.follow_ups) if outcome.follow_ups else None
             return JSONResponse({"received": True, "status": outcome.status}, background=task)
@@ -175,7 +173,12 @@ def build_app(services: Services, *, run_worker: bool | None = None) -> Starlett
         log.error("unhandled error", extra={"error": type(exc).__name__})
         return JSONResponse({"error": "internal error"}, status_code=500)
 
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={Exception: server_error})
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={Exception: server_error},
+        middleware=[Middleware(HeaderLimits)],
+    )
     app.state.metrics = metrics
     app.state.worker = worker
     return app

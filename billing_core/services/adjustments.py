@@ -41,6 +41,7 @@ class AdjustmentService:
         company_id = validation.company_id(company_id)
         if not isinstance(amount, Money) or amount.cents == 0:
             raise InvalidAmount("an adjustment needs a non-zero amount")
+        validation.operation_amount(amount, self._ctx.settings.max_operation_amount, "adjustment", signed=True)
         reason = validation.text(reason, "reason")
         actor = validation.text(actor, "actor", max_length=200)
         key = "adjustment:" + validation.identifier(

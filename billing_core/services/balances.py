@@ -272,6 +272,8 @@ def _check_ledger(conn: Connection) -> LedgerReport:
             check.problems.append(f"balance {check.balance} != ledger sum {check.ledger_sum}")
         if running.get(check.company_id, 0) != check.balance:
             check.problems.append(f"last balance_after {running.get(check.company_id, 0)} != balance {check.balance}")
+        if check.reserved < 0:
+            check.problems.append(f"reserved {check.reserved} is negative")
         if check.reserved != check.active_reservations:
             check.problems.append(
                 f"reserved {check.reserved} != open holds {check.active_reservations} "

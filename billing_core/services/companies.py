@@ -132,7 +132,11 @@ class CompanyService:
         email = _email(email)
         actor = validation.text(actor, "actor", max_length=200)
         currency = normalize_currency(currency or settings.default_currency)
-        rate = _rate(rate_per_minute if rate_per_minute is not None else settings.default_billing_rate)
+        locale = validation.locale(locale or settings.default_locale)
+        rate = validation.rate(
+            rate_per_minute if rate_per_minute is not None else settings.default_billing_rate,
+            settings.max_rate_per_minute,
+        )
         increment = _increment(
             settings.default_billing_increment_seconds
             if billing_increment_seconds is None
@@ -145,6 +149,8 @@ class CompanyService:
         _same_currency(threshold, currency)
         if threshold.cents < 0:
             raise InvalidInput("low_balance_threshold cannot be negative")
+        validation.within(threshold, settings.money(settings.max_operation_amount, currency), "low_balance_threshold")
+        details = _clean(details)
 
         def work(conn: Connection) -> CompanyView:
             now = self._ctx.clock()
@@ -154,10 +160,10 @@ class CompanyService:
                         name=name,
                         email=email,
                         currency=currency,
-                        locale=locale or settings.default_locale,
+                        locale=locale,
                         created_at=now,
                         updated_at=now,
-                        **_clean(details),
+                        **details,
                     )
                 )
             )
@@ -229,17 +235,25 @@ class CompanyService:
             changes["email"] = _email(changes["email"])
         if "name" in changes:
             changes["name"] = validation.text(changes["name"], "name", max_length=200)
+        if "locale" in changes:
+            changes["locale"] = validation.locale(changes["locale"])
+        settings = self._ctx.settings
         if rate_per_minute is not None:
-            rate_per_minute = _rate(rate_per_minute)
+            rate_per_minute = validation.rate(rate_per_minute, settings.max_rate_per_minute)
         if billing_increment_seconds is not None:
             billing_increment_seconds = _increment(billing_increment_seconds)
-        if "auto_topup_daily_limit" in changes and int(changes["auto_topup_daily_limit"]) < 0:
-            raise InvalidInput("auto_topup_daily_limit cannot be negative")
+        if "auto_topup_daily_limit" in changes:
+            daily = changes["auto_topup_daily_limit"]
+            if isinstance(daily, bool) or not isinstance(daily, int) or not 0 <= daily <= 100:
+                raise InvalidInput("auto_topup_daily_limit must be a whole number from 0 to 100")
+        if changes.get("auto_topup_amount") is not None and changes["auto_topup_amount"].cents == 0:
+            raise InvalidInput("auto_topup_amount must be more than zero")
+        company_changes = _clean({k: v for k, v in changes.items() if k in COMPANY_FIELDS})
 
         def work(conn: Connection) -> CompanyView:
             before = _load(conn, company_id)
             now = self._ctx.clock()
-            company_values = {k: v for k, v in changes.items() if k in COMPANY_FIELDS}
+            company_values = company_changes
             balance_values: dict[str, Any] = {}
             for key, value in changes.items():
                 if key in BALANCE_MONEY_FIELDS:
@@ -247,6 +261,7 @@ class CompanyService:
                         _same_currency(value, before.currency)
                         if value.cents < 0:
                             raise InvalidInput(f"{key} cannot be negative")
+                        validation.within(value, settings.money(settings.max_operation_amount, value.currency), key)
                     balance_values[key] = None if value is None else value.cents
                 elif key in BALANCE_FIELDS or key == "stripe_payment_method_id":
                     balance_values[key] = value
@@ -254,7 +269,7 @@ class CompanyService:
                 conn.execute(
                     update(companies)
                     .where(companies.c.id == company_id)
-                    .values(updated_at=now, **_clean(company_values))
+                    .values(updated_at=now, **company_values)
                 )
             if balance_values:
                 conn.execute(
@@ -386,14 +401,6 @@ def _email(value: str) -> str:
     return email
 
 
-def _rate(value: Decimal) -> Decimal:
-    if not isinstance(value, Decimal) or not value.is_finite() or value < 0:
-        raise InvalidInput(f"rate per minute must be a non-negative decimal, got {value!r}")
-    if value.as_tuple().exponent < -6:  # type: ignore[operator]
-        raise InvalidInput("rate per minute has more than 6 decimal places")
-    return value
-
-
 def _increment(value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 3600:
         raise InvalidInput("billing increment must be between 1 and 3600 seconds")
@@ -405,12 +412,31 @@ def _same_currency(amount: Money, currency: str) -> None:
         raise InvalidInput(f"amount in {amount.currency} given for a company billed in {currency}")
 
 
+# The longest text each company column holds (see db.tables.Company).
+TEXT_LIMITS = {
+    "vat_id": 32,
+    "tax_number": 32,
+    "address_line1": 200,
+    "address_line2": 200,
+    "postal_code": 16,
+    "city": 100,
+    "country": 8,
+}
+
+
 def _clean(values: dict[str, Any]) -> dict[str, Any]:
-    cleaned = {k: (v.strip() or None) if isinstance(v, str) else v for k, v in values.items()}
+    """Stripped text (empty becomes NULL), no control characters, within its column; VAT ids checked."""
+    cleaned: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, str) and key in TEXT_LIMITS:
+            value = validation.text(value, key, max_length=TEXT_LIMITS[key]) if value.strip() else None
+        cleaned[key] = value
+    if cleaned.get("vat_id"):
+        cleaned["vat_id"] = validation.vat_id(cleaned["vat_id"])
     country = cleaned.get("country")
     if country:
         cleaned["country"] = country = str(country).upper()
-        if len(country) != 2:
+        if len(country) != 2 or not (country.isascii() and country.isalpha()):
             raise InvalidInput("country must be a two-letter ISO code such as DE")
     return cleaned
 

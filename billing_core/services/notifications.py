@@ -31,6 +31,7 @@ NotificationKind = Literal[
     "dispute_closed",
     "payment_method_detached",
     "invoice_blocked",
+    "webhook_dead_letter",
 ]
 Recipient = Literal["company", "admin"]
 KINDS: tuple[NotificationKind, ...] = get_args(NotificationKind)
@@ -50,6 +51,7 @@ SENT_TO: Mapping[NotificationKind, tuple[Recipient, ...]] = {
     "dispute_closed": ("admin",),
     "payment_method_detached": ("company",),
     "invoice_blocked": ("admin",),
+    "webhook_dead_letter": ("admin",),
 }
 # Every (kind, recipient) pair that has templates; a notification queued for another pair fails at once.
 TEMPLATES: tuple[tuple[NotificationKind, Recipient], ...] = tuple(

@@ -78,7 +78,7 @@ class RefundService:
         reason = validation.text(reason, "reason")
         actor = validation.text(actor, "actor", max_length=200)
         if amount is not None:
-            validation.positive(amount, "refund amount")
+            validation.operation_amount(amount, self._ctx.settings.max_operation_amount, "refund amount")
         key = f"refund:{validation.identifier(idempotency_key or uuid.uuid4().hex, 'idempotency key', max_length=180)}"
         return self._ctx.db.write(lambda conn: self._refund(conn, call_id, amount, reason, actor, key))
 

@@ -25,6 +25,7 @@ from billing_core.db.tables import topup_refunds, topups
 from billing_core.domain.bonus import bonus_taken_back
 from billing_core.errors import (
     CurrencyMismatch,
+    EventMismatch,
     IdempotencyKeyReused,
     InsufficientBalance,
     InvalidTopupState,
@@ -160,17 +161,19 @@ class TopupRefundService:
         stripe_refund_id: str,
         amount: int,
         status: str,
-        metadata: dict[str, str],
+        our_refund_id: int | None,
     ) -> str:
         """A refund Stripe reports (``charge.refunded``): ours is settled, one made in the dashboard is debited once.
 
-        Our refunds carry their row id in the metadata, so an event that overtakes our own settle step is
-        recognised and never counted twice.
+        Our refunds carry their row id in the metadata (``our_refund_id``), so an event that overtakes our
+        own settle step is recognised and never counted twice.
         """
-        ours = metadata.get("topup_refund_id")
-        if ours and ours.isdigit():
+        if our_refund_id is not None:
+            owner = conn.execute(select(topup_refunds.c.topup_id).where(topup_refunds.c.id == our_refund_id)).scalar()
+            if owner != topup.id:
+                raise EventMismatch(f"the refund names our refund {our_refund_id}, which is not of top-up {topup.id}")
             if status == "succeeded":
-                return self._close_succeeded(conn, int(ours), stripe_refund_id).status
+                return self._close_succeeded(conn, our_refund_id, stripe_refund_id).status
             return "pending"
         known = conn.execute(
             select(topup_refunds.c.id).where(topup_refunds.c.stripe_refund_id == stripe_refund_id)

@@ -168,7 +168,7 @@ class TopupService:
     ) -> Topup:
         """Record the intent to pay before Stripe hears of it; the same key returns the same row."""
         company_id = validation.company_id(company_id)
-        validation.positive(amount, "top-up amount")
+        validation.operation_amount(amount, self._ctx.settings.max_operation_amount, "top-up amount")
         key = validation.identifier(idempotency_key, "idempotency key", max_length=191)
         if source not in SOURCES:
             raise InvalidInput(f"unknown top-up source {source!r}; one of {', '.join(SOURCES)}")
@@ -347,7 +347,7 @@ class TopupService:
     ) -> SettleResult:
         """A payment received outside Stripe (bank transfer): a succeeded top-up, credited in one step."""
         company_id = validation.company_id(company_id)
-        validation.positive(amount, "top-up amount")
+        validation.operation_amount(amount, self._ctx.settings.max_operation_amount, "top-up amount")
         reference = validation.text(reference, "reference", max_length=200)
         actor = validation.text(actor, "actor", max_length=200)
         if idempotency_key is not None:

@@ -363,7 +363,7 @@ def test_lists_are_pages_whose_next_cursor_goes_to_stderr(migrated, demo):
     assert transfers and {t["source"] for t in transfers} == {"bank_transfer"}
     assert migrated.json("topups", "list", "--status", "failed") == []
     assert migrated.json("webhooks", "stats") == {"processing_times": [], "backlog": {}}
-    assert "--limit" in migrated.run("topups", "list", "--limit", "1001", code=2).stderr
+    assert "--limit" in migrated.fails("topups", "list", "--limit", "1001")  # one line, exit 1, like any bad input
     line = migrated.fails("topups", "list", "--status", "paid")
     assert line.startswith("error (invalid_input): statuses.0: Input should be")
     line = migrated.fails("companies", "list", "--cursor", cursor + "x")
@@ -431,7 +431,7 @@ def sqlite_rows(path: Path) -> dict[str, list[tuple[Any, ...]]]:
         ),
         (
             ("adjust", "{weber}", "--amount", "ten", "--reason", "r"),
-            "error (invalid_amount): 'ten' is not a decimal amount like 50.00",
+            "error (invalid_amount): 'ten' is not a decimal amount like 50.00 (ASCII digits)",
         ),
         (
             ("adjust", "{weber}", "--amount", "0", "--reason", "r"),

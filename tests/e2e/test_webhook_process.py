@@ -215,6 +215,7 @@ def plan_storm(services: Services, *, seed: int, events: int = 1000, companies: 
         topup_ids.append(topup.id)
         expected[company] += amount.cents
         intent_id, charge_id = f"pi_storm_{tag}_{n}", f"ch_storm_{tag}_{n}"
+        services.topups.attach_stripe_ids(topup.id, stripe_payment_intent_id=intent_id)  # as PaymentService does
         metadata = {"topup_id": str(topup.id), "company_id": str(company), "source": "payment_intent"}
         intent = dict(fixtures["payment_intent"], id=intent_id, amount=amount.cents, amount_received=amount.cents,
                       currency="eur", status="succeeded", latest_charge=charge_id, metadata=metadata)

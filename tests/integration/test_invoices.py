@@ -13,11 +13,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from billing_core.adapters.pdf import invoice_html
 from billing_core.bootstrap import build_services
-from billing_core.db.tables import invoice_counters
+from billing_core.db.tables import companies, invoice_counters
 from billing_core.errors import InvalidInput, InvoiceDataMissing, NotFound
 from billing_core.services.webhooks.inbox import InboundEvent
 from billing_core.services.webhooks.retell_events import event_identity
@@ -226,8 +226,17 @@ def test_austrian_business_with_a_valid_vat_id_gets_a_reverse_charge_invoice_in_
     assert xml_totals(root)["TaxTotalAmount"] == 0 and xml_totals(root)["GrandTotalAmount"] == 10000
 
 
+def test_vat_id_whose_check_digit_is_wrong_is_refused_and_no_company_is_created(services):
+    with pytest.raises(InvalidInput, match="not a valid EU VAT number"):
+        company_with_address(services, name="Ordination Huber", vat_id=INVALID_AT_VAT_ID, **VIENNA)
+    assert services.companies.list() == []
+
+
 def test_austrian_business_with_an_invalid_vat_id_is_charged_german_vat(services):
-    company = company_with_address(services, name="Ordination Huber", vat_id=INVALID_AT_VAT_ID, **VIENNA)
+    company = company_with_address(services, name="Ordination Huber", **VIENNA)
+    # stored before ids were checked on input: the invoice still judges the id itself
+    services.db.write(lambda conn: conn.execute(
+        update(companies).where(companies.c.id == company.id).values(vat_id=INVALID_AT_VAT_ID)))
     pay(services, company.id, "100.00")
 
     row = invoice_row(services, "RE-2026-000001")

@@ -182,7 +182,7 @@ def money(services: Services, company_id: int) -> tuple[int, int, int]:
 
 def pending_topup(
     services: Services, company_id: int, cents: int, *, key: str, source: str = "payment_intent",
-    intent_id: str | None = None,
+    intent_id: str | None = None, session_id: str | None = None,
 ) -> Topup:
     topup = services.topups.create_pending(
         company_id=company_id, amount=Money(cents, "EUR"), source=source, initiated_by="test",
@@ -190,6 +190,8 @@ def pending_topup(
     )
     if intent_id is not None:  # what PaymentService does right after Stripe created the PaymentIntent
         topup = services.topups.attach_stripe_ids(topup.id, stripe_payment_intent_id=intent_id)
+    if session_id is not None:  # ... or the Checkout Session
+        topup = services.topups.attach_stripe_ids(topup.id, stripe_checkout_session_id=session_id)
     return topup
 
 
@@ -210,7 +212,8 @@ def paid_topup(services: Services, company_id: int, cents: int, *, key: str) -> 
 
 def test_paid_checkout_session_credits_the_topup_once_however_often_it_is_reported(services: Services):
     company = new_company(services)
-    topup = pending_topup(services, company.id, 5000, key="co-1", source="checkout")
+    topup = pending_topup(services, company.id, 5000, key="co-1", source="checkout",
+                          session_id="cs_test_paid")
     session = checkout_session(topup, "cs_test_paid", "paid", intent_id="pi_co_1")
 
     first = deliver(services, "checkout.session.completed", session, "evt_cs_paid")
@@ -234,7 +237,8 @@ def test_paid_checkout_session_credits_the_topup_once_however_often_it_is_report
 
 def test_unpaid_sepa_checkout_stays_processing_until_the_async_payment_succeeds(services: Services):
     company = new_company(services)
-    topup = pending_topup(services, company.id, 10000, key="sepa-ok", source="checkout")
+    topup = pending_topup(services, company.id, 10000, key="sepa-ok", source="checkout",
+                          session_id="cs_test_sepa_ok")
     session = checkout_session(topup, "cs_test_sepa_ok", "unpaid", intent_id="pi_sepa_ok")
 
     completed = deliver(services, "checkout.session.completed", session, "evt_sepa_completed")
@@ -257,7 +261,8 @@ def test_failed_sepa_debit_fails_the_topup_and_queues_payment_failed_mails_for_c
     services: Services,
 ):
     company = new_company(services)
-    topup = pending_topup(services, company.id, 10000, key="sepa-fail", source="checkout")
+    topup = pending_topup(services, company.id, 10000, key="sepa-fail", source="checkout",
+                          session_id="cs_test_sepa_fail")
     session = checkout_session(topup, "cs_test_sepa_fail", "unpaid", intent_id="pi_sepa_fail")
     deliver(services, "checkout.session.completed", session, "evt_sepa_f_completed")
 
@@ -283,7 +288,8 @@ def test_failed_sepa_debit_fails_the_topup_and_queues_payment_failed_mails_for_c
 
 def test_expired_checkout_session_cancels_the_open_topup(services: Services):
     company = new_company(services)
-    topup = pending_topup(services, company.id, 2500, key="expire", source="checkout")
+    topup = pending_topup(services, company.id, 2500, key="expire", source="checkout",
+                          session_id="cs_exp")
 
     outcome = deliver(services, "checkout.session.expired", checkout_session(topup, "cs_exp", "expired"), "evt_exp")
 
@@ -296,7 +302,8 @@ def test_expired_checkout_session_cancels_the_open_topup(services: Services):
 
 def test_expired_event_for_a_paid_checkout_session_leaves_the_credit_alone(services: Services):
     company = new_company(services)
-    topup = pending_topup(services, company.id, 2500, key="paid-then-exp", source="checkout")
+    topup = pending_topup(services, company.id, 2500, key="paid-then-exp", source="checkout",
+                          session_id="cs_pe")
     deliver(services, "checkout.session.completed", checkout_session(topup, "cs_pe", "paid"), "evt_pe_paid")
 
     deliver(services, "checkout.session.expired", checkout_session(topup, "cs_pe", "expired"), "evt_pe_exp")
@@ -310,7 +317,8 @@ def test_checkout_amount_that_differs_from_the_topup_dead_letters_the_event_and_
     services: Services, event_type: str
 ):
     company = new_company(services)
-    topup = pending_topup(services, company.id, 5000, key="mismatch", source="checkout")
+    topup = pending_topup(services, company.id, 5000, key="mismatch", source="checkout",
+                          session_id="cs_mismatch")
     session = checkout_session(topup, "cs_mismatch", "paid", amount=500)
 
     outcome = deliver(services, event_type, session, "evt_mismatch")
@@ -318,7 +326,7 @@ def test_checkout_amount_that_differs_from_the_topup_dead_letters_the_event_and_
     assert outcome.status == "dead"
     row = stored(services, "evt_mismatch")
     assert row["status"] == "dead" and row["attempts"] == 1
-    assert row["last_error"].startswith("Conflict: Stripe reports 500 paid for top-up")
+    assert row["last_error"].startswith("EventMismatch: Stripe reports 500 paid for top-up")
     assert services.topups.get(topup.id).status == "pending"
     assert money(services, company.id) == (0, 0, 0)
     assert entries(services, company.id) == []

@@ -82,7 +82,7 @@ def test_crashing_handler_backs_off_exponentially_goes_dead_after_max_attempts_a
     with caplog.at_level(logging.ERROR, logger="billing_core.services.webhooks.inbox"):
         first = inbox.receive(event, raw)
 
-    assert (first.status, first.note) == ("failed", "RuntimeError: upstream exploded")
+    assert (first.status, first.note) == ("failed", "RuntimeError")
     assert [r.getMessage() for r in caplog.records] == ["webhook handler failed"]
     [row] = inbox.events()
     assert (row.status, row.attempts, row.next_attempt_at) == ("failed", 1, received_at + timedelta(seconds=2))
@@ -101,7 +101,7 @@ def test_crashing_handler_backs_off_exponentially_goes_dead_after_max_attempts_a
     clock.advance(days=1)
     assert inbox.process_due() == []  # dead waits for an operator
     [dead] = inbox.events(statuses=("dead",))
-    assert (dead.attempts, dead.last_error, dead.processed_at) == (3, "RuntimeError: upstream exploded", None)
+    assert (dead.attempts, dead.last_error, dead.processed_at) == (3, "RuntimeError", None)
     assert handler.calls == {event.event_id: 3}
     assert inbox.backlog() == {"dead": 1}
 
@@ -206,7 +206,8 @@ def test_concurrent_workers_process_each_of_200_pending_events_exactly_once(serv
         )
         expected[company.id] += cents_for(seconds)
     services.db.write(lambda conn: conn.execute(insert(webhook_events), rows))
-    handler = CountingHandler(delegate=RetellEventHandler(services.charging))
+    retell = RetellEventHandler(services.charging, max_call_seconds=services.ctx.settings.max_call_seconds)
+    handler = CountingHandler(delegate=retell)
     inbox = WebhookInbox(services.ctx, {"retell": handler})
     workers = 4
     start = threading.Barrier(workers)
@@ -358,7 +359,7 @@ def test_operator_lists_dead_events_adds_the_missing_company_and_agent_and_repla
         }
         assert [built.webhooks.receive(*c).status for c in calls.values()] == ["dead", "dead", "dead"]
 
-        failed = billing.json("webhooks", "failed")
+        failed = sorted(billing.json("webhooks", "failed"), key=lambda e: e["event_id"])  # listed newest first
         assert [(e["event_id"], e["status"], e["attempts"]) for e in failed] == [
             ("call_ended:call-a", "dead", 1), ("call_ended:call-b", "dead", 1), ("call_ended:call-c", "dead", 1)
         ]

@@ -57,8 +57,20 @@ PAYLOADS: dict[str, dict[str, Any]] = {
     "dispute_closed": {"dispute": "dp_1", "topup_id": 3, "amount": 4200, "status": "won"},
     "payment_method_detached": {"payment_method": "pm_1", "auto_topup_disabled": True},
     "invoice_blocked": {"topup_id": 3, "reason": "company 7 cannot be invoiced", "missing": ["postal_code", "city"]},
+    "webhook_dead_letter": {
+        "provider": "retell",
+        "event_id": "call_ended:call_1",
+        "event_type": "call_ended",
+        "reason": "CallTooLong: call call_1 lasted 90000 s, more than the maximum of 14400 s; not charged",
+    },
 }
-AMOUNT_FREE = {"high_failure_rate", "payment_method_detached", "invoice_blocked", "auto_topup_disabled"}
+AMOUNT_FREE = {
+    "high_failure_rate",
+    "payment_method_detached",
+    "invoice_blocked",
+    "auto_topup_disabled",
+    "webhook_dead_letter",
+}
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,19 @@
 The HTTP layer calls :meth:`WebhookInbox.receive`: one transaction stores the event and, in a savepoint,
 processes it; if processing fails the event stays stored (failed, with a retry time) and the sender
 still gets its 2xx. Workers (:meth:`process_due`) claim due events with ``FOR UPDATE SKIP LOCKED``, so
-several workers never process one event twice. Retries back off exponentially; after ``max_attempts``,
-or at once for errors that no retry can fix (unknown company, contradictory data), the event is dead
-and waits for an operator's replay.
+several workers never process one event twice.
+
+Every failure is classified once (:func:`retry_may_help`): an outage, a rate limit, an event that
+overtook what it needs is retried with exponential backoff; malformed or contradictory data, an
+unknown company, a value the database refuses never get better, so the event goes to the dead
+letters at once. A dead event alerts the admin and waits for an operator's replay. What is written
+about a failure (``last_error``, the log) names the error's class and code, never SQL, parameters
+or payload values.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -18,21 +24,36 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from billing_core.backoff import backoff
 from billing_core.db.errors import is_retryable
 from billing_core.db.tables import webhook_events
-from billing_core.errors import BillingDisabled, Conflict, DatabaseUnavailable, InvalidInput, NotFound
+from billing_core.errors import BillingError, DatabaseUnavailable, InvalidInput, NotFound
+from billing_core.services import notifications
 from billing_core.services.context import ServiceContext
 
 log = logging.getLogger(__name__)
 
-PERMANENT_ERRORS = (InvalidInput, NotFound, Conflict, BillingDisabled)
+# Python's own errors for data that is not what the code expects: the same data fails the same way.
+MALFORMED_DATA_ERRORS = (ValueError, OverflowError, LookupError, AttributeError, TypeError, RecursionError)
 
 
 class RetryLater(Exception):
     """What the event needs is not there yet (events arrive out of order): try again after a while."""
+
+
+def retry_may_help(error: BaseException) -> bool:
+    """The one classification of handler failures: True to retry with backoff, False for the dead letters."""
+    if isinstance(error, RetryLater):
+        return True
+    if isinstance(error, BillingError):
+        return error.retryable
+    if isinstance(error, DataError):  # the database refused a value (too long, out of range)
+        return False
+    if isinstance(error, DBAPIError):  # a lock, a lost connection, a unique key a concurrent writer took
+        return True
+    return not isinstance(error, MALFORMED_DATA_ERRORS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,16 +188,20 @@ class WebhookInbox:
     ) -> EventOutcome:
         def store(conn: Connection) -> EventOutcome:
             existing = conn.execute(
-                select(webhook_events.c.status).where(
+                select(webhook_events.c.status, webhook_events.c.payload).where(
                     webhook_events.c.provider == event.provider, webhook_events.c.event_id == event.event_id
                 )
             ).first()
-            if existing is not None:  # a duplicate delivery: whatever its attempt ran into is not news
+            if existing is not None:
+                differences = self._differences(event, existing.payload)
+                if differences:
+                    return self._store_conflict(conn, event, raw, received_at, differences)
+                # a duplicate delivery: whatever its attempt ran into is not news
                 return EventOutcome(event.provider, event.event_id, event.event_type, "duplicate", existing.status)
             if error is None:
                 status, note, attempts, delay = "pending", "", 0, timedelta(0)
             else:
-                status, note, attempts, delay = self._failure(event, error, attempts=1)
+                status, note, attempts, delay = self._failure(conn, event, error, attempts=1)
             conn.execute(
                 INSERT_EVENT,
                 {
@@ -191,6 +216,63 @@ class WebhookInbox:
             return self._ctx.db.write(store)
         except IntegrityError:
             return EventOutcome(event.provider, event.event_id, event.event_type, "duplicate")
+
+    def _differences(self, event: InboundEvent, stored_payload: str) -> list[str]:
+        """What a second delivery under a stored event id says differently (handlers that can tell)."""
+        differ = getattr(self._handlers[event.provider], "differences", None)
+        if differ is None:
+            return []
+        try:
+            stored = json.loads(stored_payload)
+        except ValueError:
+            return []
+        return list(differ(stored, event.data)) if isinstance(stored, Mapping) else []
+
+    def _store_conflict(
+        self, conn: Connection, event: InboundEvent, raw: bytes, received_at: datetime, differences: list[str]
+    ) -> EventOutcome:
+        """Keep a contradicting delivery beside the stored one, dead, for a person; alert the admin.
+
+        Its event id is the original's plus a digest of its body, so each distinct contradiction is
+        kept once however often it is delivered.
+        """
+        conflict_id = f"{event.event_id}#{hashlib.sha256(raw).hexdigest()[:12]}"
+        note = (
+            f"Conflict: this {event.event_type} contradicts the one already received "
+            f"({', '.join(differences)} differ); nothing changed"
+        )
+        conn.execute(
+            INSERT_EVENT,
+            {
+                **self._row(
+                    InboundEvent(event.provider, conflict_id, event.event_type, event.data),
+                    raw,
+                    "dead",
+                    received_at,
+                    attempts=0,
+                    processed_at=None,
+                ),
+                "last_error": note,
+            },
+        )
+        self._alert(conn, event.provider, conflict_id, event.event_type, note)
+        log.warning(
+            "webhook conflicts with a stored event",
+            extra={"provider": event.provider, "event_type": event.event_type, "event_id": event.event_id},
+        )
+        return EventOutcome(event.provider, conflict_id, event.event_type, "conflict", note, received_at=received_at)
+
+    def _alert(self, conn: Connection, provider: str, event_id: str, event_type: str, reason: str) -> None:
+        digest = hashlib.sha256(f"{provider}:{event_id}".encode()).hexdigest()[:40]
+        notifications.enqueue(
+            conn,
+            kind="webhook_dead_letter",
+            recipient="admin",
+            company_id=None,
+            payload={"provider": provider, "event_id": event_id, "event_type": event_type, "reason": reason},
+            now=self._ctx.clock(),
+            dedupe_key=f"webhook_dead_letter:{digest}",
+        )
 
     @staticmethod
     def _row(
@@ -261,7 +343,7 @@ class WebhookInbox:
         attempts: int,
         received_at: datetime,
     ) -> EventOutcome:
-        status, message, attempts, delay = self._failure(event, error, attempts=attempts)
+        status, message, attempts, delay = self._failure(conn, event, error, attempts=attempts)
         conn.execute(
             update(webhook_events)
             .where(webhook_events.c.id == row_id)
@@ -274,21 +356,28 @@ class WebhookInbox:
         )
         return EventOutcome(event.provider, event.event_id, event.event_type, status, message, received_at=received_at)
 
-    def _failure(self, event: InboundEvent, error: Exception, *, attempts: int) -> tuple[str, str, int, timedelta]:
-        """(status, message, attempts, delay): dead at once for errors no retry fixes, else back off."""
-        permanent = isinstance(error, PERMANENT_ERRORS)
-        dead = permanent or attempts >= self._policy.max_attempts
+    def _failure(
+        self, conn: Connection, event: InboundEvent, error: Exception, *, attempts: int
+    ) -> tuple[str, str, int, timedelta]:
+        """(status, message, attempts, delay): dead at once for errors no retry fixes, else back off.
+
+        A dead event alerts the admin in the same transaction that records it.
+        """
+        retry = retry_may_help(error)
+        dead = not retry or attempts >= self._policy.max_attempts
         message = _describe(error)
-        if not isinstance(error, (RetryLater, *PERMANENT_ERRORS)):
-            log.error(
-                "webhook handler failed",
-                extra={
-                    "provider": event.provider,
-                    "event_type": event.event_type,
-                    "event_id": event.event_id,
-                    "error": message,
-                },
-            )
+        context = {
+            "provider": event.provider,
+            "event_type": event.event_type,
+            "event_id": event.event_id,
+            "error": message,
+        }
+        if not retry:
+            log.warning("webhook event dead-lettered: no retry can fix it", extra=context)
+        elif not isinstance(error, RetryLater):
+            log.error("webhook handler failed", extra=context)
+        if dead:
+            self._alert(conn, event.provider, event.event_id, event.event_type, message)
         delay = backoff(attempts, base=self._policy.base_delay, cap=self._policy.max_delay)
         return ("dead" if dead else "failed"), message, attempts, delay
 
@@ -317,9 +406,12 @@ class WebhookInbox:
                 break
         else:
             return None
-        event = InboundEvent(
-            row["provider"], row["event_id"], row["event_type"], json.loads(row["payload"]), redelivered=True
-        )
+        try:
+            data = json.loads(row["payload"])
+        except ValueError as error:  # stored before bodies were checked on receipt: it never parses
+            event = InboundEvent(row["provider"], row["event_id"], row["event_type"], {}, redelivered=True)
+            return self._record_failure(conn, row["id"], event, error, row["attempts"] + 1, row["received_at"])
+        event = InboundEvent(row["provider"], row["event_id"], row["event_type"], data, redelivered=True)
         return self._process(conn, row["id"], event, attempts=row["attempts"], received_at=row["received_at"])
 
     # -- operating it -----------------------------------------------------------------------------
@@ -388,10 +480,19 @@ class WebhookInbox:
 
 
 def _describe(error: Exception) -> str:
+    """Class and code of an error, with our own message where we wrote one; never SQL, parameters or payloads."""
     if isinstance(error, RetryLater):
         return f"waiting: {error}"
-    message = getattr(error, "message", None) or str(error) or type(error).__name__
-    return f"{type(error).__name__}: {message}"
+    name = type(error).__name__
+    if isinstance(error, BillingError):
+        if error.code.startswith("database_"):  # raised from a driver error whose text holds SQL and values
+            return f"{name} ({error.code})"
+        return f"{name}: {error.message}"
+    if isinstance(error, DBAPIError):
+        args = getattr(error.orig, "args", ())
+        code = f" {args[0]}" if args and isinstance(args[0], int) else ""
+        return f"{name} ({type(error.orig).__name__}{code})"
+    return name
 
 
 def _stored(row: Any) -> StoredEvent:

@@ -1,8 +1,11 @@
 """Stripe events into the ledger. Every handler is idempotent and indifferent to the order events arrive in.
 
-A top-up is found by the ids Stripe gives (PaymentIntent, Checkout Session, charge) or by the
-``topup_id`` we put in the metadata of everything we create. Events about objects that are not ours are
-ignored; events that overtake the object they need wait (``RetryLater``).
+Each event is validated once against the model of the object it carries (``payloads``). A top-up is
+found only by the Stripe ids we stored (PaymentIntent, Checkout Session, charge), never by metadata
+a sender could set: an object we did not create changes nothing. An event in the other mode (live
+versus test), in another currency, or with an amount that contradicts the payment it refers to
+changes nothing either: it goes to the dead letters with its reason and an admin alert
+(``EventMismatch``). Events that overtake the object they need wait (``RetryLater``).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from billing_core.adapters.stripe_objects import payment_intent_view
-from billing_core.errors import Conflict
+from billing_core.errors import EventMismatch
 from billing_core.services import notifications
 from billing_core.services.auto_topup import AutoTopupRecorder
 from billing_core.services.context import ServiceContext
@@ -22,22 +25,20 @@ from billing_core.services.payments import describe_failure
 from billing_core.services.topup_refunds import TopupRefundService
 from billing_core.services.topups import Topup, TopupService
 from billing_core.services.webhooks.inbox import HandlerResult, InboundEvent, RetryLater
+from billing_core.services.webhooks.payloads import (
+    Charge,
+    CheckoutSession,
+    Dispute,
+    PaymentIntent,
+    PaymentMethod,
+    Refund,
+    StripeEvent,
+    parse,
+    stripe_object_model,
+)
 
 Object = Mapping[str, Any]
-
-
-class NotOurs(Exception):
-    pass
-
-
-def _id(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value if isinstance(value, str) else value.get("id")
-
-
-def _metadata(obj: Object) -> Mapping[str, Any]:
-    return obj.get("metadata") or {}
+SETTLED = ("succeeded", "partially_refunded", "refunded")
 
 
 class StripeEventHandler:
@@ -56,7 +57,7 @@ class StripeEventHandler:
         self._refunds = refunds
         self._disputes = disputes
         self._forget_payment_method = forget_payment_method
-        self._routes: dict[str, Callable[[Connection, Object], HandlerResult]] = {
+        self._routes: dict[str, Callable[[Connection, Any, Object], HandlerResult]] = {
             "checkout.session.completed": self._checkout_completed,
             "checkout.session.async_payment_succeeded": self._checkout_paid,
             "checkout.session.async_payment_failed": self._checkout_failed,
@@ -80,70 +81,64 @@ class StripeEventHandler:
         route = self._routes.get(event.event_type)
         if route is None:
             return HandlerResult("ignored", f"event type {event.event_type} is not used")
-        obj = event.data.get("data", {}).get("object")
-        if not isinstance(obj, Mapping):
+        envelope = parse(StripeEvent, event.data)
+        data = event.data.get("data")
+        raw = data.get("object") if isinstance(data, Mapping) else None
+        if not isinstance(raw, Mapping):
             return HandlerResult("ignored", "event without a data object")
-        return route(conn, obj)
+        live = not self._ctx.settings.stripe_test_mode
+        if envelope.livemode != live:
+            raise EventMismatch(
+                f"a {'live' if envelope.livemode else 'test'} mode event reached a system running in "
+                f"{'live' if live else 'test'} mode; nothing changed"
+            )
+        model = stripe_object_model(event.event_type)
+        assert model is not None, event.event_type  # every routed type has a model
+        return route(conn, parse(model, raw, prefix="data.object."), raw)
 
-    # -- lookup -----------------------------------------------------------------------------------
+    # -- lookup: only by the ids we stored ---------------------------------------------------------
 
-    def _topup(
-        self,
-        conn: Connection,
-        obj: Object,
-        *,
-        intent: str | None = None,
-        session: str | None = None,
-        charge: str | None = None,
-    ) -> Topup | None:
-        return self._topups.find_in(
-            conn,
-            payment_intent_id=intent,
-            checkout_session_id=session,
-            charge_id=charge,
-            topup_id=_metadata(obj).get("topup_id") or obj.get("client_reference_id"),
-        )
+    def _by_ids(self, conn: Connection, *, intent: str | None = None, charge: str | None = None) -> Topup | None:
+        return self._topups.find_in(conn, payment_intent_id=intent, charge_id=charge)
+
+    def _session_topup(self, conn: Connection, session: CheckoutSession) -> Topup | None:
+        return self._topups.find_in(conn, checkout_session_id=session.id)
 
     # -- Checkout ---------------------------------------------------------------------------------
 
-    def _session_topup(self, conn: Connection, session: Object) -> Topup | None:
-        return self._topup(conn, session, session=session.get("id"), intent=_id(session.get("payment_intent")))
-
-    def _checkout_completed(self, conn: Connection, session: Object) -> HandlerResult:
+    def _checkout_completed(self, conn: Connection, session: CheckoutSession, _: Object) -> HandlerResult:
         topup = self._session_topup(conn, session)
         if topup is None:
             return HandlerResult("ignored", "not one of our Checkout Sessions")
-        ids = {
-            "stripe_checkout_session_id": session.get("id"),
-            "stripe_payment_intent_id": _id(session.get("payment_intent")),
-        }
-        if session.get("payment_status") == "paid":
-            self._check_amount(topup, session.get("amount_total"))
+        ids = {"stripe_checkout_session_id": session.id, "stripe_payment_intent_id": session.payment_intent}
+        if session.payment_status == "paid":
+            _check_paid(topup, session.amount_total, session.currency)
             result = self._topups.settle_in(conn, topup.id, **ids)
             return HandlerResult("processed", "credited" if result.credited_now else "already credited")
+        _check_currency(topup, session.currency)
         self._topups.mark_processing_in(conn, topup.id, **ids)  # SEPA: paid later, or not
         return HandlerResult("processed", "payment processing")
 
-    def _checkout_paid(self, conn: Connection, session: Object) -> HandlerResult:
+    def _checkout_paid(self, conn: Connection, session: CheckoutSession, _: Object) -> HandlerResult:
         topup = self._session_topup(conn, session)
         if topup is None:
             return HandlerResult("ignored", "not one of our Checkout Sessions")
-        self._check_amount(topup, session.get("amount_total"))
+        _check_paid(topup, session.amount_total, session.currency)
         result = self._topups.settle_in(
             conn,
             topup.id,
-            stripe_checkout_session_id=session.get("id"),
-            stripe_payment_intent_id=_id(session.get("payment_intent")),
+            stripe_checkout_session_id=session.id,
+            stripe_payment_intent_id=session.payment_intent,
         )
         return HandlerResult("processed", "credited" if result.credited_now else "already credited")
 
-    def _checkout_failed(self, conn: Connection, session: Object) -> HandlerResult:
+    def _checkout_failed(self, conn: Connection, session: CheckoutSession, _: Object) -> HandlerResult:
         topup = self._session_topup(conn, session)
         if topup is None:
             return HandlerResult("ignored", "not one of our Checkout Sessions")
         return self._fail(conn, topup, "the delayed payment (SEPA Direct Debit) failed", "async_payment_failed")
 
-    def _checkout_expired(self, conn: Connection, session: Object) -> HandlerResult:
+    def _checkout_expired(self, conn: Connection, session: CheckoutSession, _: Object) -> HandlerResult:
         topup = self._session_topup(conn, session)
         if topup is None:
             return HandlerResult("ignored", "not one of our Checkout Sessions")
@@ -152,135 +147,146 @@ class StripeEventHandler:
 
     # -- PaymentIntents and charges ---------------------------------------------------------------
 
-    def _intent_succeeded(self, conn: Connection, obj: Object) -> HandlerResult:
-        topup = self._topup(conn, obj, intent=obj.get("id"))
+    def _intent_succeeded(self, conn: Connection, intent: PaymentIntent, raw: Object) -> HandlerResult:
+        topup = self._by_ids(conn, intent=intent.id)
         if topup is None:
             return HandlerResult("ignored", "not one of our PaymentIntents")
-        self._check_amount(topup, obj.get("amount_received") or obj.get("amount"))
+        _check_paid(topup, intent.received, intent.currency)  # what was received, never what was asked
         if topup.source == "auto_topup":
-            outcome = self._recorder.record_success_in(conn, topup, payment_intent_view(obj))
+            outcome = self._recorder.record_success_in(conn, topup, payment_intent_view(raw))
             return HandlerResult("processed", outcome.reason)
         result = self._topups.settle_in(
-            conn, topup.id, stripe_payment_intent_id=obj.get("id"), stripe_charge_id=_id(obj.get("latest_charge"))
+            conn, topup.id, stripe_payment_intent_id=intent.id, stripe_charge_id=intent.latest_charge
         )
         return HandlerResult("processed", "credited" if result.credited_now else "already credited")
 
-    def _intent_processing(self, conn: Connection, obj: Object) -> HandlerResult:
-        topup = self._topup(conn, obj, intent=obj.get("id"))
+    def _intent_processing(self, conn: Connection, intent: PaymentIntent, _: Object) -> HandlerResult:
+        topup = self._by_ids(conn, intent=intent.id)
         if topup is None:
             return HandlerResult("ignored", "not one of our PaymentIntents")
-        self._topups.mark_processing_in(conn, topup.id, stripe_payment_intent_id=obj.get("id"))
+        _check_currency(topup, intent.currency)
+        self._topups.mark_processing_in(conn, topup.id, stripe_payment_intent_id=intent.id)
         return HandlerResult("processed", "processing")
 
-    def _intent_failed(self, conn: Connection, obj: Object) -> HandlerResult:
-        topup = self._topup(conn, obj, intent=obj.get("id"))
+    def _intent_failed(self, conn: Connection, intent: PaymentIntent, raw: Object) -> HandlerResult:
+        topup = self._by_ids(conn, intent=intent.id)
         if topup is None:
             return HandlerResult("ignored", "not one of our PaymentIntents")
-        view = payment_intent_view(obj)
+        view = payment_intent_view(raw)
         return self._fail(conn, topup, describe_failure(view), view.decline_code or view.failure_code, intent=view.id)
 
-    def _intent_canceled(self, conn: Connection, obj: Object) -> HandlerResult:
-        topup = self._topup(conn, obj, intent=obj.get("id"))
+    def _intent_canceled(self, conn: Connection, intent: PaymentIntent, _: Object) -> HandlerResult:
+        topup = self._by_ids(conn, intent=intent.id)
         if topup is None:
             return HandlerResult("ignored", "not one of our PaymentIntents")
-        self._topups.cancel_in(conn, topup.id, reason=f"the payment was canceled ({obj.get('cancellation_reason')})")
+        self._topups.cancel_in(conn, topup.id, reason=f"the payment was canceled ({intent.cancellation_reason})")
         return HandlerResult("processed", "canceled")
 
-    def _charge_succeeded(self, conn: Connection, charge: Object) -> HandlerResult:
-        intent = _id(charge.get("payment_intent"))
-        topup = self._topup(conn, charge, intent=intent, charge=charge.get("id"))
+    def _charge_succeeded(self, conn: Connection, charge: Charge, _: Object) -> HandlerResult:
+        topup = self._by_ids(conn, intent=charge.payment_intent, charge=charge.id)
         if topup is None:
             return HandlerResult("ignored", "not a charge of ours")
-        if charge.get("paid") is False or charge.get("status") != "succeeded":
+        if charge.paid is False or charge.status != "succeeded":
             return HandlerResult("ignored", "charge not paid")
-        self._check_amount(topup, charge.get("amount"))
+        _check_paid(topup, charge.amount, charge.currency)
         if topup.source == "auto_topup":
             return HandlerResult("processed", "auto top-up is settled from its PaymentIntent")
         result = self._topups.settle_in(
-            conn, topup.id, stripe_payment_intent_id=intent, stripe_charge_id=charge.get("id")
+            conn, topup.id, stripe_payment_intent_id=charge.payment_intent, stripe_charge_id=charge.id
         )
         return HandlerResult("processed", "credited" if result.credited_now else "already credited")
 
-    def _charge_failed(self, conn: Connection, charge: Object) -> HandlerResult:
-        topup = self._topup(conn, charge, intent=_id(charge.get("payment_intent")), charge=charge.get("id"))
+    def _charge_failed(self, conn: Connection, charge: Charge, _: Object) -> HandlerResult:
+        topup = self._by_ids(conn, intent=charge.payment_intent, charge=charge.id)
         if topup is None:
             return HandlerResult("ignored", "not a charge of ours")
-        reason = charge.get("failure_message") or "the charge failed"
-        return self._fail(conn, topup, reason, charge.get("failure_code"), intent=_id(charge.get("payment_intent")))
+        reason = charge.failure_message or "the charge failed"
+        return self._fail(conn, topup, reason, charge.failure_code, intent=charge.payment_intent)
 
-    def _charge_refunded(self, conn: Connection, charge: Object) -> HandlerResult:
-        topup = self._topup(conn, charge, intent=_id(charge.get("payment_intent")), charge=charge.get("id"))
+    def _charge_refunded(self, conn: Connection, charge: Charge, _: Object) -> HandlerResult:
+        topup = self._by_ids(conn, intent=charge.payment_intent, charge=charge.id)
         if topup is None:
             return HandlerResult("ignored", "not a charge of ours")
-        if topup.status not in ("succeeded", "partially_refunded", "refunded"):
+        _check_currency(topup, charge.currency)
+        if topup.status not in SETTLED:
             raise RetryLater(f"top-up {topup.id} is {topup.status}; its refund waits for the payment to settle")
-        refunds = (charge.get("refunds") or {}).get("data") or []
+        refunds = charge.refunds.data if charge.refunds is not None else []
         if not refunds:  # API versions since 2022-11-15 leave the list out; refund.* events carry each refund
             return HandlerResult("processed", "refund details arrive as refund events")
         notes = [self._record_refund(conn, topup, r) for r in refunds]
         return HandlerResult("processed", ", ".join(notes))
 
-    def _refund_event(self, conn: Connection, refund: Object) -> HandlerResult:
-        topup = self._topup(conn, refund, intent=_id(refund.get("payment_intent")), charge=_id(refund.get("charge")))
+    def _refund_event(self, conn: Connection, refund: Refund, _: Object) -> HandlerResult:
+        topup = self._by_ids(conn, intent=refund.payment_intent, charge=refund.charge)
         if topup is None:
             return HandlerResult("ignored", "not a refund of ours")
-        if topup.status not in ("succeeded", "partially_refunded", "refunded"):
+        if topup.status not in SETTLED:
             raise RetryLater(f"top-up {topup.id} is {topup.status}; its refund waits for the payment to settle")
         return HandlerResult("processed", self._record_refund(conn, topup, refund))
 
-    def _record_refund(self, conn: Connection, topup: Topup, refund: Object) -> str:
+    def _record_refund(self, conn: Connection, topup: Topup, refund: Refund) -> str:
+        _check_currency(topup, refund.currency)
+        if refund.amount > topup.amount.cents:
+            raise EventMismatch(
+                f"Stripe reports a refund of {refund.amount} on top-up {topup.id} of {topup.amount.cents}; "
+                "nothing changed"
+            )
         return self._refunds.record_stripe_refund_in(
             conn,
             topup=topup,
-            stripe_refund_id=str(refund["id"]),
-            amount=int(refund["amount"]),
-            status=str(refund.get("status") or "succeeded"),
-            metadata=dict(_metadata(refund)),
+            stripe_refund_id=refund.id,
+            amount=refund.amount,
+            status=refund.status or "succeeded",
+            our_refund_id=refund.our_refund_id,
         )
 
     # -- disputes and payment methods -------------------------------------------------------------
 
-    def _dispute_topup(self, conn: Connection, dispute: Object) -> Topup:
-        topup = self._topup(conn, dispute, intent=_id(dispute.get("payment_intent")), charge=_id(dispute.get("charge")))
+    def _dispute_topup(self, conn: Connection, dispute: Dispute) -> Topup | None:
+        topup = self._by_ids(conn, intent=dispute.payment_intent, charge=dispute.charge)
         if topup is None:
-            raise NotOurs("a dispute on a payment that is not ours")
-        if topup.status not in ("succeeded", "partially_refunded", "refunded"):
+            return None
+        _check_currency(topup, dispute.currency)
+        if dispute.amount > topup.amount.cents:
+            raise EventMismatch(
+                f"Stripe reports a dispute of {dispute.amount} on top-up {topup.id} of {topup.amount.cents}; "
+                "nothing held"
+            )
+        if topup.status not in SETTLED:
             raise RetryLater("the disputed payment is not settled yet")
         return topup
 
-    def _dispute_created(self, conn: Connection, dispute: Object) -> HandlerResult:
-        try:
-            topup = self._dispute_topup(conn, dispute)
-        except NotOurs as reason:
-            return HandlerResult("ignored", str(reason))
+    def _dispute_created(self, conn: Connection, dispute: Dispute, _: Object) -> HandlerResult:
+        topup = self._dispute_topup(conn, dispute)
+        if topup is None:
+            return HandlerResult("ignored", "a dispute on a payment that is not ours")
         note = self._disputes.open_in(
             conn,
             topup=topup,
-            dispute_id=str(dispute["id"]),
-            charge_id=str(_id(dispute.get("charge"))),
-            amount=int(dispute["amount"]),
-            reason=dispute.get("reason"),
+            dispute_id=dispute.id,
+            charge_id=dispute.charge,
+            amount=dispute.amount,
+            reason=dispute.reason,
         )
         return HandlerResult("processed", note)
 
-    def _dispute_closed(self, conn: Connection, dispute: Object) -> HandlerResult:
-        try:
-            topup = self._dispute_topup(conn, dispute)
-        except NotOurs as reason:
-            return HandlerResult("ignored", str(reason))
+    def _dispute_closed(self, conn: Connection, dispute: Dispute, _: Object) -> HandlerResult:
+        topup = self._dispute_topup(conn, dispute)
+        if topup is None:
+            return HandlerResult("ignored", "a dispute on a payment that is not ours")
         note = self._disputes.close_in(
             conn,
             topup=topup,
-            dispute_id=str(dispute["id"]),
-            charge_id=str(_id(dispute.get("charge"))),
-            amount=int(dispute["amount"]),
-            status=str(dispute.get("status")),
-            reason=dispute.get("reason"),
+            dispute_id=dispute.id,
+            charge_id=dispute.charge,
+            amount=dispute.amount,
+            status=dispute.status,
+            reason=dispute.reason,
         )
         return HandlerResult("processed", note)
 
-    def _payment_method_detached(self, conn: Connection, method: Object) -> HandlerResult:
-        lost = self._forget_payment_method(conn, str(method["id"]), actor="stripe")
+    def _payment_method_detached(self, conn: Connection, method: PaymentMethod, _: Object) -> HandlerResult:
+        lost = self._forget_payment_method(conn, method.id, actor="stripe")
         return HandlerResult("processed", "auto top-up lost its payment method" if lost else "not used for auto top-up")
 
     # -- shared -----------------------------------------------------------------------------------
@@ -308,10 +314,19 @@ class StripeEventHandler:
                 )
         return HandlerResult("processed", f"top-up {current.status}")
 
-    @staticmethod
-    def _check_amount(topup: Topup, paid: Any) -> None:
-        if paid is not None and int(paid) != topup.amount.cents:
-            raise Conflict(
-                f"Stripe reports {paid} paid for top-up {topup.id} of {topup.amount.cents}; "
-                "nothing credited, left for an operator"
-            )
+
+def _check_currency(topup: Topup, currency: str | None) -> None:
+    if currency is not None and currency != topup.amount.currency:
+        raise EventMismatch(
+            f"Stripe reports {currency} for top-up {topup.id} in {topup.amount.currency}; nothing changed"
+        )
+
+
+def _check_paid(topup: Topup, paid: int | None, currency: str | None) -> None:
+    """A payment settles a top-up only in its currency and for exactly its amount (what was received)."""
+    _check_currency(topup, currency)
+    if paid is None or paid != topup.amount.cents:
+        raise EventMismatch(
+            f"Stripe reports {paid} paid for top-up {topup.id} of {topup.amount.cents}; "
+            "nothing credited, left for an operator"
+        )
