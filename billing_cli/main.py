@@ -16,7 +16,6 @@ import click
 from sqlalchemy.exc import DBAPIError
 
 from billing_core.bootstrap import Services, build_services
-from billing_core.config import Settings
 from billing_core.errors import BillingError
 from billing_core.money import Money
 
@@ -32,7 +31,9 @@ def default_actor() -> str:
 
 @contextmanager
 def services() -> Iterator[Services]:
-    built = build_services(Settings())
+    from billing_cli.local_system import local_settings
+
+    built = build_services(local_settings())
     try:
         yield built
     finally:
@@ -117,6 +118,8 @@ def register() -> None:
         invoice_commands,
         ledger,
         money_commands,
+        run,
+        simulate,
         stripe_commands,
         webhook_commands,
     )
@@ -127,6 +130,8 @@ def register() -> None:
     stripe_commands.register(cli, money_commands.topups)
     webhook_commands.register(cli)
     db.register(cli)
+    cli.add_command(run.run_command)
+    cli.add_command(simulate.simulate)
 
 
 register()

@@ -24,6 +24,7 @@ from billing_core.services.mailer import MailerService, NotificationRow
 from billing_core.services.payments import PaymentService, forget_payment_method_in
 from billing_core.services.reconcile import ReconcileService
 from billing_core.services.refunds import RefundService
+from billing_core.services.test_checkout import TestCheckoutService
 from billing_core.services.topup_refunds import TopupRefundService
 from billing_core.services.topups import TopupService
 from billing_core.services.webhooks.inbox import InboxSettings, WebhookInbox
@@ -43,6 +44,7 @@ class StripeServices:
     auto_topup: AutoTopupService
     topup_refunds: TopupRefundService
     reconcile: ReconcileService
+    test_checkout: TestCheckoutService | None  # emulator mode only (BILLING_TEST_CHECKOUT_URL)
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,7 @@ def build_services(
             auto_topup=auto_topup,
             topup_refunds=topup_refunds,
             reconcile=ReconcileService(ctx, gateway, topups, payments, auto_topup, topup_refunds),
+            test_checkout=TestCheckoutService(ctx, topups, payments) if settings.test_checkout_url else None,
         )
     return Services(
         ctx=ctx,

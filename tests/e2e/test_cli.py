@@ -23,6 +23,12 @@ DEMO_BALANCES = {
     "Zahnarztpraxis Dr. Weber": 14785,
     "Autohaus Berger GmbH": 53719,
     "Alpine Physio AG": 1030,
+    # The first weeks (billing_cli/demo.py, seeded): bank transfers, three weeks of calls, a card payment
+    # with Hofmann's own 5% bonus, a declined card, Seeblick's disputed 120.00 (held, still in the
+    # balance), Gruber's call refunded by 0.50.
+    "Hausarztpraxis Dr. Gruber": 4798,
+    "Kanzlei Hofmann & Partner": 53880,
+    "Hotel Seeblick Luzern": 20537,
 }
 
 
