@@ -25,7 +25,7 @@ from billing_core.services import test_checkout
 TEST_CARDS = (
     ("success", "4242424242424242", "Visa 4242 4242 4242 4242 — payment succeeds"),
     ("decline", "4000000000000341", "Visa 4000 0000 0000 0341 — the bank declines the charge"),
-    ("3ds", "4000002760003184", "Visa 4000 0027 6000 3184 — 3-D Secure authentication required"),
+    ("three-d-secure", "4000002760003184", "Visa 4000 0027 6000 3184 — 3-D Secure authentication required"),
 )
 
 BANNER = "TEST PAGE — Stripe emulator (localstripe): no real money moves"
