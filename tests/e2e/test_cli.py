@@ -336,7 +336,7 @@ def test_db_upgrade_creates_the_database_and_its_folder_and_can_run_again(cli, s
 
 def test_demo_seeds_an_empty_database_once(migrated):
     demo_seeds_once(migrated)
-    assert migrated.run("ledger", "check").stdout == "3 companies checked, 0 failing\n"
+    assert migrated.run("ledger", "check").stdout == "6 companies checked, 0 failing\n"
 
 
 def test_demo_without_json_prints_a_balance_table(migrated):
