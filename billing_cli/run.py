@@ -28,6 +28,16 @@ from billing_core.config import Settings
 
 SECRETS_FILE = VAR_DIR / "local-secrets.json"
 EMULATOR_PUBLISHABLE_KEY = "pk_test_localstripe"
+# The seller printed on the demo's invoices when the operator has configured none (BILLING_SELLER_*).
+DEMO_SELLER = {
+    "BILLING_SELLER_NAME": "Demo Telefonassistenz GmbH",
+    "BILLING_SELLER_ADDRESS": "Friedrichstraße 123",
+    "BILLING_SELLER_POSTAL_CODE": "10117",
+    "BILLING_SELLER_CITY": "Berlin",
+    "BILLING_SELLER_COUNTRY": "DE",
+    "BILLING_SELLER_VAT_ID": "DE136695976",
+    "BILLING_SELLER_EMAIL": "billing@demo-telefonassistenz.example",
+}
 
 
 def port_free(port: int) -> bool:
@@ -114,6 +124,8 @@ def make_plan(settings: Settings, *, host: str, webhook_port: int, mcp_port: int
     chosen: dict[str, str] = {"DATABASE_URL": settings.database_url}
     emulator_port = smtp_port = None
     keys = local_secrets()
+    if "seller_name" not in settings.model_fields_set:
+        chosen.update(DEMO_SELLER)
     if not settings.retell_api_key.get_secret_value():
         chosen["RETELL_API_KEY"] = keys["retell_api_key"]
     if not settings.stripe_secret.get_secret_value():
@@ -252,6 +264,9 @@ def print_summary(plan: Plan, echo: Any) -> None:
         f"  Retell webhook   {plan.webhook_url}/api/retell/webhook",
         f"  health, metrics  {plan.webhook_url}/readyz  {plan.webhook_url}/metrics",
     ]
+    if "BILLING_SELLER_NAME" in plan.chosen:
+        seller = plan.chosen["BILLING_SELLER_NAME"]
+        lines.append(f"  seller           {seller} (a demo; set BILLING_SELLER_* for yours)")
     if plan.emulator:
         lines.append(f"  Stripe emulator  {plan.emulator_url}")
         lines.append("  top-up links     `billing topups checkout --company 1 --amount 50.00` opens the test page")
