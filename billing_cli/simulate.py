@@ -29,9 +29,10 @@ from billing_core.bootstrap import Services, build_services
 from billing_core.db.tables import notifications
 from billing_core.errors import BillingError, CallChargeNotFound
 from billing_core.money import Money
+from billing_core.services.companies import CompanyView
 
 ALERT_KINDS = ("low_balance", "auto_topup_failed", "auto_topup_disabled", "payment_failed", "high_failure_rate")
-TOPUP_AMOUNTS = ("50.00", "100.00", "250.00", "500.00")
+TOPUP_AMOUNTS = ("25.00", "50.00", "100.00", "150.00")
 
 
 def retell_signature(body: bytes, api_key: str, millis: int) -> str:
@@ -79,6 +80,7 @@ class Simulation:
         self.rng = rng
         self.http = httpx.Client(timeout=30)
         self.tally = Tally()
+        self.cards: dict[int, str] = {}
         self.run_id = uuid.uuid4().hex[:8]
 
     def post_call(self, company_id: int) -> None:
@@ -97,12 +99,18 @@ class Simulation:
         self.tally.calls_sent += 1
         self.tally.call_ids.append(call_id)
 
-    def pay_topup(self, company_id: int, method: str, currency: str) -> None:
-        amount = Money.parse(self.rng.choice(TOPUP_AMOUNTS), currency)
+    def pay_topup(self, company: CompanyView) -> None:
+        """A top-up by card, as the person would pay it; the card is Stripe's test Visa, saved on first use."""
+        amount = Money.parse(self.rng.choice(TOPUP_AMOUNTS), company.currency)
         self.tally.topups_started += 1
+        payments = self.svc.stripe.payments
         try:
-            outcome = self.svc.stripe.payments.pay_with_saved_method(
-                company_id=company_id,
+            method = self.cards.get(company.id)
+            if method is None:
+                method = payments.attach_payment_method(company.id, "pm_card_visa", actor="simulate").id
+                self.cards[company.id] = method
+            outcome = payments.pay_with_saved_method(
+                company_id=company.id,
                 amount=amount,
                 payment_method_id=method,
                 initiated_by="simulate",
@@ -132,6 +140,16 @@ def wait_until_processed(svc: Services, call_ids: list[str], timeout: float = 12
         if missing:
             time.sleep(0.5)
     return missing
+
+
+def wait_for_topups(svc: Services, since: datetime, timeout: float = 60) -> None:
+    """Let the auto top-ups the last calls started settle (the worker pays them through Stripe)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        open_ = [t for t in svc.topups.list(since=since, limit=1000) if t.status in ("pending", "processing")]
+        if not open_:
+            return
+        time.sleep(0.5)
 
 
 def summarise(svc: Services, sim: Simulation, started: datetime, seconds: float, missing: list[str]) -> dict[str, Any]:
@@ -228,11 +246,13 @@ def simulate(calls: int, rate: float, topups: int | None, seed: int | None, as_j
         companies = [c for c in svc.companies.list() if c.prepaid_billing_enabled]
         if not companies:
             raise click.ClickException("no company with billing enabled; load the demo data first")
-        payers = [c for c in companies if c.stripe_payment_method_id]
+        # Companies with auto top-up refill themselves; the others pay by card now and then.
+        payers = [c.id for c in companies if not c.auto_topup_enabled]
         topup_count = calls // 25 if topups is None else topups
-        if topup_count and (not payers or svc.stripe_services is None):
+        if topup_count and (not payers or svc.stripe_services is None or not settings.stripe_test_mode):
             topup_count = 0
-            click.echo("no saved payment method to pay top-ups with; simulating calls only", err=True)
+            click.echo("top-ups need Stripe in test mode (or the emulator) and a company without auto top-up; "
+                       "simulating calls only", err=True)
         topup_at = {round((i + 1) * calls / (topup_count + 1)) for i in range(topup_count)}
         started = svc.ctx.clock()
         begin = time.monotonic()
@@ -242,11 +262,11 @@ def simulate(calls: int, rate: float, topups: int | None, seed: int | None, as_j
                 if delay > 0:
                     time.sleep(delay)
                 sim.post_call(sim.rng.choice(companies).id)
-                if i in topup_at:
-                    payer = sim.rng.choice(payers)
-                    sim.pay_topup(payer.id, str(payer.stripe_payment_method_id), payer.currency)
+                if i in topup_at:  # the one whose balance runs lowest pays
+                    sim.pay_topup(min((svc.companies.show(c) for c in payers), key=lambda c: c.available.cents))
                 bar.update(1)
         missing = wait_until_processed(svc, sim.tally.call_ids)
+        wait_for_topups(svc, started)
         summary = summarise(svc, sim, started, time.monotonic() - begin, missing)
     finally:
         sim.close()

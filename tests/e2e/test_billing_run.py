@@ -86,11 +86,16 @@ def test_simulated_calls_are_all_charged_and_every_balance_equals_its_ledger(sys
         assert sum(e["amount"]["cents"] for e in ledger(system, company["id"])) == company["balance"]["cents"]
 
 
-def test_simulated_top_ups_are_paid_through_the_emulator_and_credited(system, simulated):
+def test_simulated_top_ups_are_paid_through_the_emulator_and_auto_top_ups_follow(system, simulated):
     topups = system.json("topups", "list", "--limit", "1000")
     paid = [t for t in topups if t["initiated_by"] == "simulate"]
     assert len(paid) == CALLS // 25
     assert all(t["status"] == "succeeded" and t["stripe_payment_intent_id"].startswith("pi_") for t in paid)
+    auto = {c["id"] for c in system.json("companies", "list") if c["auto_topup_enabled"]}
+    assert auto and not {t["company_id"] for t in paid} & auto  # those refill themselves
+    refills = [t for t in topups if t["source"] == "auto_topup"]
+    assert simulated["auto_topups"] == len(refills) >= 1
+    assert all(t["status"] == "succeeded" and t["company_id"] in auto for t in refills)
 
 
 def test_checkout_links_open_the_local_test_page_in_emulator_mode(system):
