@@ -23,8 +23,9 @@ import click
 import httpx
 
 from billing_cli.local_system import RUN_FILE, VAR_DIR
-from billing_cli.supervisor import ChildFailed, ChildSpec, Supervisor, http_ready, port_ready
+from billing_cli.supervisor import ChildFailed, ChildSpec, Interrupted, Supervisor, http_ready, port_ready
 from billing_core.config import Settings
+from billing_core.errors import BillingError
 
 SECRETS_FILE = VAR_DIR / "local-secrets.json"
 EMULATOR_PUBLISHABLE_KEY = "pk_test_localstripe"
@@ -174,6 +175,8 @@ def run_system(plan: Plan, *, echo: Any = click.echo) -> int:
                     env=plan.child_env(),
                 )
             )
+        if supervisor.stopping:
+            raise Interrupted("stopped before the demo data was loaded")
         seeded = load_demo_if_empty(plan)
         echo("demo data loaded" if seeded else "existing data kept")
         supervisor.start(
@@ -194,6 +197,12 @@ def run_system(plan: Plan, *, echo: Any = click.echo) -> int:
     except ChildFailed as error:
         echo(f"[billing run] {error}", err=True)
         return 1
+    except BillingError as error:
+        echo(f"[billing run] error ({error.code}): {error.message}", err=True)
+        return 1
+    except Interrupted as error:
+        echo(f"[billing run] {error}", err=True)
+        return 130
     finally:
         supervisor.stop_all()
         if RUN_FILE.exists():
@@ -291,15 +300,19 @@ def print_summary(plan: Plan, echo: Any) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Where the local servers listen.")
 def run_command(mcp_port: int, webhook_port: int, host: str) -> None:
     """Everything for local use: migrate, demo data when empty, webhooks + worker, Stripe emulator, mail sink."""
-    from billing_cli.db import ensure_sqlite_folder
-    from billing_core.db import migrate
-
     settings = Settings()
     for name, port in (("--webhook-port", webhook_port), ("--mcp-port", mcp_port)):
         if not port_free(port):
             raise click.UsageError(f"port {port} ({name}) is taken; is another `billing run` running?")
-    ensure_sqlite_folder(settings.database_url)
-    migrate.upgrade(settings.database_url)
-    click.echo("database migrated")
-    plan = make_plan(settings, host=host, webhook_port=webhook_port, mcp_port=mcp_port)
+    try:  # Ctrl-C before the children exist: nothing to stop, no traceback
+        from billing_cli.db import ensure_sqlite_folder
+        from billing_core.db import migrate
+
+        ensure_sqlite_folder(settings.database_url)
+        migrate.upgrade(settings.database_url)
+        click.echo("database migrated")
+        plan = make_plan(settings, host=host, webhook_port=webhook_port, mcp_port=mcp_port)
+    except KeyboardInterrupt:
+        click.echo("[billing run] interrupted before anything was started", err=True)
+        sys.exit(130)
     sys.exit(run_system(plan))

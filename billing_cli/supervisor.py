@@ -85,6 +85,10 @@ class ChildFailed(RuntimeError):
     pass
 
 
+class Interrupted(RuntimeError):
+    """Ctrl-C or SIGTERM came while children were still being started."""
+
+
 @dataclass
 class Supervisor:
     log_dir: Path
@@ -97,6 +101,8 @@ class Supervisor:
 
     def start(self, spec: ChildSpec) -> Child:
         """Start a child and wait until it is ready; a child that cannot start fails the caller."""
+        if self._stopping:
+            raise Interrupted(f"stopped before {spec.name} started")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         child = Child(spec, self.log_dir / f"{spec.name}.log")
         self.children.append(child)
@@ -121,7 +127,9 @@ class Supervisor:
                 code = child.process.returncode
                 self._reap(child)
                 raise ChildFailed(f"{child.spec.name} exited with {code} while starting:\n{child.log_tail()}")
-            if time.monotonic() > deadline or self._stopping:
+            if self._stopping:
+                raise Interrupted(f"stopped while {child.spec.name} was starting")
+            if time.monotonic() > deadline:
                 self._terminate(child)
                 raise ChildFailed(f"{child.spec.name} was not ready within {self.ready_timeout:.0f} s")
             time.sleep(0.1)
@@ -151,6 +159,10 @@ class Supervisor:
                 if on_change is not None:
                     on_change()
             time.sleep(poll)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
 
     def request_stop(self) -> None:
         self._stopping = True

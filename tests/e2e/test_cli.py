@@ -360,19 +360,31 @@ def test_lists_are_pages_whose_next_cursor_goes_to_stderr(migrated, demo):
     first = json.loads(done.stdout)
     assert len(first) == 2
     assert done.stderr.startswith("more results: repeat with --cursor ")
-    cursor = done.stderr.split("--cursor ")[1].strip()
-    rest = migrated.json("companies", "list", "--limit", "2", "--cursor", cursor)
+    cursor = first_cursor = done.stderr.split("--cursor ")[1].strip()
+    rest: list[dict[str, object]] = []
+    while cursor:  # six demo companies: three pages of two
+        page = migrated.run("companies", "list", "--limit", "2", "--cursor", cursor, "--json")
+        rest += json.loads(page.stdout)
+        cursor = page.stderr.split("--cursor ")[1].strip() if page.stderr else ""
     assert [c["id"] for c in first + rest] == sorted(demo.values())
     assert all(c["current_rate"] and c["balance"].keys() == {"cents", "currency"} for c in first + rest)
 
     transfers = migrated.json("topups", "list", "--method", "bank_transfer")
     assert transfers and {t["source"] for t in transfers} == {"bank_transfer"}
-    assert migrated.json("topups", "list", "--status", "failed") == []
-    assert migrated.json("webhooks", "stats") == {"processing_times": [], "backlog": {}}
+    # the demo's declined card
+    assert [t["failure_code"] for t in migrated.json("topups", "list", "--status", "failed")] == ["insufficient_funds"]
+    # the demo's card payments and dispute came as Stripe events (processing times are seconds, not money)
+    stats = json.loads(migrated.run("webhooks", "stats", "--json").stdout)
+    assert stats["backlog"] == {}
+    assert {r["event_type"] for r in stats["processing_times"]} == {
+        "payment_intent.succeeded",
+        "payment_intent.payment_failed",
+        "charge.dispute.created",
+    }
     assert "--limit" in migrated.run("topups", "list", "--limit", "1001", code=2).stderr
     line = migrated.fails("topups", "list", "--status", "paid")
     assert line.startswith("error (invalid_input): statuses.0: Input should be")
-    line = migrated.fails("companies", "list", "--cursor", cursor + "x")
+    line = migrated.fails("companies", "list", "--cursor", first_cursor + "x")
     assert line == "error (invalid_cursor): the company list cursor is not one this server issued"
 
 
