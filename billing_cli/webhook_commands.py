@@ -60,10 +60,10 @@ def webhooks(ctx: click.Context, host: str, port: int, workers: int) -> None:
 @json_option
 @handles_errors
 def failed(include_failed: bool, limit: int, cursor: str | None, as_json: bool) -> None:
-    """Dead-lettered events with their errors, newest first (the reference's queue:failed)."""
+    """Dead-lettered events with their errors, oldest first (the reference's queue:failed)."""
     filters = WebhookFilters(statuses=("dead", "failed") if include_failed else ("dead",))
     with services() as svc:
-        page = svc.queries.webhook_events(filters, limit=limit, cursor=cursor)
+        page = svc.queries.webhook_events(filters, limit=limit, cursor=cursor, oldest_first=True)
 
     def human() -> None:
         for e in page.items:
