@@ -17,6 +17,7 @@ import click
 from pydantic import BaseModel
 
 from billing_core.bootstrap import Services, build_services
+from billing_core.config import Settings
 from billing_core.errors import BillingError
 from billing_core.money import Money
 from billing_core.queries import MAX_LIMIT, MoneyView, Page
@@ -33,10 +34,11 @@ def default_actor() -> str:
 
 
 @contextmanager
-def services() -> Iterator[Services]:
+def services(settings: Settings | None = None) -> Iterator[Services]:
+    """The services on ``settings``, by default the environment's completed by a running ``billing run``."""
     from billing_cli.local_system import local_settings
 
-    built = build_services(local_settings())
+    built = build_services(settings or local_settings())
     try:
         yield built
     finally:

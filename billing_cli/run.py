@@ -29,16 +29,6 @@ from billing_core.errors import BillingError
 
 SECRETS_FILE = VAR_DIR / "local-secrets.json"
 EMULATOR_PUBLISHABLE_KEY = "pk_test_localstripe"
-# The seller printed on the demo's invoices when the operator has configured none (BILLING_SELLER_*).
-DEMO_SELLER = {
-    "BILLING_SELLER_NAME": "Demo Telefonassistenz GmbH",
-    "BILLING_SELLER_ADDRESS": "Friedrichstraße 123",
-    "BILLING_SELLER_POSTAL_CODE": "10117",
-    "BILLING_SELLER_CITY": "Berlin",
-    "BILLING_SELLER_COUNTRY": "DE",
-    "BILLING_SELLER_VAT_ID": "DE136695976",
-    "BILLING_SELLER_EMAIL": "billing@demo-telefonassistenz.example",
-}
 
 
 def port_free(port: int) -> bool:
@@ -125,8 +115,8 @@ def make_plan(settings: Settings, *, host: str, webhook_port: int, mcp_port: int
     chosen: dict[str, str] = {"DATABASE_URL": settings.database_url}
     emulator_port = smtp_port = None
     keys = local_secrets()
-    if "seller_name" not in settings.model_fields_set:
-        chosen.update(DEMO_SELLER)
+    if settings.missing_seller_settings():  # the demo's seller on the demo's invoices, for every child
+        chosen.update(demo_seller_env())
     if not settings.retell_api_key.get_secret_value():
         chosen["RETELL_API_KEY"] = keys["retell_api_key"]
     if not settings.stripe_secret.get_secret_value():
@@ -143,6 +133,20 @@ def make_plan(settings: Settings, *, host: str, webhook_port: int, mcp_port: int
             smtp_port = some_free_port(8025)
             chosen["SMTP_URL"] = f"smtp://127.0.0.1:{smtp_port}"
     return Plan(settings, host, webhook_port, mcp_port, emulator_port, smtp_port, chosen)
+
+
+def demo_seller_env() -> dict[str, str]:
+    """The demo seller (billing_cli.demo) under the environment names the children read."""
+    from pydantic import AliasChoices
+
+    from billing_cli.demo import DEMO_SELLER
+
+    env: dict[str, str] = {}
+    for name, value in DEMO_SELLER.items():
+        alias = Settings.model_fields[name].validation_alias
+        assert isinstance(alias, AliasChoices)
+        env[str(alias.choices[0])] = value
+    return env
 
 
 def run_system(plan: Plan, *, echo: Any = click.echo) -> int:

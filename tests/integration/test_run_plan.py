@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from billing_cli.run import SECRETS_FILE, make_plan
-from tests.conftest import make_settings
+from tests.conftest import NO_SELLER, make_settings
 
 
 @pytest.fixture
@@ -20,7 +20,8 @@ def in_tmp(tmp_path, monkeypatch):
 
 
 def test_without_stripe_secret_it_plans_the_emulator_the_mail_sink_and_the_test_page(in_tmp):
-    plan = make_plan(make_settings("sqlite:///./var/billing.db"), host="127.0.0.1", webhook_port=18001, mcp_port=18000)
+    unconfigured = make_settings("sqlite:///./var/billing.db", **NO_SELLER)
+    plan = make_plan(unconfigured, host="127.0.0.1", webhook_port=18001, mcp_port=18000)
     assert plan.emulator and plan.smtp_port is not None
     chosen = plan.chosen
     assert chosen["STRIPE_API_BASE"] == f"http://127.0.0.1:{plan.emulator_port}"
@@ -31,18 +32,17 @@ def test_without_stripe_secret_it_plans_the_emulator_the_mail_sink_and_the_test_
     kept = json.loads((in_tmp / SECRETS_FILE).read_text())
     assert kept["stripe_webhook_secret"] == chosen["STRIPE_WEBHOOK_SECRET"]
     assert stat.S_IMODE((in_tmp / SECRETS_FILE).stat().st_mode) == 0o600
-    again = make_plan(make_settings("sqlite:///./var/billing.db"), host="127.0.0.1", webhook_port=18001, mcp_port=1)
+    again = make_plan(unconfigured, host="127.0.0.1", webhook_port=18001, mcp_port=1)
     assert again.chosen["STRIPE_WEBHOOK_SECRET"] == chosen["STRIPE_WEBHOOK_SECRET"]
     assert again.chosen["RETELL_API_KEY"] == chosen["RETELL_API_KEY"]
 
 
 def test_with_stripe_keys_it_starts_no_emulator_and_keeps_the_operators_settings(in_tmp):
-    settings = make_settings(
+    settings = make_settings(  # with the test seller configured
         "sqlite:///./var/billing.db",
         stripe_secret=SecretStr("sk_test_real_account"),
         retell_api_key=SecretStr("key_operator"),
         smtp_url="smtp://mail.example.com:587",
-        seller_name="Praxisruf GmbH",
     )
     plan = make_plan(settings, host="127.0.0.1", webhook_port=18001, mcp_port=18000)
     assert not plan.emulator and plan.smtp_port is None
