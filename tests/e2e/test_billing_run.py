@@ -11,6 +11,8 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from email.parser import BytesParser
+from email.policy import default
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +75,23 @@ def test_demo_data_is_loaded_once_with_saved_cards_in_the_emulator(system):
     assert [(m["last4"], m["used_for_auto_topup"]) for m in methods] == [("4242", True)]
     failed = system.json("topups", "list", "--status", "failed")
     assert [t["failure_code"] for t in failed] == ["insufficient_funds"]
+
+
+def test_the_demos_invoices_reach_the_mail_sink_with_their_pdfs(system):
+    numbers = {i["number"] for i in system.json("invoices", "list") if i["type"] == "invoice"}
+    assert len(numbers) >= 6
+    deadline = time.monotonic() + 90
+    while True:
+        subjects = {}
+        for path in (system.workdir / "var" / "mail").glob("*.eml"):
+            message = BytesParser(policy=default).parsebytes(path.read_bytes())
+            subjects[str(message["Subject"])] = [p.get_filename() for p in message.iter_attachments()]
+        mailed = {n for n in numbers if any(subject.endswith(n) for subject in subjects)}
+        if mailed == numbers or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert mailed == numbers
+    assert all(files == [f"{s.split()[-1]}.pdf"] for s, files in subjects.items() if s.split()[-1] in numbers)
 
 
 def test_simulated_calls_are_all_charged_and_every_balance_equals_its_ledger(system, simulated):

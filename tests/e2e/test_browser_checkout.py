@@ -2,13 +2,17 @@
 
 A person opens the link ``billing topups checkout`` prints, picks one of Stripe's test cards and pays
 through localstripe's Stripe.js stand-in; the balance, the failed top-up with its reason and the invoice
-follow through localstripe's webhooks into the running sidecar. Screenshots of every step
-are kept under ``build/screenshots/`` as test artifacts.
+with its mail (an .eml file from the SMTP sink) follow through localstripe's webhooks into the running
+sidecar. Screenshots of every step are kept under ``build/screenshots/`` as test artifacts.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.policy import default
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +33,7 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots" / "test-checkout"
 GRUBER = "Hausarztpraxis Dr. Gruber"
+GRUBER_MAIL = "ordination@gruber-med.example"
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +101,20 @@ def pay(system: RunningSystem, page: Page, company: int, amount: str, card: str)
     return topup_id, page.inner_text("#outcome")
 
 
+def mail_to(system: RunningSystem, address: str, subject: str, timeout: float = 60) -> EmailMessage:
+    """The mail the SMTP sink wrote for ``address`` whose subject contains ``subject`` (waits for the worker)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for path in sorted((system.workdir / "var" / "mail").glob("*.eml")):
+            message = BytesParser(policy=default).parsebytes(path.read_bytes())
+            assert isinstance(message, EmailMessage)
+            if address in str(message["To"]) and subject in str(message["Subject"]):
+                return message
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no mail to {address} about {subject!r}")
+        time.sleep(0.5)
+
+
 def invoice_of(system: RunningSystem, topup_id: int) -> dict[str, Any]:
     (invoice,) = [i for i in system.json("invoices", "list") if i.get("topup_id") == topup_id]
     return dict(invoice)
@@ -112,7 +131,7 @@ def test_the_page_shows_company_amount_and_bonus(system, page):
     assert page.inner_text("#bonus") == "15,00\xa0€"  # Hofmann's own rule: 5% from 250.00
 
 
-def test_success_card_credits_the_balance_and_issues_the_invoice(system, page):
+def test_success_card_credits_the_balance_and_mails_the_invoice(system, page):
     amount = "60"
     gruber = company_id(system, GRUBER)
     before = balance_cents(system, gruber)
@@ -122,6 +141,8 @@ def test_success_card_credits_the_balance_and_issues_the_invoice(system, page):
     assert balance_cents(system, gruber) == before + 6000
     invoice = invoice_of(system, topup_id)
     assert invoice["number"].startswith("RE-") and invoice["gross"]["cents"] == int(amount) * 100
+    mail = mail_to(system, GRUBER_MAIL, invoice["number"])
+    assert [part.get_filename() for part in mail.iter_attachments()] == [f"{invoice['number']}.pdf"]
 
 
 def test_decline_card_leaves_a_failed_top_up_with_its_reason_and_no_credit(system, page):
@@ -144,6 +165,8 @@ def test_three_d_secure_card_pays_after_the_cardholder_confirms(system, page):
     assert balance_cents(system, gruber) == before + 8000
     invoice = invoice_of(system, topup_id)
     assert invoice["number"].startswith("RE-") and invoice["gross"]["cents"] == int(amount) * 100
+    mail = mail_to(system, GRUBER_MAIL, invoice["number"])
+    assert [part.get_filename() for part in mail.iter_attachments()] == [f"{invoice['number']}.pdf"]
 
 
 def test_a_paid_link_cannot_be_paid_again(system, page):
