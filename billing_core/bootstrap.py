@@ -30,6 +30,7 @@ from billing_core.services.reconcile import ReconcileService
 from billing_core.services.refunds import RefundService
 from billing_core.services.schedule import JobSchedule
 from billing_core.services.statements import StatementService
+from billing_core.services.test_checkout import TestCheckoutService
 from billing_core.services.topup_refunds import TopupRefundService
 from billing_core.services.topups import TopupService
 from billing_core.services.webhooks.inbox import InboxSettings, WebhookInbox
@@ -46,6 +47,7 @@ class StripeServices:
     auto_topup: AutoTopupService
     topup_refunds: TopupRefundService
     reconcile: ReconcileService
+    test_checkout: TestCheckoutService | None  # emulator mode only (BILLING_TEST_CHECKOUT_URL)
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,7 @@ def build_services(
             auto_topup=auto_topup,
             topup_refunds=topup_refunds,
             reconcile=ReconcileService(ctx, gateway, topups, payments, auto_topup, topup_refunds),
+            test_checkout=TestCheckoutService(ctx, topups, payments) if settings.test_checkout_url else None,
         )
     return Services(
         ctx=ctx,

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     )
     max_rate_per_minute: DecimalText = Field(Decimal("10.00"), validation_alias=env("BILLING_MAX_RATE_PER_MINUTE"))
     db_threads: int = Field(16, ge=1, le=200, validation_alias=env("BILLING_DB_THREADS"))
+    # Emulator mode only (``billing run`` without STRIPE_SECRET): top-up links point to the sidecar's local
+    # test checkout page under this URL instead of a Stripe Checkout Session, which localstripe lacks.
+    test_checkout_url: str | None = Field(None, validation_alias=env("BILLING_TEST_CHECKOUT_URL"))
     run_worker_in_webhook_process: bool = Field(True, validation_alias=env("BILLING_WEBHOOK_WORKER"))
     # The longest call there can be: a hold older than this is released by the worker (its call_ended
     # never came), and a call_ended claiming a longer call is not charged.
@@ -150,6 +153,15 @@ class Settings(BaseSettings):
                     self.money(value)
                 except InvalidAmount as error:
                     raise ValueError(f"{name}: {error.message}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _test_checkout_only_against_an_emulator(self) -> Settings:
+        """The test page must never stand in for Stripe's Checkout when real Stripe is configured."""
+        if self.test_checkout_url and not self.stripe_api_base:
+            raise ValueError("BILLING_TEST_CHECKOUT_URL needs STRIPE_API_BASE (a local Stripe emulator)")
+        if self.test_checkout_url and not self.stripe_webhook_secret.get_secret_value():
+            raise ValueError("BILLING_TEST_CHECKOUT_URL needs STRIPE_WEBHOOK_SECRET (it signs the page links)")
         return self
 
     @field_validator("timezone")

@@ -169,6 +169,11 @@ def build_app(services: Services, *, run_worker: bool | None = None) -> Starlett
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
 
+    if settings.test_checkout_url:  # emulator mode only; the settings refuse it without an emulator
+        from webhook_app.test_checkout import build_routes
+
+        routes.extend(build_routes(services))
+
     async def server_error(_: Request, exc: Exception) -> Response:
         log.error("unhandled error", extra={"error": type(exc).__name__})
         return JSONResponse({"error": "internal error"}, status_code=500)

@@ -224,8 +224,13 @@ class PaymentService:
             raise InvalidTopupState(
                 f"top-up {topup.id} is {topup.status}; start a new checkout with a new idempotency key"
             )
-        customer_id = self.ensure_customer(company_id)
         settings = self._ctx.settings
+        if settings.test_checkout_url:  # emulator mode: localstripe has no Checkout; the local test page
+            from billing_core.services import test_checkout
+
+            url = test_checkout.link(settings, topup.id)
+            return CheckoutStarted(self._topups.attach_stripe_ids(topup.id, checkout_url=url), url)
+        customer_id = self.ensure_customer(company_id)
         session = self._stripe.create_checkout_session(
             amount=amount.cents,
             currency=amount.currency,
@@ -317,6 +322,9 @@ class PaymentService:
             )
             return PaymentOutcome(topup, intent.status)
         return PaymentOutcome(self._topups.attach_stripe_ids(topup_id, **ids), intent.status, intent.client_secret)
+
+    def retrieve_intent(self, intent_id: str) -> PaymentIntentView:
+        return self._stripe.retrieve_payment_intent(intent_id)
 
     # -- internals --------------------------------------------------------------------------------
 

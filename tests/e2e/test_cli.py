@@ -23,6 +23,12 @@ DEMO_BALANCES = {
     "Zahnarztpraxis Dr. Weber": 14785,
     "Autohaus Berger GmbH": 53719,
     "Alpine Physio AG": 1030,
+    # The first weeks (billing_cli/demo.py, seeded): bank transfers, three weeks of calls, a card payment
+    # with Hofmann's own 5% bonus, a declined card, Seeblick's disputed 120.00 (held, still in the
+    # balance), Gruber's call refunded by 0.50.
+    "Hausarztpraxis Dr. Gruber": 4798,
+    "Kanzlei Hofmann & Partner": 53880,
+    "Hotel Seeblick Luzern": 20537,
 }
 
 
@@ -330,7 +336,7 @@ def test_db_upgrade_creates_the_database_and_its_folder_and_can_run_again(cli, s
 
 def test_demo_seeds_an_empty_database_once(migrated):
     demo_seeds_once(migrated)
-    assert migrated.run("ledger", "check").stdout == "3 companies checked, 0 failing\n"
+    assert migrated.run("ledger", "check").stdout == "6 companies checked, 0 failing\n"
 
 
 def test_demo_without_json_prints_a_balance_table(migrated):
@@ -354,19 +360,31 @@ def test_lists_are_pages_whose_next_cursor_goes_to_stderr(migrated, demo):
     first = json.loads(done.stdout)
     assert len(first) == 2
     assert done.stderr.startswith("more results: repeat with --cursor ")
-    cursor = done.stderr.split("--cursor ")[1].strip()
-    rest = migrated.json("companies", "list", "--limit", "2", "--cursor", cursor)
+    cursor = first_cursor = done.stderr.split("--cursor ")[1].strip()
+    rest: list[dict[str, object]] = []
+    while cursor:  # six demo companies: three pages of two
+        page = migrated.run("companies", "list", "--limit", "2", "--cursor", cursor, "--json")
+        rest += json.loads(page.stdout)
+        cursor = page.stderr.split("--cursor ")[1].strip() if page.stderr else ""
     assert [c["id"] for c in first + rest] == sorted(demo.values())
     assert all(c["current_rate"] and c["balance"].keys() == {"cents", "currency"} for c in first + rest)
 
     transfers = migrated.json("topups", "list", "--method", "bank_transfer")
     assert transfers and {t["source"] for t in transfers} == {"bank_transfer"}
-    assert migrated.json("topups", "list", "--status", "failed") == []
-    assert migrated.json("webhooks", "stats") == {"processing_times": [], "backlog": {}}
+    # the demo's declined card
+    assert [t["failure_code"] for t in migrated.json("topups", "list", "--status", "failed")] == ["insufficient_funds"]
+    # the demo's card payments and dispute came as Stripe events (processing times are seconds, not money)
+    stats = json.loads(migrated.run("webhooks", "stats", "--json").stdout)
+    assert stats["backlog"] == {}
+    assert {r["event_type"] for r in stats["processing_times"]} == {
+        "payment_intent.succeeded",
+        "payment_intent.payment_failed",
+        "charge.dispute.created",
+    }
     assert "--limit" in migrated.fails("topups", "list", "--limit", "1001")  # one line, exit 1, like any bad input
     line = migrated.fails("topups", "list", "--status", "paid")
     assert line.startswith("error (invalid_input): statuses.0: Input should be")
-    line = migrated.fails("companies", "list", "--cursor", cursor + "x")
+    line = migrated.fails("companies", "list", "--cursor", first_cursor + "x")
     assert line == "error (invalid_cursor): the company list cursor is not one this server issued"
 
 
