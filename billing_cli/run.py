@@ -29,6 +29,7 @@ from billing_core.errors import BillingError
 
 SECRETS_FILE = VAR_DIR / "local-secrets.json"
 EMULATOR_PUBLISHABLE_KEY = "pk_test_localstripe"
+LOCAL_SCOPES = "billing:read billing:refund billing:approve"
 
 
 def port_free(port: int) -> bool:
@@ -91,6 +92,11 @@ class Plan:
     emulator_port: int | None
     smtp_port: int | None
     chosen: dict[str, str]  # settings billing run decided for its children (never the operator's own keys)
+    mcp_token: str = ""
+
+    @property
+    def mcp_url(self) -> str:
+        return f"http://{self.host}:{self.mcp_port}/mcp"
 
     @property
     def emulator(self) -> bool:
@@ -183,6 +189,7 @@ def run_system(plan: Plan, *, echo: Any = click.echo) -> int:
             raise Interrupted("stopped before the demo data was loaded")
         seeded = load_demo_if_empty(plan)
         echo("demo data loaded" if seeded else "existing data kept")
+        plan.mcp_token = local_mcp_token(plan)
         supervisor.start(
             ChildSpec(
                 "webhooks",
@@ -191,6 +198,16 @@ def run_system(plan: Plan, *, echo: Any = click.echo) -> int:
                 env=plan.child_env(),
             )
         )
+        supervisor.start(
+            ChildSpec(
+                "mcp",
+                [python, "-m", "billing_cli", "mcp", "--transport", "http", "--host", plan.host,
+                 "--port", str(plan.mcp_port)],
+                ready=http_ready(f"http://{plan.host}:{plan.mcp_port}/healthz"),
+                env=plan.child_env(),
+            )
+        )
+
         def record() -> None:
             write_private(RUN_FILE, describe(plan, supervisor))
 
@@ -244,6 +261,38 @@ def load_demo_if_empty(plan: Plan) -> bool:
         built.close()
 
 
+def local_mcp_token(plan: Plan) -> str:
+    """The local operator's MCP token (read, refund, approve): kept in local-secrets.json and made again only
+    when it was revoked or expired, so a second run does not pile up tokens."""
+    from billing_cli.main import default_actor
+    from billing_core.bootstrap import build_services
+    from billing_core.services.api_tokens import ApiTokenService
+
+    chosen: dict[str, Any] = dict(plan.chosen)
+    built = build_services(Settings(**chosen))
+    try:
+        tokens = ApiTokenService(built.ctx)
+        known = local_secrets()
+        if known.get("mcp_token") and tokens.verify(known["mcp_token"]) is not None:
+            return known["mcp_token"]
+        token, _ = tokens.create(name="billing run (local operator)", scopes=LOCAL_SCOPES, actor=default_actor())
+        write_private(SECRETS_FILE, {**known, "mcp_token": token})
+        return token
+    finally:
+        built.close()
+
+
+def claude_desktop_snippet(plan: Plan) -> dict[str, Any]:
+    """Claude Desktop's config for the stdio server on this data (it starts `billing mcp` itself)."""
+    env = {name: value for name, value in plan.chosen.items() if not name.startswith("BILLING_TEST_CHECKOUT")}
+    database = plan.settings.database_url
+    if database.startswith("sqlite:///") and not database.startswith("sqlite:////"):
+        database = f"sqlite:///{Path(database.removeprefix('sqlite:///')).resolve()}"
+    env.update(DATABASE_URL=database, BILLING_MCP_SCOPES=LOCAL_SCOPES)
+    billing = Path(sys.executable).with_name("billing")
+    return {"mcpServers": {"billing": {"command": str(billing), "args": ["mcp", "--transport", "stdio"], "env": env}}}
+
+
 def describe(plan: Plan, supervisor: Supervisor) -> dict[str, Any]:
     children = {
         c.spec.name: {"pid": c.pid, "restarts": c.restarts, "log": str(c.log_path)} for c in supervisor.children
@@ -257,6 +306,7 @@ def describe(plan: Plan, supervisor: Supervisor) -> dict[str, Any]:
             "stripe": f"{plan.webhook_url}/api/stripe/webhook",
             "retell": f"{plan.webhook_url}/api/retell/webhook",
         },
+        "mcp": {"url": plan.mcp_url, "token": plan.mcp_token, "scopes": LOCAL_SCOPES},
         "stripe_emulator": {"url": plan.emulator_url} if plan.emulator else None,
         "mail": {"smtp_url": plan.chosen["SMTP_URL"], "directory": str((VAR_DIR / "mail").resolve())}
         if plan.smtp_port is not None
@@ -272,6 +322,8 @@ def print_summary(plan: Plan, echo: Any) -> None:
         "",
         "billing is running"
         + (" in emulator mode (localstripe, no real money)" if plan.emulator else " against Stripe"),
+        f"  MCP over HTTP    {plan.mcp_url}",
+        f"  MCP token        {plan.mcp_token}  ({LOCAL_SCOPES})",
         f"  Stripe webhook   {plan.webhook_url}/api/stripe/webhook"
         + ("  (registered with the emulator)" if plan.emulator else "  (add it in the Stripe dashboard)"),
         f"  Retell webhook   {plan.webhook_url}/api/retell/webhook",
@@ -292,6 +344,8 @@ def print_summary(plan: Plan, echo: Any) -> None:
     lines += [
         "  simulate traffic `billing simulate --calls 200 --rate 20`",
         f"  state            {RUN_FILE.resolve()}  logs {(VAR_DIR / 'logs').resolve()}",
+        "Claude Desktop (claude_desktop_config.json), the stdio server on this data:",
+        json.dumps(claude_desktop_snippet(plan), indent=2),
         "Ctrl-C stops everything; the data stays for the next run.",
     ]
     for line in lines:
@@ -303,7 +357,8 @@ def print_summary(plan: Plan, echo: Any) -> None:
 @click.option("--webhook-port", type=click.IntRange(1, 65535), default=8001, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Where the local servers listen.")
 def run_command(mcp_port: int, webhook_port: int, host: str) -> None:
-    """Everything for local use: migrate, demo data when empty, webhooks + worker, Stripe emulator, mail sink."""
+    """Everything for local use: migrate, demo data when empty, webhooks + worker, MCP over HTTP, and without
+    STRIPE_SECRET the Stripe emulator and a mail sink."""
     settings = Settings()
     for name, port in (("--webhook-port", webhook_port), ("--mcp-port", mcp_port)):
         if not port_free(port):

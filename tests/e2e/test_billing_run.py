@@ -10,13 +10,17 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from email.parser import BytesParser
 from email.policy import default
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
 from tests.support.running_system import RunningSystem, process_exists
 
@@ -56,7 +60,7 @@ def ledger(system: RunningSystem, company_id: int) -> list[dict[str, Any]]:
 def test_run_starts_the_sidecar_the_emulator_and_the_mail_sink_and_records_them(system):
     info = system.info()
     assert info["mode"] == "emulator"
-    assert set(info["children"]) == {"stripe-emulator", "mail-sink", "webhooks"}
+    assert set(info["children"]) == {"stripe-emulator", "mail-sink", "webhooks", "mcp"}
     assert all(process_exists(child["pid"]) for child in info["children"].values())
     assert info["webhooks"]["stripe"] == f"http://127.0.0.1:{system.webhook_port}/api/stripe/webhook"
     assert system.get("/readyz").status_code == 200
@@ -65,6 +69,8 @@ def test_run_starts_the_sidecar_the_emulator_and_the_mail_sink_and_records_them(
     assert f"{system.workdir / 'var' / 'mail'}/*.eml" in output
     assert "billing simulate --calls" in output
     assert (system.workdir / "var" / "mail").is_dir()
+    assert info["mcp"]["url"] == f"http://127.0.0.1:{system.mcp_port}/mcp"
+    assert '"mcpServers"' in output and '"stdio"' in output  # the Claude Desktop snippet
 
 
 def test_demo_data_is_loaded_once_with_saved_cards_in_the_emulator(system):
@@ -117,6 +123,43 @@ def test_simulated_top_ups_are_paid_through_the_emulator_and_auto_top_ups_follow
     assert all(t["status"] == "succeeded" and t["company_id"] in auto for t in refills)
 
 
+@asynccontextmanager
+async def mcp_client(url: str, token: str) -> AsyncIterator[Client]:
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
+        async with Client(streamable_http_client(url, http_client=http)) as client:
+            yield client
+
+
+async def mcp_ledger(client: Client, company_id: int) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = []
+    arguments: dict[str, Any] = {"company_id": company_id, "limit": 200}
+    while True:
+        page = (await client.call_tool("list_transactions", arguments)).structured_content
+        assert page is not None
+        entries += page["items"]
+        if not page["next_cursor"]:
+            return entries
+        arguments["cursor"] = page["next_cursor"]
+
+
+@pytest.mark.anyio
+async def test_the_mcp_server_over_http_with_the_printed_token_agrees_with_the_ledger(system, simulated):
+    info = system.info()
+    token, url = info["mcp"]["token"], info["mcp"]["url"]
+    assert f"MCP token        {token}" in system.output()
+    companies = system.json("companies", "list")
+    async with mcp_client(url, token) as client:
+        for company in companies:
+            balance = (await client.call_tool("get_balance", {"company_id": company["id"]})).structured_content
+            assert balance is not None and balance["balance"]["cents"] == company["balance"]["cents"]
+            entries = await mcp_ledger(client, company["id"])
+            assert sum(e["amount"]["cents"] for e in entries) == company["balance"]["cents"], company["name"]
+        gruber = next(c["id"] for c in companies if c["name"] == "Hausarztpraxis Dr. Gruber")
+        history = (await client.call_tool("get_customer_payment_history", {"company_id": gruber})).structured_content
+    assert history is not None
+    assert {"bank_transfer", "auto_topup"} <= {t["source"] for t in history["topups"]["items"]}
+
+
 def test_checkout_links_open_the_local_test_page_in_emulator_mode(system):
     started = system.json("topups", "checkout", "--company", "1", "--amount", "50.00")
     url = started["checkout_url"]
@@ -161,3 +204,4 @@ def test_sigint_stops_every_child_and_a_second_run_reuses_the_data(system, simul
         assert [m["last4"] for m in again.json("payment-methods", "list", str(gruber["id"]))] == ["4242"]
     finally:
         again.interrupt()
+
