@@ -280,6 +280,9 @@ def card_payment(services: Services, company_id: int, amount: str, *, actor: str
         initiated_by=actor,
         idempotency_key=f"demo-card-{company_id}-{amount}",
     )
+    # As the payment service does: the PaymentIntent's id is stored before Stripe reports on it, since
+    # events settle only the objects we stored.
+    topup = services.topups.attach_stripe_ids(topup.id, stripe_payment_intent_id=f"pi_demo_{topup.id}")
     intent: dict[str, Any] = {
         "id": f"pi_demo_{topup.id}",
         "object": "payment_intent",
@@ -307,5 +310,6 @@ def card_payment(services: Services, company_id: int, amount: str, *, actor: str
 
 def stripe_event(services: Services, event_type: str, obj: dict[str, Any]) -> None:
     event_id = f"evt_demo_{obj['id']}_{event_type.replace('.', '_')}"
-    data = {"id": event_id, "object": "event", "type": event_type, "data": {"object": obj}}
+    obj = {**obj, "livemode": False}
+    data = {"id": event_id, "object": "event", "type": event_type, "livemode": False, "data": {"object": obj}}
     services.webhooks.receive(InboundEvent("stripe", event_id, event_type, data), json.dumps(data).encode())
