@@ -68,7 +68,7 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
         # of CPU with the GIL held), which makes reconnect storms slow. TLS is opt-in through the URL
         # (?ssl_ca=...), as it is for a database on the same host or private network.
         connect_args["ssl_disabled"] = True
-    return create_engine(
+    engine = create_engine(
         url,
         isolation_level="READ COMMITTED",
         pool_size=pool_size,
@@ -80,6 +80,26 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
         pool_reset_on_return=None,
         connect_args=connect_args,
     )
+    event.listen(engine, "connect", _causal_reads_on_galera)
+    return engine
+
+
+def _causal_reads_on_galera(dbapi_connection: Any, _record: Any) -> None:
+    """On a Galera node, reads wait until this node has applied what the cluster committed before them.
+
+    Galera replicates synchronously but applies asynchronously: without ``wsrep_sync_wait`` a read on one
+    node may miss a write another node has already acknowledged (the webhook a sidecar accepted there, the
+    top-up a retry after a certification failure lost to). ``1`` covers SELECT, including the locking
+    reads every write transaction starts with. Plain MariaDB (``wsrep_on`` off) is left alone.
+    """
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SELECT @@global.wsrep_on")
+        row = cursor.fetchone()
+        if row is not None and int(row[0] or 0) == 1:
+            cursor.execute("SET SESSION wsrep_sync_wait = 1")
+    finally:
+        cursor.close()
 
 
 def _sqlite_engine(url: str) -> Engine:
