@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBIAN_PACKAGES := mariadb-server mariadb-client libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core
+DEBIAN_PACKAGES := mariadb-server mariadb-client galera-4 mariadb-backup libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core
 
-.PHONY: run test lint bench system-packages clean
+.PHONY: run test lint bench cluster system-packages clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ test: $(STAMP) system-packages
 	$(BIN)/ruff check billing_core billing_cli mcp_server webhook_app tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -p no:cacheprovider
+
+# A 3-node MariaDB Galera cluster on loopback (data under build/cluster/): prints one DATABASE_URL per
+# node, stops on Ctrl-C. See "Scaling out" in the README.
+cluster: $(STAMP) system-packages
+	$(BIN)/python -m tests.support.galera
 
 bench: $(STAMP) system-packages
 	@dpkg -s wrk >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)
