@@ -35,6 +35,11 @@ log = logging.getLogger(__name__)
 # timeout, WSREP not ready, and the ones that mean the connection went away.
 RETRYABLE_MYSQL_CODES = {1205, 1213, 1047, 2003, 2006, 2013, 1927, 1053}
 DISCONNECT_MYSQL_CODES = {2003, 2006, 2013, 1927, 1053}
+# A deadlock or a Galera certification failure means another transaction got there first and committed:
+# trying again makes progress, so these get a larger budget than an outage (on a cluster, a hot row such
+# as the invoice counter, written from several nodes at once, can lose certification many times in a row).
+CONFLICT_MYSQL_CODES = {1213}
+CONFLICT_ATTEMPTS = 25
 SQLITE_BUSY_MARKERS = ("database is locked", "database is busy", "database table is locked")
 
 _ASYNC_TO_SYNC_DRIVERS = {
@@ -148,6 +153,12 @@ def is_retryable(error: BaseException) -> bool:
     return isinstance(error, OperationalError) and any(m in str(orig) for m in SQLITE_BUSY_MARKERS)
 
 
+def is_conflict(error: BaseException) -> bool:
+    """A deadlock, or on Galera a certification failure at commit (both surface as 1213)."""
+    args: tuple[Any, ...] = tuple(getattr(getattr(error, "orig", None), "args", ()))
+    return len(args) > 0 and args[0] in CONFLICT_MYSQL_CODES
+
+
 def is_refused(error: BaseException) -> bool:
     """The server is not there at all (connection refused / cannot connect)."""
     args: tuple[Any, ...] = tuple(getattr(getattr(error, "orig", None), "args", ()))
@@ -193,14 +204,16 @@ class Database:
         return self._retrying(work, write=False)
 
     def _retrying(self, work: Callable[[Connection], T], *, write: bool) -> T:
-        for attempt in range(1, self.attempts + 1):
+        budget = max(self.attempts, CONFLICT_ATTEMPTS)
+        for attempt in range(1, budget + 1):
             try:
                 with self._transaction(write=write) as conn:
                     return work(conn)
             except DBAPIError as error:
                 # a server that refuses connections is down, not busy: answer quickly so callers can 503
                 gave_up = is_refused(error) and attempt >= 2
-                if not is_retryable(error) or attempt == self.attempts or gave_up:
+                limit = CONFLICT_ATTEMPTS if is_conflict(error) else self.attempts
+                if not is_retryable(error) or attempt >= limit or gave_up:
                     if is_unavailable(error) or is_retryable(error):
                         raise _unavailable(error) from error
                     raise

@@ -20,7 +20,8 @@ from sqlalchemy import Connection, insert, select
 
 from billing_core.adapters.stripe_gateway import StripeGateway
 from billing_core.bootstrap import Services, build_services
-from billing_core.db.tables import call_charges, topups, webhook_events
+from billing_core.db.tables import call_charges, invoices, topups, webhook_events
+from billing_core.money import Money
 from billing_core.services.webhooks.inbox import HandlerResult, InboundEvent, WebhookInbox
 from billing_core.services.webhooks.retell_events import RetellEventHandler
 from tests.conftest import make_settings
@@ -198,4 +199,32 @@ def test_two_workers_on_two_nodes_claiming_the_same_inbox_row_process_it_once(no
         assert charges == [63]
         assert services.balances.get(company.id).balance.cents == 2000 - 63
         assert services.webhooks.backlog() == {}
+        assert_ledger_ok(services)
+
+
+def test_payments_settled_on_three_nodes_at_once_get_gap_free_invoice_numbers(node_services, galera_cluster):
+    nodes = [node_services(i) for i in range(3)]
+    firms = [new_company(nodes[0], name=f"Praxis {n}") for n in range(6)]
+    for firm in firms:
+        nodes[0].companies.set(firm.id, actor="test", address_line1="Hauptstraße 1", postal_code="10115",
+                               city="Berlin", country="DE")
+    before = cert_conflicts(galera_cluster)
+
+    def pay(n: int) -> None:
+        nodes[n % 3].topups.record_payment(company_id=firms[n % len(firms)].id, amount=Money(1000 + n, "EUR"),
+                                           reference=f"transfer {n}", actor="test")
+
+    with ThreadPoolExecutor(9) as pool:
+        list(pool.map(pay, range(45)))
+
+    # the one counter row was written from three nodes at once: conflicts, retried until each one got through
+    assert cert_conflicts(galera_cluster) > before
+    for services in nodes:
+        rows = services.db.read(
+            lambda conn: conn.execute(select(invoices.c.number).where(invoices.c.kind == "invoice")).scalars().all()
+        )
+        assert sorted(int(number.rsplit("-", 1)[-1]) for number in rows) == list(range(1, 46))
+        for n, firm in enumerate(firms):
+            paid = sum(1000 + k for k in range(45) if k % len(firms) == n)
+            assert services.balances.get(firm.id).balance.cents == paid
         assert_ledger_ok(services)

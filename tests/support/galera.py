@@ -214,6 +214,7 @@ def main() -> None:
         print(f"  {node.name}: DATABASE_URL={url}")
     print(f"data directories under {cluster.base_dir}; Ctrl-C stops the cluster", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background
     try:
         while all(node.process is not None and node.process.poll() is None for node in cluster.nodes):
             time.sleep(1)
