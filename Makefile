@@ -42,6 +42,7 @@ bench: $(STAMP) system-packages
 	$(BIN)/python -m bench.charges
 	$(BIN)/python -m bench.webhooks
 	$(BIN)/python -m bench.invoices
+	$(BIN)/python -m bench.cluster
 
 clean:
 	rm -rf build var $(VENV)
