@@ -17,47 +17,50 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from billing_core.adapters.pdf import html_to_pdf, invoice_html, render_invoice_pdf
+from billing_core.domain.invoice_document import InvoiceDocument
 
 
-def document(i: int) -> dict[str, Any]:
+def document(i: int) -> InvoiceDocument:
     net, vat = 4202 + i, 798
-    return {
-        "kind": "invoice",
-        "number": f"RE-2026-{i:06d}",
-        "issue_date": "2026-11-27",
-        "locale": "de_DE",
-        "currency": "EUR",
-        "seller": {
-            "name": "AskProAI GmbH",
-            "address_line1": "Friedrichstraße 123",
-            "postal_code": "10117",
-            "city": "Berlin",
-            "country": "DE",
-            "vat_id": "DE136695976",
-            "tax_number": None,
-            "email": "billing@askproai.example",
-        },
-        "buyer": {
-            "name": f"Zahnarztpraxis {i}",
-            "address_line1": "Königsallee 12",
-            "address_line2": None,
-            "postal_code": "40212",
-            "city": "Düsseldorf",
-            "country": "DE",
-            "vat_id": None,
-            "email": "praxis@example.com",
-            "customer_number": f"K{i:06d}",
-        },
-        "period": {"start": "2026-11-27", "end": "2026-11-27"},
-        "vat": {"category": "S", "rate": "19", "note": None, "exemption_code": None},
-        "totals": {"net": net, "vat": vat, "gross": net + vat, "paid": net + vat},
-        "notes": [],
-        "lines": [
-            {"id": "1", "name": "Aufladung Prepaid-Guthaben", "net": net, "description": f"#{i} · Stripe Checkout"}
-        ],
-        "bonus": 500,
-        "payment_terms": "Der Betrag wurde bereits beglichen.",
-    }
+    return InvoiceDocument.model_validate(
+        {
+            "kind": "invoice",
+            "number": f"RE-2026-{i:06d}",
+            "issue_date": "2026-11-27",
+            "locale": "de_DE",
+            "currency": "EUR",
+            "seller": {
+                "name": "AskProAI GmbH",
+                "address_line1": "Friedrichstraße 123",
+                "postal_code": "10117",
+                "city": "Berlin",
+                "country": "DE",
+                "vat_id": "DE136695976",
+                "tax_number": None,
+                "email": "billing@askproai.example",
+            },
+            "buyer": {
+                "name": f"Zahnarztpraxis {i}",
+                "address_line1": "Königsallee 12",
+                "address_line2": None,
+                "postal_code": "40212",
+                "city": "Düsseldorf",
+                "country": "DE",
+                "vat_id": None,
+                "email": "praxis@example.com",
+                "customer_number": f"K{i:06d}",
+            },
+            "period": {"start": "2026-11-27", "end": "2026-11-27"},
+            "vat": {"category": "S", "rate": "19", "note": None, "exemption_code": None},
+            "totals": {"net": net, "vat": vat, "gross": net + vat, "paid": net + vat},
+            "notes": [],
+            "lines": [
+                {"id": "1", "name": "Aufladung Prepaid-Guthaben", "net": net, "description": f"#{i} · Stripe Checkout"}
+            ],
+            "bonus": 500,
+            "payment_terms": "Der Betrag wurde bereits beglichen.",
+        }
+    )
 
 
 def bare(html: str) -> bytes:

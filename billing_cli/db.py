@@ -19,6 +19,7 @@ def db() -> None:
 
 
 @db.command()
+@handles_errors
 def upgrade() -> None:
     """Apply all migrations (creates the SQLite file and its folder when needed)."""
     from billing_core.db import migrate  # alembic is slow to import; only this command needs it

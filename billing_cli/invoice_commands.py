@@ -53,10 +53,10 @@ def show(number: str, pdf_path: Path | None, as_json: bool) -> None:
     with services() as svc:
         invoice = svc.invoices.get(number)
         if pdf_path is not None:
-            pdf_path.write_bytes(svc.invoices.pdf(number))
+            pdf_path.write_bytes(svc.invoice_files.pdf(number))
             invoice = svc.invoices.get(number)
     emit(
-        {**invoice.as_json(), "document": invoice.document},
+        {**invoice.as_json(), "document": invoice.document.model_dump(mode="json")},
         as_json,
         lambda: click.echo(
             f"{invoice.number} ({invoice.kind}) for company {invoice.company_id}: gross {money_text(invoice.gross)}"
@@ -72,7 +72,7 @@ def show(number: str, pdf_path: Path | None, as_json: bool) -> None:
 def regenerate(number: str, as_json: bool) -> None:
     """Render the PDF again from the stored data; the number and amounts never change."""
     with services() as svc:
-        invoice = svc.invoices.regenerate(number)
+        invoice = svc.invoice_files.regenerate(number)
     emit(invoice.as_json(), as_json, lambda: click.echo(f"{number} rendered again (sha256 {invoice.pdf_sha256})"))
 
 
@@ -82,7 +82,7 @@ def regenerate(number: str, as_json: bool) -> None:
 def render(limit: int) -> None:
     """Render PDFs that are still pending (the worker does this on its own) and queue their mails."""
     with services() as svc:
-        numbers = svc.invoices.render_pending(limit=limit)
+        numbers = svc.invoice_files.render_pending(limit=limit)
     click.echo(f"{len(numbers)} rendered" + (f": {', '.join(numbers)}" if numbers else ""))
 
 
@@ -108,7 +108,7 @@ def statement(company_id: int, month: str, pdf_path: Path, as_json: bool) -> Non
     except ValueError:
         raise click.BadParameter("use YYYY-MM, e.g. 2026-11", param_hint="--month") from None
     with services() as svc:
-        doc, pdf = svc.invoices.statement(company_id, year, number)
+        doc, pdf = svc.statements.statement(company_id, year, number)
     pdf_path.write_bytes(pdf)
     emit(
         {"month": doc["month"], "totals": doc["totals"], "calls": len(doc["calls"]), "pdf": str(pdf_path)},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,7 +14,6 @@ from functools import wraps
 from typing import Any, TypeVar
 
 import click
-from sqlalchemy.exc import DBAPIError
 
 from billing_core.bootstrap import Services, build_services
 from billing_core.config import Settings
@@ -47,7 +47,10 @@ def emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
 
 
 def handles_errors(fn: F) -> F:
-    """Billing errors become one clear line on stderr and exit code 1; nothing else is printed."""
+    """Billing errors become one clear line on stderr and exit code 1; nothing else is printed.
+
+    Database trouble arrives typed as well (``database_unavailable``, ``database_rejected``,
+    ``database_not_migrated``: see :mod:`billing_core.db.errors`)."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -57,24 +60,9 @@ def handles_errors(fn: F) -> F:
             click.echo(f"error ({error.code}): {error.message}", err=True)
         except OSError as error:  # a file the command was asked to write
             click.echo(f"error (file): {error.strerror or error}: {error.filename or ''}".rstrip(": "), err=True)
-        except DBAPIError as error:
-            if _missing_schema(error):
-                click.echo(
-                    "error (database_not_migrated): the database has no billing schema yet; run `billing db upgrade`",
-                    err=True,
-                )
-            else:
-                click.echo(
-                    f"error (database): {type(error.orig).__name__}; check DATABASE_URL and the server", err=True
-                )
         sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
-
-
-def _missing_schema(error: DBAPIError) -> bool:
-    args: tuple[Any, ...] = tuple(getattr(error.orig, "args", ()))
-    return "no such table" in str(error.orig) or (len(args) > 0 and args[0] == 1146)
 
 
 def parse_decimal(_ctx: Any, _param: Any, value: str | None) -> Decimal | None:
@@ -108,6 +96,9 @@ def money_text(money: Money) -> str:
 @click.group()
 def cli() -> None:
     """Prepaid billing for AI phone assistants."""
+    # A command speaks through its output and, on failure, one error line; without a handler Python would
+    # also print library warnings (e.g. database retries) to stderr. The servers configure their own logs.
+    logging.getLogger().addHandler(logging.NullHandler())
 
 
 def register() -> None:

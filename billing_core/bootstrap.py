@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
+from billing_core.adapters.pdf import WeasyPrintRenderer
 from billing_core.concurrency import ServiceCaller
 from billing_core.config import Settings
 from billing_core.db.database import Database
 from billing_core.errors import StripeConfigurationError
+from billing_core.ports import PaymentGateway
 from billing_core.services.adjustments import AdjustmentService
+from billing_core.services.alerts import AlertService
 from billing_core.services.auto_topup import AutoTopupRecorder, AutoTopupService
 from billing_core.services.balances import BalanceService
 from billing_core.services.bonus_rules import BonusRuleService
@@ -19,26 +21,25 @@ from billing_core.services.charging import ChargingService
 from billing_core.services.companies import CompanyService
 from billing_core.services.context import ServiceContext, utcnow
 from billing_core.services.disputes import DisputeService
+from billing_core.services.invoice_files import InvoiceFileService
 from billing_core.services.invoices import InvoiceService
 from billing_core.services.mailer import MailerService, NotificationRow
 from billing_core.services.payments import PaymentService, forget_payment_method_in
 from billing_core.services.reconcile import ReconcileService
 from billing_core.services.refunds import RefundService
+from billing_core.services.statements import StatementService
 from billing_core.services.topup_refunds import TopupRefundService
 from billing_core.services.topups import TopupService
 from billing_core.services.webhooks.inbox import InboxSettings, WebhookInbox
 from billing_core.services.webhooks.retell_events import RetellEventHandler
 from billing_core.services.webhooks.stripe_events import StripeEventHandler
 
-if TYPE_CHECKING:
-    from billing_core.adapters.stripe_gateway import StripeGateway
-
 
 @dataclass(frozen=True)
 class StripeServices:
     """The use cases that need Stripe; absent when STRIPE_SECRET is not configured."""
 
-    gateway: StripeGateway
+    gateway: PaymentGateway
     payments: PaymentService
     auto_topup: AutoTopupService
     topup_refunds: TopupRefundService
@@ -57,6 +58,9 @@ class Services:
     bonus_rules: BonusRuleService
     webhooks: WebhookInbox
     invoices: InvoiceService
+    invoice_files: InvoiceFileService
+    statements: StatementService
+    alerts: AlertService
     mailer: MailerService | None
     stripe_services: StripeServices | None
 
@@ -81,7 +85,7 @@ class Services:
         self.ctx.db.dispose()
 
 
-def build_gateway(settings: Settings) -> StripeGateway | None:
+def build_gateway(settings: Settings) -> PaymentGateway | None:
     secret = settings.stripe_secret.get_secret_value()
     if not secret:
         return None
@@ -90,14 +94,14 @@ def build_gateway(settings: Settings) -> StripeGateway | None:
     return StripeGateway(secret, test_mode=settings.stripe_test_mode, api_base=settings.stripe_api_base)
 
 
-def build_mailer(ctx: ServiceContext, invoices: InvoiceService) -> MailerService | None:
+def build_mailer(ctx: ServiceContext, files: InvoiceFileService) -> MailerService | None:
     """The outbox sender, when SMTP_URL is set (otherwise mails wait in the outbox)."""
     if not ctx.settings.smtp_url:
         return None
     from billing_core.adapters.mail import SmtpMailSender
 
     def invoice_pdf(row: NotificationRow) -> list[tuple[str, bytes, str]]:
-        number, pdf = invoices.pdf_by_id(int(row.payload["invoice_id"]))
+        number, pdf = files.pdf_by_id(int(row.payload["invoice_id"]))
         return [(f"{number}.pdf", pdf, "application/pdf")]
 
     sender = SmtpMailSender.from_url(ctx.settings.smtp_url, from_address=ctx.settings.mail_from)
@@ -109,7 +113,7 @@ def build_services(
     *,
     clock: Callable[[], datetime] = utcnow,
     db: Database | None = None,
-    gateway: StripeGateway | None = None,
+    gateway: PaymentGateway | None = None,
 ) -> Services:
     settings = settings or Settings()
     ctx = ServiceContext(
@@ -121,6 +125,8 @@ def build_services(
     topups = TopupService(ctx)
     charging = ChargingService(ctx)
     invoices = InvoiceService(ctx)
+    renderer = WeasyPrintRenderer()
+    invoice_files = InvoiceFileService(ctx, renderer)
     topups.after_credit.append(invoices.after_settle_in)
     gateway = gateway or build_gateway(settings)
     topup_refunds = TopupRefundService(ctx, gateway, topups)
@@ -160,6 +166,9 @@ def build_services(
         bonus_rules=BonusRuleService(ctx),
         webhooks=webhooks,
         invoices=invoices,
-        mailer=build_mailer(ctx, invoices),
+        invoice_files=invoice_files,
+        statements=StatementService(ctx, renderer),
+        alerts=AlertService(ctx),
+        mailer=build_mailer(ctx, invoice_files),
         stripe_services=stripe_services,
     )

@@ -19,8 +19,10 @@
     │   └── InvalidTopupState
     ├── InsufficientBalance        a debit or reservation the available balance cannot cover
     ├── BillingDisabled            prepaid billing is switched off for the company
-    ├── DatabaseUnavailable        the database could not be reached; retry later (retryable)
-    ├── DatabaseRejected           the database refused the data (too long, out of range); never retry
+    ├── DatabaseError              the database failed (raised only by billing_core.db, never a driver error)
+    │   ├── DatabaseUnavailable    the database could not be reached; retry later (retryable)
+    │   ├── DatabaseRejected       the database refused the data (too long, out of range); never retry
+    │   └── DatabaseNotMigrated    the schema is missing or old: run `billing db upgrade`
     └── PaymentError               Stripe said no, or could not be asked
         ├── PaymentDeclined        the bank declined (decline_code says why)
         ├── AuthenticationRequired the payment needs the customer (3-D Secure) but they are not present
@@ -149,15 +151,27 @@ class BillingDisabled(BillingError):
         self.company_id = company_id
 
 
-class DatabaseUnavailable(BillingError):
+class DatabaseError(BillingError):
+    """What the database boundary (:mod:`billing_core.db.errors`) makes of a driver error."""
+
+    code = "database_error"
+
+
+class DatabaseUnavailable(DatabaseError):
     code = "database_unavailable"
     retryable = True
 
 
-class DatabaseRejected(BillingError):
+class DatabaseRejected(DatabaseError):
     """The database refused a value (too long for its column, out of range): the same data never fits."""
 
     code = "database_rejected"
+
+
+class DatabaseNotMigrated(DatabaseError):
+    """A table or column is missing: the database was never migrated, or not to this version."""
+
+    code = "database_not_migrated"
 
 
 class PaymentError(BillingError):

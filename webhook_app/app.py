@@ -15,7 +15,6 @@ from typing import Any
 
 import anyio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.requests import Request
@@ -23,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from billing_core.bootstrap import Services
-from billing_core.errors import BillingError, DatabaseUnavailable, InvalidInput
+from billing_core.errors import BillingError, DatabaseError, DatabaseRejected, InvalidInput
 from billing_core.services.webhooks.inbox import InboundEvent
 from billing_core.services.webhooks.retell_events import event_identity
 from webhook_app.metrics import WebhookMetrics
@@ -103,7 +102,9 @@ def build_app(services: Services, *, run_worker: bool | None = None) -> Starlett
             event = InboundEvent(provider, event_id, event_type, data)
             try:
                 outcome = await services.call(services.webhooks.receive, event, body)
-            except (DatabaseUnavailable, DBAPIError):
+            except DatabaseRejected as error:  # the event holds a value the database cannot store: never fits
+                return refuse(metrics, provider, 400, error.message)
+            except DatabaseError:  # unavailable or not migrated: a 5xx, so the sender delivers again later
                 metrics.rejected.labels(provider, "database unavailable").inc()
                 return JSONResponse(
                     {"error": "database unavailable, retry later"}, status_code=503, headers={"Retry-After": "5"}
@@ -126,7 +127,7 @@ def build_app(services: Services, *, run_worker: bool | None = None) -> Starlett
     async def metrics_endpoint(_: Request) -> Response:
         try:
             metrics.set_backlog(await services.call(services.webhooks.backlog))
-        except (BillingError, DBAPIError):
+        except BillingError:
             pass  # the counters are still worth serving while the database is away
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

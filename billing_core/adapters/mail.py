@@ -5,8 +5,9 @@ the first byte, plain ``smtp://host:25`` sends in clear text (local relays, test
 percent-decoded, so a password holding ``@`` or ``:`` is written ``%40`` / ``%3A``. ``?timeout=SECONDS``
 bounds every network step.
 
-Every failure surfaces as a :class:`MailError` that says whether another attempt may succeed:
-4xx replies, refused or dropped connections and timeouts are transient; 5xx replies are permanent, except
+It implements :class:`~billing_core.ports.MailSender`: every aiosmtplib or network failure surfaces as a
+:class:`~billing_core.ports.MailSendError` that says whether another attempt may succeed (``retryable``):
+4xx replies, refused or dropped connections and timeouts are retryable; 5xx replies are permanent, except
 a refused login (535 and friends), which is a configuration fault of ours that an operator can fix while
 the mail waits. The password never appears in a log line, an error or a ``repr``.
 """
@@ -23,31 +24,13 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
+from billing_core.ports import MailSendError
+
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 30.0
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
-
-
-class MailError(Exception):
-    """A mail was not sent.
-
-    ``transient``: the same mail may go through later. ``code``: the SMTP reply, if the server gave one.
-    ``server_down``: the server could not be used at all (unreachable, TLS, login refused, 421), so any
-    other mail sent now would fail the same way.
-    """
-
-    def __init__(self, message: str, *, transient: bool, code: int | None = None, server_down: bool = False) -> None:
-        super().__init__(message)
-        self.message = message
-        self.transient = transient
-        self.code = code
-        self.server_down = server_down
-
-    @property
-    def permanent(self) -> bool:
-        return not self.transient
 
 
 class MailConfigurationError(ValueError):
@@ -173,7 +156,7 @@ class SmtpMailSender:
         return f"SmtpMailSender({self._config.describe()!r}, from_address={self.from_address!r})"
 
     async def send(self, message: EmailMessage) -> None:
-        """Send ``message`` (From, Date and Message-ID are filled in when missing); raises :class:`MailError`."""
+        """Send ``message`` (From, Date and Message-ID are filled in when missing); raises MailSendError."""
         if message["From"] is None:
             message["From"] = self._from
         if message["Date"] is None:
@@ -183,7 +166,7 @@ class SmtpMailSender:
         recipients = [addr for _, addr in getaddresses(message.get_all("To", []) + message.get_all("Cc", [])) if addr]
         recipients += [addr for _, addr in getaddresses(message.get_all("Bcc", [])) if addr]
         if not recipients:
-            raise MailError("the mail has no recipient", transient=False)
+            raise MailSendError("the mail has no recipient", retryable=False)
         if message["Bcc"] is not None:
             del message["Bcc"]
         config = self._config
@@ -206,42 +189,42 @@ class SmtpMailSender:
             raise _refused(error.recipients) from None
         except aiosmtplib.SMTPAuthenticationError as error:
             log.warning("SMTP login refused", extra={"server": config.describe(), "smtp_code": error.code})
-            raise MailError(
+            raise MailSendError(
                 f"the SMTP server {config.describe()} refused the login ({error.code}); check SMTP_URL",
-                transient=True,
+                retryable=True,
                 code=error.code,
                 server_down=True,
             ) from None
         except aiosmtplib.SMTPResponseException as error:
-            raise MailError(
+            raise MailSendError(
                 f"the SMTP server replied {error.code}: {error.message}",
-                transient=error.code < 500,
+                retryable=error.code < 500,
                 code=error.code,
                 server_down=error.code == 421 or isinstance(error, aiosmtplib.SMTPConnectError),
             ) from None
         except aiosmtplib.SMTPNotSupported as error:  # e.g. STARTTLS asked for but not offered: our configuration
-            raise MailError(
-                f"the SMTP server {config.describe()}: {error.message}", transient=True, server_down=True
+            raise MailSendError(
+                f"the SMTP server {config.describe()}: {error.message}", retryable=True, server_down=True
             ) from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
             # refused or dropped connections, timeouts, TLS handshakes; messages name host and port only
-            raise MailError(
+            raise MailSendError(
                 f"cannot reach the SMTP server {config.describe()}: {_describe(error)}",
-                transient=True,
+                retryable=True,
                 server_down=True,
             ) from None
         if refused:
             failures = [aiosmtplib.SMTPRecipientRefused(code, text, rcpt) for rcpt, (code, text) in refused.items()]
             # some went out: retrying would send the others a second copy, so this one is settled as permanent
-            raise _refused(failures, transient=False)
+            raise _refused(failures, retryable=False)
 
 
-def _refused(failures: list[aiosmtplib.SMTPRecipientRefused], *, transient: bool | None = None) -> MailError:
+def _refused(failures: list[aiosmtplib.SMTPRecipientRefused], *, retryable: bool | None = None) -> MailSendError:
     codes = [f.code for f in failures]
     text = "; ".join(f"{f.recipient}: {f.code} {f.message}" for f in failures)
-    if transient is None:
-        transient = all(code < 500 for code in codes)
-    return MailError(f"the SMTP server refused the recipient ({text})", transient=transient, code=max(codes))
+    if retryable is None:
+        retryable = all(code < 500 for code in codes)
+    return MailSendError(f"the SMTP server refused the recipient ({text})", retryable=retryable, code=max(codes))
 
 
 def _describe(error: BaseException) -> str:

@@ -1,13 +1,15 @@
 """Invoices, credit notes and usage statements as PDF: Jinja2 HTML, WeasyPrint, and for invoices PDF/A-3
 with the Factur-X (EN 16931) XML embedded, so the file is a valid German B2B e-invoice.
 
-The render functions are plain top-level functions of a JSON-able document, so a process pool can run
-them; they read nothing but their argument and the templates.
+The render functions are plain top-level functions of a document (the typed, picklable
+:class:`~billing_core.domain.invoice_document.InvoiceDocument`, or a statement's JSON-able dict), so a
+process pool can run them; they read nothing but their argument and the templates.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from functools import cache
@@ -20,113 +22,11 @@ from babel.numbers import format_decimal, format_percent
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from billing_core.adapters.einvoice import cii_xml
+from billing_core.domain.invoice_document import InvoiceDocument
+from billing_core.domain.invoice_labels import labels, language
 from billing_core.money import Money
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates" / "invoices"
-
-LABELS: dict[str, dict[str, str]] = {
-    "de": {
-        "title": "Rechnung",
-        "credit_title": "Gutschrift (Rechnungskorrektur)",
-        "number": "Rechnungsnummer",
-        "issue_date": "Rechnungsdatum",
-        "service_period": "Leistungszeitraum",
-        "corrects": "Bezieht sich auf",
-        "customer_no": "Kundennummer",
-        "seller_vat_id": "USt-IdNr.",
-        "vat_id": "USt-IdNr.",
-        "buyer_vat_id": "USt-IdNr. des Kunden",
-        "tax_number": "Steuernummer",
-        "pos": "Pos.",
-        "description": "Beschreibung",
-        "vat_rate": "USt.",
-        "net": "Netto",
-        "total_net": "Summe netto",
-        "vat": "Umsatzsteuer",
-        "total_gross": "Gesamtbetrag",
-        "paid": "Bereits bezahlt",
-        "bonus_title": "Bonusguthaben",
-        "bonus_text": "{amount} wurden Ihrem Guthaben zusätzlich kostenlos gutgeschrieben; "
-        "der Bonus ist kein Entgelt und nicht Teil dieser Rechnung.",
-        "prepaid_note": "Vorauszahlung auf Telefonie-Leistungen (KI-Telefonassistent), abgerechnet nach Nutzung "
-        "aus dem Prepaid-Guthaben.",
-        "paid_terms": "Der Betrag wurde bereits beglichen.",
-        "refund_terms": "Der Betrag wird erstattet.",
-        "topup_line": "Aufladung Prepaid-Guthaben",
-        "refund_line": "Erstattung Prepaid-Guthaben",
-        "statement_title": "Nutzungsübersicht",
-        "opening_balance": "Anfangssaldo",
-        "closing_balance": "Endsaldo",
-        "calls": "Anrufe",
-        "date": "Datum",
-        "call": "Anruf",
-        "caller": "Rufnummer",
-        "duration": "Dauer",
-        "billed_seconds": "Abgerechnet",
-        "rate": "Tarif/Min.",
-        "amount": "Betrag",
-        "total": "Summe",
-        "refunds": "Erstattungen",
-        "adjustments": "Korrekturen",
-        "topups": "Aufladungen",
-        "statement_note": "Diese Übersicht ist keine Rechnung; die Umsatzsteuer wurde mit den Aufladungen "
-        "in Rechnung gestellt.",
-    },
-    "en": {
-        "title": "Invoice",
-        "credit_title": "Credit note",
-        "number": "Invoice number",
-        "issue_date": "Issue date",
-        "service_period": "Service period",
-        "corrects": "Corrects",
-        "customer_no": "Customer number",
-        "seller_vat_id": "VAT ID",
-        "vat_id": "VAT ID",
-        "buyer_vat_id": "Customer VAT ID",
-        "tax_number": "Tax number",
-        "pos": "#",
-        "description": "Description",
-        "vat_rate": "VAT",
-        "net": "Net",
-        "total_net": "Total net",
-        "vat": "VAT",
-        "total_gross": "Total",
-        "paid": "Already paid",
-        "bonus_title": "Bonus credit",
-        "bonus_text": "{amount} was added to your balance free of charge; the bonus is not a consideration "
-        "and not part of this invoice.",
-        "prepaid_note": "Advance payment for telephony services (AI phone assistant), charged by usage from the "
-        "prepaid balance.",
-        "paid_terms": "This amount has been paid.",
-        "refund_terms": "This amount is refunded.",
-        "topup_line": "Prepaid balance top-up",
-        "refund_line": "Prepaid balance refund",
-        "statement_title": "Usage statement",
-        "opening_balance": "Opening balance",
-        "closing_balance": "Closing balance",
-        "calls": "Calls",
-        "date": "Date",
-        "call": "Call",
-        "caller": "Caller",
-        "duration": "Duration",
-        "billed_seconds": "Billed",
-        "rate": "Rate/min",
-        "amount": "Amount",
-        "total": "Total",
-        "refunds": "Refunds",
-        "adjustments": "Adjustments",
-        "topups": "Top-ups",
-        "statement_note": "This statement is not an invoice; VAT was invoiced with the top-ups.",
-    },
-}
-
-
-def language(locale: str) -> str:
-    return "de" if locale.lower().startswith("de") else "en"
-
-
-def labels(locale: str) -> dict[str, str]:
-    return LABELS[language(locale)]
 
 
 @cache
@@ -138,13 +38,14 @@ def _helpers(locale: str, currency: str) -> dict[str, Any]:
     def money(cents: int) -> str:
         return Money(int(cents), currency).format(locale)
 
-    def when(iso: str) -> str:
-        return str(format_date(date.fromisoformat(iso[:10]), format="medium", locale=locale))
+    def when(day: date | str) -> str:
+        day = day if isinstance(day, date) else date.fromisoformat(day[:10])
+        return str(format_date(day, format="medium", locale=locale))
 
     def when_time(iso: str) -> str:
         return str(format_datetime(datetime.fromisoformat(iso), format="short", locale=locale))
 
-    def percent(rate: str) -> str:
+    def percent(rate: Decimal | str) -> str:
         return str(format_percent(Decimal(rate) / 100, format="#,##0.##%", locale=locale))
 
     def rate(value: str) -> str:
@@ -156,18 +57,18 @@ def _helpers(locale: str, currency: str) -> dict[str, Any]:
     return {"money": money, "date": when, "datetime": when_time, "percent": percent, "rate": rate, "country": country}
 
 
-def invoice_html(doc: dict[str, Any]) -> str:
-    t = dict(labels(doc["locale"]))
-    if doc["kind"] == "credit_note":
+def invoice_html(doc: InvoiceDocument) -> str:
+    t = dict(labels(doc.locale))
+    if doc.kind == "credit_note":
         t["title"] = t["credit_title"]
     return (
         _environment()
         .get_template("invoice.html")
-        .render(doc=doc, t=t, lang=language(doc["locale"]), **_helpers(doc["locale"], doc["currency"]))
+        .render(doc=doc, t=t, lang=language(doc.locale), **_helpers(doc.locale, doc.currency))
     )
 
 
-def statement_html(doc: dict[str, Any]) -> str:
+def statement_html(doc: Mapping[str, Any]) -> str:
     return (
         _environment()
         .get_template("statement.html")
@@ -184,7 +85,7 @@ def html_to_pdf(html: str, *, pdf_a: bool = False) -> bytes:
     return bytes(HTML(string=html, base_url=str(TEMPLATES)).write_pdf(**options))
 
 
-def render_invoice_pdf(doc: dict[str, Any]) -> bytes:
+def render_invoice_pdf(doc: InvoiceDocument) -> bytes:
     """PDF/A-3b with the EN 16931 XML attached as ``factur-x.xml`` (relationship Data) and the Factur-X XMP.
 
     WeasyPrint writes the attachment and the XMP in the same pass as the PDF; the XML is first checked
@@ -199,7 +100,7 @@ def render_invoice_pdf(doc: dict[str, Any]) -> bytes:
         file_obj=io.BytesIO(xml),
         name="factur-x.xml",
         relationship="Data",
-        description=f"Factur-X (EN 16931) {doc['number']}",
+        description=f"Factur-X (EN 16931) {doc.number}",
     )
     pdf = HTML(string=invoice_html(doc), base_url=str(TEMPLATES)).write_pdf(
         pdf_variant="pdf/a-3b", attachments=[attachment], xmp_metadata=[str(TEMPLATES / "factur-x.xmp")]
@@ -207,5 +108,16 @@ def render_invoice_pdf(doc: dict[str, Any]) -> bytes:
     return bytes(pdf)
 
 
-def render_statement_pdf(doc: dict[str, Any]) -> bytes:
+def render_statement_pdf(doc: Mapping[str, Any]) -> bytes:
     return html_to_pdf(statement_html(doc))
+
+
+class WeasyPrintRenderer:
+    """The :class:`~billing_core.ports.PdfRenderer` of the shipped processes; stateless, so it pickles
+    into a process pool."""
+
+    def render_invoice(self, doc: InvoiceDocument) -> bytes:
+        return render_invoice_pdf(doc)
+
+    def render_statement(self, doc: Mapping[str, Any]) -> bytes:
+        return render_statement_pdf(doc)

@@ -9,12 +9,15 @@ the webhook sidecar) wait on the busy timeout.
 MariaDB: READ COMMITTED with ``SELECT ... FOR UPDATE`` on the company's balance row. Deadlocks,
 lock-wait timeouts, Galera certification failures and lost connections roll back and run the whole
 function again; every write is idempotent through unique keys, so a retry after an ambiguous commit is safe.
+
+``write`` and ``read`` are the boundary where driver errors become the core's typed errors
+(:mod:`billing_core.db.errors`): callers see ``DatabaseUnavailable``, ``DatabaseRejected`` or
+``DatabaseNotMigrated``, never a driver exception (unique-key ``IntegrityError`` aside).
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,25 +25,27 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, CursorResult, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import QueuePool, StaticPool
 
+from billing_core.db.errors import (
+    UNAVAILABLE_MESSAGE,
+    is_conflict,
+    is_refused,
+    is_retryable,
+    retry_wait,
+    typed_database_errors,
+)
 from billing_core.db.group_commit import GroupCommitter
 from billing_core.errors import DatabaseUnavailable
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-# MariaDB error codes worth another attempt: deadlock / Galera certification failure, lock wait
-# timeout, WSREP not ready, and the ones that mean the connection went away.
-RETRYABLE_MYSQL_CODES = {1205, 1213, 1047, 2003, 2006, 2013, 1927, 1053}
-DISCONNECT_MYSQL_CODES = {2003, 2006, 2013, 1927, 1053}
 # A deadlock or a Galera certification failure means another transaction got there first and committed:
 # trying again makes progress, so these get a larger budget than an outage (on a cluster, a hot row such
 # as the invoice counter, written from several nodes at once, can lose certification many times in a row).
-CONFLICT_MYSQL_CODES = {1213}
 CONFLICT_ATTEMPTS = 25
-SQLITE_BUSY_MARKERS = ("database is locked", "database is busy", "database table is locked")
 
 _ASYNC_TO_SYNC_DRIVERS = {
     "sqlite+aiosqlite": "sqlite",
@@ -141,41 +146,8 @@ def inserted_id(result: CursorResult[Any]) -> int:
     return int(key[0])
 
 
-def is_retryable(error: BaseException) -> bool:
-    if not isinstance(error, DBAPIError):
-        return False
-    if error.connection_invalidated:
-        return True
-    orig = error.orig
-    args = getattr(orig, "args", ())
-    if args and isinstance(args[0], int):
-        return args[0] in RETRYABLE_MYSQL_CODES
-    return isinstance(error, OperationalError) and any(m in str(orig) for m in SQLITE_BUSY_MARKERS)
-
-
-def is_conflict(error: BaseException) -> bool:
-    """A deadlock, or on Galera a certification failure at commit (both surface as 1213)."""
-    args: tuple[Any, ...] = tuple(getattr(getattr(error, "orig", None), "args", ()))
-    return len(args) > 0 and args[0] in CONFLICT_MYSQL_CODES
-
-
-def is_refused(error: BaseException) -> bool:
-    """The server is not there at all (connection refused / cannot connect)."""
-    args: tuple[Any, ...] = tuple(getattr(getattr(error, "orig", None), "args", ()))
-    return len(args) > 0 and args[0] == 2003
-
-
-def is_unavailable(error: BaseException) -> bool:
-    """The database cannot be reached at all (as opposed to a conflict between transactions)."""
-    if not isinstance(error, DBAPIError):
-        return False
-    args = getattr(error.orig, "args", ())
-    code = args[0] if args and isinstance(args[0], int) else None
-    return error.connection_invalidated or code in DISCONNECT_MYSQL_CODES
-
-
-def _unavailable(error: DBAPIError) -> DatabaseUnavailable:
-    return DatabaseUnavailable("the database is unavailable; try again later")
+def _unavailable(_error: DBAPIError) -> DatabaseUnavailable:
+    return DatabaseUnavailable(UNAVAILABLE_MESSAGE)
 
 
 class Database:
@@ -194,18 +166,22 @@ class Database:
             )
 
     def write(self, work: Callable[[Connection], T]) -> T:
-        """Run ``work`` in one write transaction, committed when it returns, retried on transient errors."""
-        if self._group is not None:
-            return self._group.run(work)  # type: ignore[no-any-return]
-        return self._retrying(work, write=True)
+        """Run ``work`` in one write transaction, committed when it returns, retried on transient errors.
+
+        Driver errors leave as the core's typed errors (:mod:`billing_core.db.errors`); a unique-key
+        conflict stays an ``IntegrityError`` for the services' idempotency checks."""
+        with typed_database_errors(sqlite=self.is_sqlite):
+            if self._group is not None:
+                return self._group.run(work)  # type: ignore[no-any-return]
+            return self._retrying(work, write=True)
 
     def read(self, work: Callable[[Connection], T]) -> T:
-        """Run ``work`` in one consistent read-only transaction (rolled back at the end)."""
-        return self._retrying(work, write=False)
+        """Run ``work`` in one consistent read-only transaction (rolled back at the end); errors as :meth:`write`."""
+        with typed_database_errors(sqlite=self.is_sqlite):
+            return self._retrying(work, write=False)
 
     def _retrying(self, work: Callable[[Connection], T], *, write: bool) -> T:
-        budget = max(self.attempts, CONFLICT_ATTEMPTS)
-        for attempt in range(1, budget + 1):
+        for attempt in range(1, max(self.attempts, CONFLICT_ATTEMPTS) + 1):
             try:
                 with self._transaction(write=write) as conn:
                     return work(conn)
@@ -214,12 +190,9 @@ class Database:
                 gave_up = is_refused(error) and attempt >= 2
                 limit = CONFLICT_ATTEMPTS if is_conflict(error) else self.attempts
                 if not is_retryable(error) or attempt >= limit or gave_up:
-                    if is_unavailable(error) or is_retryable(error):
-                        raise _unavailable(error) from error
-                    raise
-                delay = min(0.5, 0.005 * 2**attempt) * random.uniform(0.5, 1.5)
+                    raise  # typed at the boundary (write/read)
                 log.warning("transient database error, retrying", extra={"attempt": attempt})
-                time.sleep(delay)
+                time.sleep(retry_wait(attempt))
         raise AssertionError("unreachable")  # pragma: no cover
 
     @contextmanager

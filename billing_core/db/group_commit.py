@@ -10,7 +10,6 @@ Leadership passes to the next waiting thread after each batch, so no caller is h
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +17,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
+
+from billing_core.db.errors import retry_wait
 
 MAX_BATCH = 64
 
@@ -104,7 +105,7 @@ class GroupCommitter:
                     conn.commit()
             except DBAPIError as error:
                 if self._is_retryable(error) and attempt < self._attempts:
-                    time.sleep(min(0.5, 0.005 * 2**attempt) * random.uniform(0.5, 1.5))
+                    time.sleep(retry_wait(attempt))
                     continue
                 failure = self._on_exhausted(error) if self._is_retryable(error) else error
                 for unit in batch:

@@ -8,6 +8,7 @@ from alembic import command
 from alembic.config import Config
 
 from billing_core.db.database import normalize_url
+from billing_core.db.errors import typed_database_errors
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -20,7 +21,8 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(url), revision)
+    with typed_database_errors(sqlite=normalize_url(url).startswith("sqlite")):
+        command.upgrade(alembic_config(url), revision)
 
 
 def downgrade(url: str, revision: str) -> None:

@@ -67,3 +67,19 @@ def _ranks_above(a: AppliedBonus, b: AppliedBonus) -> bool:
     key_a = (a.amount.cents, a.rule.company_id is not None, -a.rule.id)
     key_b = (b.amount.cents, b.rule.company_id is not None, -b.rule.id)
     return key_a > key_b
+
+
+def bonus_taken_back(*, bonus: int, paid: int, returned: int, already_taken: int, returned_after: int) -> int:
+    """The bonus that goes back with ``returned`` of a payment of ``paid`` that came with ``bonus``.
+
+    The one rule for refunds and lost disputes: the same share of the bonus as of the payment (rounded
+    down), never more than is left after ``already_taken``; once the payment is returned in full
+    (``returned_after`` reaches ``paid``) whatever bonus is left, so the shares add up to the bonus exactly.
+    All amounts are minor units of the payment's currency.
+    """
+    if bonus <= 0 or paid <= 0:
+        return 0
+    left = max(0, bonus - already_taken)
+    if returned_after >= paid:
+        return left
+    return min(bonus * min(returned, paid) // paid, left)

@@ -3,7 +3,9 @@
 Two-phase: the pending attempt row is committed first under the balance row lock (it counts toward the
 limits and blocks a second attempt), Stripe is called outside any lock with keys derived from the
 attempt, and the attempt is settled or failed in a second transaction. After ``max_failures``
-consecutive failures auto top-up switches itself off and says so.
+consecutive failures auto top-up switches itself off and says so. :class:`AutoTopupRecorder`'s
+``record_success_in`` and ``record_failure_in`` settle an attempt inside a caller's transaction (the
+second phase here, or a webhook that reports the outcome).
 """
 
 from __future__ import annotations
@@ -11,23 +13,20 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, func, select, update
 
-from billing_core.adapters.stripe_objects import PaymentIntentView
 from billing_core.db.database import inserted_id
 from billing_core.db.ledger import lock_balance, locking_select, write_guard
 from billing_core.db.tables import balances, companies, topups
 from billing_core.domain.auto_topup import AutoTopupSnapshot, decide
 from billing_core.errors import PaymentError, StripeRateLimited, StripeUnavailable
+from billing_core.ports import PaymentGateway, PaymentIntentView
 from billing_core.services import notifications
 from billing_core.services.context import ServiceContext
 from billing_core.services.payments import PaymentService, describe_failure
 from billing_core.services.topups import Topup, TopupService
-
-if TYPE_CHECKING:  # the SDK loads only where Stripe is configured
-    from billing_core.adapters.stripe_gateway import StripeGateway
 
 AUTH_REQUIRED_REASON = (
     "the bank asked the cardholder to authenticate (3-D Secure), which an automatic top-up cannot do; "
@@ -147,7 +146,7 @@ class AutoTopupRecorder:
 
 class AutoTopupService:
     def __init__(
-        self, ctx: ServiceContext, gateway: StripeGateway, payments: PaymentService, topups: TopupService
+        self, ctx: ServiceContext, gateway: PaymentGateway, payments: PaymentService, topups: TopupService
     ) -> None:
         self._ctx = ctx
         self._stripe = gateway

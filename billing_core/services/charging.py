@@ -3,7 +3,8 @@
 The hot path (:meth:`ChargingService.charge_call`) takes four statements and a commit: one locking
 SELECT that also brings the rate in force, the company's switch and the call's reservation as scalar
 subqueries; the charge row; the ledger entry; the balance update. A duplicate call id is caught by the
-unique key rather than looked up first, and answered from what was stored.
+unique key rather than looked up first, and answered from what was stored. ``reserve_in`` and
+``charge_call_in`` do the same inside a caller's transaction (the webhook inbox).
 """
 
 from __future__ import annotations

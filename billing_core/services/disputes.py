@@ -1,5 +1,8 @@
 """Card disputes on top-ups: the disputed amount is held back while open; lost means it leaves the balance,
-together with the bonus that came with that part of the payment."""
+together with the bonus that came with that part of the payment.
+
+Both steps arrive as Stripe webhooks, so both join the inbox's transaction (``open_in``, ``close_in``).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,10 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from billing_core.db.ledger import lock_balance, move_balance, post_entry
 from billing_core.db.tables import disputes, topup_refunds
+from billing_core.domain.bonus import bonus_taken_back
 from billing_core.services import audit, notifications
 from billing_core.services.context import ServiceContext
+from billing_core.services.notifications import NotificationKind
 from billing_core.services.topups import Topup
 
 
@@ -114,7 +119,7 @@ class DisputeService:
         )
 
     @staticmethod
-    def _tell(conn: Connection, kind: str, topup: Topup, now: datetime, **details: Any) -> None:
+    def _tell(conn: Connection, kind: NotificationKind, topup: Topup, now: datetime, **details: Any) -> None:
         """The admin alert and the audit row of a dispute event."""
         payload = {"topup_id": topup.id, "currency": topup.amount.currency, **details}
         notifications.enqueue(conn, kind=kind, recipient="admin", company_id=topup.company_id, payload=payload, now=now)
@@ -132,15 +137,19 @@ class DisputeService:
     @staticmethod
     def _bonus_share(conn: Connection, topup: Topup, amount: int) -> int:
         """The bonus that came with the disputed part of the payment, less what refunds already took back."""
-        if not topup.bonus.cents or not topup.amount.cents:
-            return 0
         taken = conn.execute(
             select(func.coalesce(func.sum(topup_refunds.c.bonus_reversed), 0)).where(
                 topup_refunds.c.topup_id == topup.id, topup_refunds.c.status.in_(("pending", "succeeded"))
             )
         ).scalar_one()
-        share = topup.bonus.cents * min(amount, topup.amount.cents) // topup.amount.cents
-        return max(0, min(share, topup.bonus.cents - int(taken)))
+        paid = topup.amount.cents
+        return bonus_taken_back(
+            bonus=topup.bonus.cents,
+            paid=paid,
+            returned=amount,
+            already_taken=int(taken),
+            returned_after=min(amount, paid),
+        )
 
     @staticmethod
     def _row(conn: Connection, dispute_id: str) -> Any:

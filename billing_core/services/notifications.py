@@ -7,15 +7,18 @@ Sending is the worker's job; a mail that cannot be sent never blocks or rolls ba
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from billing_core.db.tables import notifications
 
-KINDS = (
+# The one list of notification kinds: queueing checks against it, every kind has mail templates for the
+# recipients below (billing_core/templates/mail/<language>/<kind>.<recipient>.{txt,html}), tests use it.
+NotificationKind = Literal[
     "invoice",
     "credit_note",
     "low_balance",
@@ -28,14 +31,39 @@ KINDS = (
     "dispute_closed",
     "payment_method_detached",
     "invoice_blocked",
+]
+Recipient = Literal["company", "admin"]
+KINDS: tuple[NotificationKind, ...] = get_args(NotificationKind)
+RECIPIENTS: tuple[Recipient, ...] = get_args(Recipient)
+
+# Who receives each kind.
+SENT_TO: Mapping[NotificationKind, tuple[Recipient, ...]] = {
+    "invoice": ("company",),
+    "credit_note": ("company",),
+    "low_balance": ("company",),
+    "payment_failed": ("company", "admin"),
+    "auto_topup_succeeded": ("company",),
+    "auto_topup_failed": ("company",),
+    "auto_topup_disabled": ("company",),
+    "high_failure_rate": ("admin",),
+    "dispute_opened": ("admin",),
+    "dispute_closed": ("admin",),
+    "payment_method_detached": ("company",),
+    "invoice_blocked": ("admin",),
+}
+# Every (kind, recipient) pair that has templates; a notification queued for another pair fails at once.
+TEMPLATES: tuple[tuple[NotificationKind, Recipient], ...] = tuple(
+    (kind, recipient) for kind in KINDS for recipient in SENT_TO[kind]
 )
+# Kinds whose mail carries the document's PDF.
+ATTACHMENT_KINDS: frozenset[NotificationKind] = frozenset({"invoice", "credit_note"})
 
 
 def enqueue(
     conn: Connection,
     *,
-    kind: str,
-    recipient: str,
+    kind: NotificationKind,
+    recipient: Recipient,
     company_id: int | None,
     payload: dict[str, Any],
     now: datetime,
@@ -43,7 +71,7 @@ def enqueue(
 ) -> bool:
     """Queue a mail; returns False when ``dedupe_key`` was queued before (nothing new is written)."""
     assert kind in KINDS, kind
-    assert recipient in ("company", "admin"), recipient
+    assert recipient in RECIPIENTS, recipient
     if dedupe_key is not None:
         exists = conn.execute(select(notifications.c.id).where(notifications.c.dedupe_key == dedupe_key)).first()
         if exists is not None:

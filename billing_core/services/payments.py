@@ -3,18 +3,18 @@
 Two-phase, never holding a database lock across a Stripe call: a pending top-up row is committed first,
 Stripe is called with an idempotency key derived from that row, and what Stripe answered is recorded in
 a second transaction. Whoever learns of the outcome first (this answer, a webhook, the reconciler)
-settles the top-up; the others find it settled.
+settles the top-up; the others find it settled. ``forget_payment_method_in`` joins a caller's
+transaction (the webhook of a detached method); every public method of :class:`PaymentService` is one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from billing_core.adapters.stripe_objects import PaymentIntentView, PaymentMethodView
 from billing_core.db.tables import balances, companies
 from billing_core.errors import (
     CompanyNotFound,
@@ -24,12 +24,10 @@ from billing_core.errors import (
     StripeRequestRejected,
 )
 from billing_core.money import Money
+from billing_core.ports import PaymentGateway, PaymentIntentView, PaymentMethodView
 from billing_core.services import audit, notifications, validation
 from billing_core.services.context import ServiceContext
 from billing_core.services.topups import Topup, TopupService
-
-if TYPE_CHECKING:  # the SDK loads only where Stripe is configured
-    from billing_core.adapters.stripe_gateway import StripeGateway
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +108,7 @@ def forget_payment_method_in(
 
 
 class PaymentService:
-    def __init__(self, ctx: ServiceContext, gateway: StripeGateway, topups: TopupService) -> None:
+    def __init__(self, ctx: ServiceContext, gateway: PaymentGateway, topups: TopupService) -> None:
         self._ctx = ctx
         self._stripe = gateway
         self._topups = topups

@@ -9,20 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select
 
 from billing_core.db.tables import topups
 from billing_core.errors import PaymentError
+from billing_core.ports import PaymentGateway
 from billing_core.services.auto_topup import AutoTopupService
 from billing_core.services.context import ServiceContext
 from billing_core.services.payments import PaymentService
 from billing_core.services.topup_refunds import TopupRefundService
 from billing_core.services.topups import Topup, TopupService
-
-if TYPE_CHECKING:  # the SDK loads only where Stripe is configured
-    from billing_core.adapters.stripe_gateway import StripeGateway
 
 
 @dataclass
@@ -39,7 +37,7 @@ class ReconcileService:
     def __init__(
         self,
         ctx: ServiceContext,
-        gateway: StripeGateway,
+        gateway: PaymentGateway,
         topups: TopupService,
         payments: PaymentService,
         auto_topup: AutoTopupService,

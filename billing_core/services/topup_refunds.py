@@ -2,10 +2,12 @@
 
 Phase one (one transaction, balance row locked): check the amount against what was paid and not yet
 refunded (or being refunded) and against the available balance, work out the bonus to take back in
-proportion, write a pending refund row and hold the total on the balance (``reserved``), so nothing
-else can spend it while Stripe works. Phase two calls Stripe with the row's idempotency key. Phase
+proportion (:func:`~billing_core.domain.bonus.bonus_taken_back`, the rule lost disputes use too), write
+a pending refund row and hold the total on the balance (``reserved``), so nothing else can spend it
+while Stripe works. Phase two calls Stripe with the row's idempotency key. Phase
 three settles: ledger entries (``refund`` for the money, ``reversal`` for the bonus), the top-up's status
 and refunded amount, and the hold released; or, if Stripe refused, only the hold released.
+``record_stripe_refund_in`` records a refund Stripe reports inside the webhook inbox's transaction.
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, func, select, update
 
-from billing_core.adapters.stripe_objects import RefundView
 from billing_core.db.database import inserted_id
 from billing_core.db.ledger import LockedBalance, lock_balance, move_balance, post_entry
 from billing_core.db.tables import topup_refunds, topups
+from billing_core.domain.bonus import bonus_taken_back
 from billing_core.errors import (
     CurrencyMismatch,
     IdempotencyKeyReused,
@@ -34,12 +36,10 @@ from billing_core.errors import (
     StripeUnavailable,
 )
 from billing_core.money import Money
+from billing_core.ports import PaymentGateway, RefundView
 from billing_core.services import audit, validation
 from billing_core.services.context import ServiceContext
 from billing_core.services.topups import CREDITED, Topup, TopupService
-
-if TYPE_CHECKING:  # the SDK loads only where Stripe is configured
-    from billing_core.adapters.stripe_gateway import StripeGateway
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,17 +93,8 @@ class TopupRefund:
         }
 
 
-def proportional_bonus(topup: Topup, amount: int, bonus_already_reversed: int, refunded_after: int) -> int:
-    """The bonus share of a refund; the last refund takes whatever bonus is left, so rounding never drifts."""
-    if topup.bonus.cents == 0:
-        return 0
-    if refunded_after >= topup.amount.cents:
-        return topup.bonus.cents - bonus_already_reversed
-    return topup.bonus.cents * amount // topup.amount.cents
-
-
 class TopupRefundService:
-    def __init__(self, ctx: ServiceContext, gateway: StripeGateway | None, topups: TopupService) -> None:
+    def __init__(self, ctx: ServiceContext, gateway: PaymentGateway | None, topups: TopupService) -> None:
         self._ctx = ctx
         self._stripe = gateway
         self._topups = topups
@@ -196,7 +187,13 @@ class TopupRefundService:
                 topup_refunds.c.topup_id == topup.id, topup_refunds.c.status.in_(("succeeded", "pending"))
             )
         ).scalar_one()
-        bonus = proportional_bonus(current, cents, int(bonus_done), current.refunded.cents + cents)
+        bonus = bonus_taken_back(
+            bonus=current.bonus.cents,
+            paid=current.amount.cents,
+            returned=cents,
+            already_taken=int(bonus_done),
+            returned_after=current.refunded.cents + cents,
+        )
         now = self._ctx.clock()
         refund_id = inserted_id(
             conn.execute(
@@ -265,8 +262,12 @@ class TopupRefundService:
         cents = refundable if amount is None else amount.cents
         if cents <= 0 or cents > refundable:
             raise RefundExceedsCharge(cents or topup.amount.cents, max(refundable, 0), topup.amount.currency)
-        bonus = proportional_bonus(
-            topup, cents, int(bonus_done) + int(bonus_in_flight), topup.refunded.cents + int(in_flight) + cents
+        bonus = bonus_taken_back(
+            bonus=topup.bonus.cents,
+            paid=topup.amount.cents,
+            returned=cents,
+            already_taken=int(bonus_done) + int(bonus_in_flight),
+            returned_after=topup.refunded.cents + int(in_flight) + cents,
         )
         if cents + bonus > locked.available:
             raise InsufficientBalance(topup.company_id, cents + bonus, locked.available, locked.currency)

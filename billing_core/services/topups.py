@@ -3,6 +3,8 @@
 Whoever reports success first (the synchronous API answer, a webhook, the reconciler, an operator
 recording a bank transfer) calls :meth:`TopupService.settle`; the others get the same result back.
 The credit's ledger keys (``topup:<id>`` and ``topup:<id>:bonus``) make a second credit impossible.
+``settle_in``, ``fail_in``, ``cancel_in``, ``mark_processing_in``, ``find_in`` and ``get_in`` do the same
+inside a caller's transaction (webhooks, auto top-up); every other public method is one transaction.
 """
 
 from __future__ import annotations

@@ -457,7 +457,15 @@ def test_rejected_command_exits_1_with_one_line_and_changes_nothing(demo_for_err
 
 def test_command_on_an_unmigrated_database_exits_1_with_one_line(cli):
     line = cli.fails("companies", "list")
-    assert line.startswith("error (")
+    assert line.startswith("error (database_not_migrated): ")
+    assert "run `billing db upgrade`" in line
+
+
+def test_command_on_an_unreachable_database_exits_1_saying_it_is_unavailable(tmp_path):
+    unreachable = Cli("mysql+pymysql://billing:secret-pw@127.0.0.1:1/billing", tmp_path)
+    line = unreachable.fails("companies", "list")
+    assert line.startswith("error (database_unavailable): ")
+    assert "secret-pw" not in line
 
 
 def test_second_rate_for_the_same_instant_exits_1_with_one_line(migrated, demo):

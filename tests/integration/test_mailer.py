@@ -20,10 +20,11 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword
 from sqlalchemy import select
 
-from billing_core.adapters.mail import MailConfigurationError, MailError, SmtpConfig, SmtpMailSender
+from billing_core.adapters.mail import MailConfigurationError, SmtpConfig, SmtpMailSender
 from billing_core.bootstrap import Services, build_services
 from billing_core.db.database import Database
 from billing_core.db.tables import Base, notifications
+from billing_core.ports import MailSendError
 from billing_core.services import notifications as outbox
 from billing_core.services.context import ServiceContext
 from billing_core.services.mailer import MailerPolicy, MailerService, NotificationRow
@@ -473,14 +474,14 @@ async def test_two_workers_sending_at_once_deliver_each_mail_exactly_once(mail_s
 def test_low_balance_alert_is_queued_at_most_once_per_day_per_company(mail_services, clock):
     low = customer(mail_services, name="Low GmbH", funded="12.50")  # default threshold 20.00
     customer(mail_services, name="Rich GmbH", funded="80.00")
-    mailer = MailerService(mail_services.ctx, SmtpMailSender.from_url("smtp://127.0.0.1:1", from_address=FROM))
+    alerts = mail_services.alerts
 
-    assert mailer.queue_low_balance_alerts() == 1
-    assert mailer.queue_low_balance_alerts() == 0
+    assert alerts.queue_low_balance_alerts() == 1
+    assert alerts.queue_low_balance_alerts() == 0
     clock.advance(hours=14)  # 23:00 UTC, still the same day
-    assert mailer.queue_low_balance_alerts() == 0
+    assert alerts.queue_low_balance_alerts() == 0
     clock.advance(hours=2)
-    assert mailer.queue_low_balance_alerts() == 1
+    assert alerts.queue_low_balance_alerts() == 1
 
     queued = rows(mail_services)
     assert [(r["kind"], r["recipient"], r["company_id"]) for r in queued] == [("low_balance", "company", low.id)] * 2
@@ -495,7 +496,7 @@ async def test_a_queued_low_balance_alert_reaches_the_company(mail_services, smt
     recorder, port = smtp
     customer(mail_services, name="Low GmbH", funded="12.50")
     mailer = mailer_for(mail_services, port)
-    mailer.queue_low_balance_alerts()
+    mail_services.alerts.queue_low_balance_alerts()
 
     [delivery] = await mailer.send_due()
 
@@ -507,8 +508,8 @@ async def test_a_queued_low_balance_alert_reaches_the_company(mail_services, smt
 
 def test_failure_rate_alert_needs_more_than_ten_percent_and_comes_at_most_once_an_hour(mail_services, clock):
     company = customer(mail_services, funded="10.00")  # a bank transfer: not a payment that can fail
-    mailer = MailerService(mail_services.ctx, SmtpMailSender.from_url("smtp://127.0.0.1:1", from_address=FROM))
-    assert mailer.queue_failure_rate_alert() is False  # no failures at all
+    check = mail_services.alerts
+    assert check.queue_failure_rate_alert() is False  # no failures at all
 
     def payment(failed: bool) -> None:
         topup = mail_services.topups.create_pending(
@@ -523,15 +524,15 @@ def test_failure_rate_alert_needs_more_than_ten_percent_and_comes_at_most_once_a
 
     for n in range(10):
         payment(failed=n == 0)
-    assert mailer.queue_failure_rate_alert() is False  # 1 of 10 is not more than 10%
+    assert check.queue_failure_rate_alert() is False  # 1 of 10 is not more than 10%
     payment(failed=True)
-    assert mailer.queue_failure_rate_alert() is True  # 2 of 11
-    assert mailer.queue_failure_rate_alert() is False
+    assert check.queue_failure_rate_alert() is True  # 2 of 11
+    assert check.queue_failure_rate_alert() is False
     clock.advance(minutes=50)
     payment(failed=True)
-    assert mailer.queue_failure_rate_alert() is False  # still within the hour of the last alert
+    assert check.queue_failure_rate_alert() is False  # still within the hour of the last alert
     clock.advance(minutes=15)  # the window now holds only the last failure: 1 of 1
-    assert mailer.queue_failure_rate_alert() is True
+    assert check.queue_failure_rate_alert() is True
 
     alerts = rows(mail_services)
     assert [(r["kind"], r["recipient"], r["company_id"]) for r in alerts] == [("high_failure_rate", "admin", None)] * 2
@@ -605,9 +606,9 @@ async def test_a_refused_login_is_transient_and_never_shows_the_password():
         message["To"] = "someone@example.com"
         message["Subject"] = "hello"
         message.set_content("hi")
-        with pytest.raises(MailError) as refused:
+        with pytest.raises(MailSendError) as refused:
             await wrong.send(message)
-        assert refused.value.transient and refused.value.code == 535
+        assert refused.value.retryable and refused.value.code == 535
         assert "wr0ng-secret" not in str(refused.value)
         right = SmtpMailSender.from_url(f"smtp://mailer:right@127.0.0.1:{port}", from_address=FROM)
         await right.send(message)

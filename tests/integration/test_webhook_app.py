@@ -177,3 +177,27 @@ async def test_health_ready_and_metrics_endpoints(client, webhook_services):
     text = (await client.get("/metrics")).text
     assert 'webhook_events_total{outcome="processed",provider="retell",type="call_ended"} 1.0' in text
     assert "webhook_inbox_backlog" in text
+
+
+@pytest.mark.parametrize(
+    "database_url_of",
+    [
+        pytest.param(lambda tmp_path: f"sqlite:///{tmp_path / 'never-migrated.db'}", id="unmigrated-sqlite"),
+        pytest.param(lambda _: "mysql+pymysql://billing:pw@127.0.0.1:1/billing", id="unreachable-mariadb"),
+    ],
+)
+async def test_a_database_that_cannot_take_the_event_answers_503_so_the_sender_retries(database_url_of, tmp_path):
+    settings = make_settings(
+        database_url_of(tmp_path), stripe_webhook_secret=STRIPE_WEBHOOK_SECRET, retell_api_key=RETELL_API_KEY
+    )
+    services = build_services(settings)
+    app = build_app(services, run_worker=False)
+    body = retell_call("call_ended", "call_db_down", 1)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sidecar") as http:
+            response = await http.post("/api/retell/webhook", content=body, headers=retell_headers(body))
+    finally:
+        services.close()
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert response.json() == {"error": "database unavailable, retry later"}

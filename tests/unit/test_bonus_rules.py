@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from billing_core.domain.bonus import BonusRule, best_bonus
+from billing_core.domain.bonus import BonusRule, best_bonus, bonus_taken_back
 from billing_core.money import Money
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -200,3 +200,28 @@ def test_matching_rule_worth_nothing_gives_no_bonus():
     # 1 % of 0.49 is 0.0049: rounds to zero, so no bonus entry would be worth posting
     assert best_amount([rule(percent="1")], "0.49") is None
     assert best_amount([rule(percent="10", max_bonus_cents=0)], "100.00") is None
+
+
+# -- the bonus taken back with refunds and lost disputes ------------------------------------------------
+
+
+def test_partial_returns_take_back_the_same_share_of_the_bonus_rounded_down():
+    assert bonus_taken_back(bonus=1000, paid=15000, returned=5000, already_taken=0, returned_after=5000) == 333
+
+
+def test_the_return_that_completes_the_payment_takes_whatever_bonus_is_left():
+    first = bonus_taken_back(bonus=1000, paid=15000, returned=5000, already_taken=0, returned_after=5000)
+    second = bonus_taken_back(bonus=1000, paid=15000, returned=5000, already_taken=first, returned_after=10000)
+    last = bonus_taken_back(bonus=1000, paid=15000, returned=5000, already_taken=first + second, returned_after=15000)
+    assert (first, second, last) == (333, 333, 334)
+    assert first + second + last == 1000
+
+
+def test_never_more_bonus_than_is_left_and_none_without_a_bonus():
+    assert bonus_taken_back(bonus=1000, paid=10000, returned=8000, already_taken=900, returned_after=8000) == 100
+    assert bonus_taken_back(bonus=1000, paid=10000, returned=10000, already_taken=1000, returned_after=10000) == 0
+    assert bonus_taken_back(bonus=0, paid=10000, returned=10000, already_taken=0, returned_after=10000) == 0
+
+
+def test_a_dispute_over_more_than_was_paid_takes_back_the_whole_bonus_once():
+    assert bonus_taken_back(bonus=500, paid=10000, returned=12000, already_taken=0, returned_after=10000) == 500

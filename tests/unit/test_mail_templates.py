@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from billing_core.services import notifications
-from billing_core.services.mailer import TEMPLATES, MailCompany, MailRenderer, UnknownTemplate
+from billing_core.services.mail_templates import TEMPLATE_DIR, MailCompany, MailRenderer, UnknownTemplate
+from billing_core.services.notifications import TEMPLATES
 
 WHEN = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)  # 10:30 in Berlin
 COMPANY = MailCompany(id=7, name="Praxis Weber", email="praxis@example.com", locale="de_DE", currency="EUR")
@@ -73,8 +74,13 @@ def render(renderer: MailRenderer, kind: str, recipient: str, locale: str, **cha
     )
 
 
-def test_every_notification_kind_has_templates():
+def test_every_notification_kind_has_templates_and_every_template_a_kind():
     assert {kind for kind, _ in TEMPLATES} == set(notifications.KINDS)
+    on_disk = {path.relative_to(TEMPLATE_DIR).as_posix() for path in TEMPLATE_DIR.rglob("*.*") if "/" in
+               path.relative_to(TEMPLATE_DIR).as_posix() and path.stem.count(".") == 1}
+    expected = {f"{language}/{kind}.{recipient}.{ext}" for language in ("de", "en") for kind, recipient in TEMPLATES
+                for ext in ("txt", "html")}
+    assert on_disk == expected
     assert ("payment_failed", "company") in TEMPLATES and ("payment_failed", "admin") in TEMPLATES
 
 

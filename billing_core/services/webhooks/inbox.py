@@ -20,7 +20,8 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from billing_core.db.database import is_retryable
+from billing_core.backoff import backoff
+from billing_core.db.errors import is_retryable
 from billing_core.db.tables import webhook_events
 from billing_core.errors import BillingDisabled, Conflict, DatabaseUnavailable, InvalidInput, NotFound
 from billing_core.services.context import ServiceContext
@@ -288,7 +289,7 @@ class WebhookInbox:
                     "error": message,
                 },
             )
-        delay = min(self._policy.base_delay * 2 ** (attempts - 1), self._policy.max_delay)
+        delay = backoff(attempts, base=self._policy.base_delay, cap=self._policy.max_delay)
         return ("dead" if dead else "failed"), message, attempts, delay
 
     def process_due(self, *, limit: int = 100, only: list[int] | None = None) -> list[EventOutcome]:
