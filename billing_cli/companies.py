@@ -9,16 +9,20 @@ from typing import Any
 import click
 
 from billing_cli.main import (
+    cursor_option,
     default_actor,
     emit,
+    emit_page,
     handles_errors,
+    limit_option,
     money_text,
     parse_datetime,
     parse_decimal,
+    script_json,
     services,
 )
 from billing_core.money import Money
-from billing_core.services.companies import CompanyView
+from billing_core.queries.companies import CompanyOverview
 
 ADDRESS_OPTIONS = ("vat_id", "tax_number", "address_line1", "address_line2", "postal_code", "city", "country")
 
@@ -78,16 +82,20 @@ def add(
             actor=actor,
             **{k: v for k, v in details.items() if v is not None},
         )
-    emit(company.as_json(), as_json, lambda: _print_company(company))
+        overview = svc.queries.company(company.id)
+    emit(script_json(overview), as_json, lambda: _print_company(overview))
 
 
 @companies.command(name="list")
+@limit_option
+@cursor_option
 @json_option
 @handles_errors
-def list_companies(as_json: bool) -> None:
-    """All companies with balance, reserved and available amounts."""
+def list_companies(limit: int, cursor: str | None, as_json: bool) -> None:
+    """Companies in id order with balance, reserved and available amounts."""
     with services() as svc:
-        listing = svc.companies.list()
+        page = svc.queries.companies(limit=limit, cursor=cursor)
+    listing = page.items
 
     def human() -> None:
         click.echo(f"{'id':>4}  {'company':<30} {'balance':>14} {'available':>14}  billing  auto top-up")
@@ -97,7 +105,7 @@ def list_companies(as_json: bool) -> None:
                 f"{'on ' if c.prepaid_billing_enabled else 'off'}      {'on' if c.auto_topup_enabled else 'off'}"
             )
 
-    emit([c.as_json() for c in listing], as_json, human)
+    emit_page(page, as_json, human)
 
 
 @companies.command()
@@ -107,8 +115,8 @@ def list_companies(as_json: bool) -> None:
 def show(company_id: int, as_json: bool) -> None:
     """One company with its settings and rate history."""
     with services() as svc:
-        company = svc.companies.show(company_id)
-    emit(company.as_json(), as_json, lambda: _print_company(company))
+        company = svc.queries.company(company_id)
+    emit(script_json(company), as_json, lambda: _print_company(company))
 
 
 @companies.command(name="set")
@@ -141,7 +149,7 @@ def set_(
 ) -> None:
     """Change settings; only the options given are changed."""
     with services() as svc:
-        currency = svc.companies.show(company_id).currency
+        currency = svc.queries.company(company_id).currency
         changes: dict[str, Any] = {}
         for key, value in options.items():
             if value is None:
@@ -161,10 +169,11 @@ def set_(
             rate_effective_from=effective_from,
             **changes,
         )
-    emit(company.as_json(), as_json, lambda: _print_company(company))
+        overview = svc.queries.company(company.id)
+    emit(script_json(overview), as_json, lambda: _print_company(overview))
 
 
-def _print_company(c: CompanyView) -> None:
+def _print_company(c: CompanyOverview) -> None:
     click.echo(f"#{c.id} {c.name} <{c.email}>  ({c.currency}, {c.locale})")
     click.echo(f"  prepaid billing: {'on' if c.prepaid_billing_enabled else 'off'}")
     click.echo(
@@ -176,7 +185,7 @@ def _print_company(c: CompanyView) -> None:
         f"  auto top-up {'on' if c.auto_topup_enabled else 'off'}: {money_text(c.auto_topup_amount)} below "
         f"{money_text(c.auto_topup_threshold)}, {c.auto_topup_daily_limit}/day, monthly {monthly}"
     )
-    address = ", ".join(v for k, v in c.details.items() if k.startswith(("address", "postal", "city", "country")) and v)
+    address = ", ".join(v for v in (c.address_line1, c.address_line2, c.postal_code, c.city, c.country) if v)
     if address:
         click.echo(f"  address: {address}")
     for r in c.rates:

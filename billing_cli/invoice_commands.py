@@ -6,7 +6,18 @@ from pathlib import Path
 
 import click
 
-from billing_cli.main import emit, handles_errors, money_text, services
+from billing_cli.main import (
+    cursor_option,
+    emit,
+    emit_page,
+    handles_errors,
+    money_text,
+    script_json,
+    services,
+)
+from billing_core.queries import MAX_LIMIT
+from billing_core.queries.base import build
+from billing_core.queries.invoices import InvoiceFilters
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
@@ -19,22 +30,25 @@ def invoices() -> None:
 @invoices.command(name="list")
 @click.option("--company", "company_id", type=int, default=None)
 @click.option("--type", "kind", type=click.Choice(["invoice", "credit_note"]), default=None)
+@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=MAX_LIMIT, show_default=True)
+@cursor_option
 @json_option
 @handles_errors
-def list_invoices(company_id: int | None, kind: str | None, as_json: bool) -> None:
-    """Invoices and credit notes (number, company, type, amounts in minor units, issued at)."""
+def list_invoices(company_id: int | None, kind: str | None, limit: int, cursor: str | None, as_json: bool) -> None:
+    """Invoices and credit notes, newest first (number, company, type, amounts in minor units, issued at)."""
+    filters = build(InvoiceFilters, company_id=company_id, type=kind)
     with services() as svc:
-        rows = svc.invoices.list(company_id=company_id, kind=kind)
+        page = svc.queries.invoices(filters, limit=limit, cursor=cursor)
 
     def human() -> None:
-        for r in rows:
+        for r in page.items:
             click.echo(
-                f"{r.number}  {r.issued_at:%Y-%m-%d}  company {r.company_id:<5} {r.kind:<12} "
+                f"{r.number}  {r.issued_at:%Y-%m-%d}  company {r.company_id:<5} {r.type:<12} "
                 f"net {money_text(r.net):>12}  VAT {money_text(r.vat):>10}  gross {money_text(r.gross):>12}"
                 f"{'' if r.pdf_sha256 else '  (PDF pending)'}"
             )
 
-    emit([r.as_json() for r in rows], as_json, human)
+    emit_page(page, as_json, human)
 
 
 @invoices.command()
@@ -51,15 +65,15 @@ def list_invoices(company_id: int | None, kind: str | None, as_json: bool) -> No
 def show(number: str, pdf_path: Path | None, as_json: bool) -> None:
     """One invoice; --pdf writes out the stored PDF."""
     with services() as svc:
-        invoice = svc.invoices.get(number)
+        invoice = svc.queries.invoice(number)
         if pdf_path is not None:
             pdf_path.write_bytes(svc.invoice_files.pdf(number))
-            invoice = svc.invoices.get(number)
+            invoice = svc.queries.invoice(number)
     emit(
-        {**invoice.as_json(), "document": invoice.document.model_dump(mode="json")},
+        script_json(invoice),
         as_json,
         lambda: click.echo(
-            f"{invoice.number} ({invoice.kind}) for company {invoice.company_id}: gross {money_text(invoice.gross)}"
+            f"{invoice.number} ({invoice.type}) for company {invoice.company_id}: gross {money_text(invoice.gross)}"
             f"{f', PDF written to {pdf_path}' if pdf_path else ''}"
         ),
     )

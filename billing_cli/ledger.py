@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import sys
+from functools import partial
 
 import click
 
-from billing_cli.main import emit, handles_errors, money_text, services
+from billing_cli.main import (
+    cursor_option,
+    emit,
+    emit_page,
+    handles_errors,
+    limit_option,
+    money_text,
+    pages_up_to,
+    script_json,
+    services,
+)
+from billing_core.queries.base import build
+from billing_core.queries.ledger import LedgerFilters
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
@@ -43,9 +56,9 @@ def check(as_json: bool) -> None:
 def balance(company_id: int, as_json: bool) -> None:
     """Balance, reserved and available amounts of one company."""
     with services() as svc:
-        view = svc.balances.get(company_id)
+        view = svc.queries.balance(company_id)
     emit(
-        view.as_json(),
+        script_json(view),
         as_json,
         lambda: click.echo(
             f"balance {money_text(view.balance)}, reserved {money_text(view.reserved)}, "
@@ -57,7 +70,7 @@ def balance(company_id: int, as_json: bool) -> None:
 @ledger.command()
 @click.argument("company_id", type=int)
 @click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
-@click.option("--cursor", default=None, help="next_cursor of the previous page.")
+@cursor_option
 @click.option(
     "--type",
     "types",
@@ -68,11 +81,12 @@ def balance(company_id: int, as_json: bool) -> None:
 @handles_errors
 def history(company_id: int, limit: int, cursor: str | None, types: tuple[str, ...], as_json: bool) -> None:
     """Ledger entries, newest first."""
+    filters = build(LedgerFilters, company_id=company_id, types=types or None)
     with services() as svc:
-        page = svc.balances.history(company_id, limit=limit, cursor=cursor, types=types or None)
+        page = pages_up_to(partial(svc.queries.ledger_entries, filters), limit, cursor)
 
     def human() -> None:
-        for e in page.entries:
+        for e in page.items:
             click.echo(
                 f"{e.id:>8}  {e.created_at:%Y-%m-%d %H:%M:%S}  {e.type:<10} {money_text(e.amount):>14} "
                 f"-> {money_text(e.balance_after):>14}  {e.description}"
@@ -80,22 +94,28 @@ def history(company_id: int, limit: int, cursor: str | None, types: tuple[str, .
         if page.next_cursor:
             click.echo(f"more: --cursor {page.next_cursor}")
 
-    emit(page.as_json(), as_json, human)
+    emit(
+        {"entries": script_json(page.items), "next_cursor": page.next_cursor, "has_more": page.has_more},
+        as_json,
+        human,
+    )
 
 
 @ledger.command(name="low-balance")
+@limit_option
+@cursor_option
 @json_option
 @handles_errors
-def low_balance(as_json: bool) -> None:
-    """Companies whose balance is below their low-balance threshold."""
+def low_balance(limit: int, cursor: str | None, as_json: bool) -> None:
+    """Companies whose balance is below their low-balance threshold, in id order."""
     with services() as svc:
-        rows = svc.balances.low_balance_companies()
+        page = svc.queries.low_balance_companies(limit=limit, cursor=cursor)
 
     def human() -> None:
-        for r in rows:
+        for r in page.items:
             click.echo(
                 f"{r.company_id:>4}  {r.name:<30} {money_text(r.balance):>14} < "
                 f"{money_text(r.low_balance_threshold)}  auto top-up {'on' if r.auto_topup_enabled else 'off'}"
             )
 
-    emit([r.as_json() for r in rows], as_json, human)
+    emit_page(page, as_json, human)

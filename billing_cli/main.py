@@ -6,7 +6,7 @@ import getpass
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -14,11 +14,14 @@ from functools import wraps
 from typing import Any, TypeVar
 
 import click
+from pydantic import BaseModel
 
 from billing_core.bootstrap import Services, build_services
 from billing_core.config import Settings
 from billing_core.errors import BillingError
 from billing_core.money import Money
+from billing_core.queries import MAX_LIMIT, MoneyView, Page
+from billing_core.queries.base import DEFAULT_LIMIT
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -44,6 +47,44 @@ def emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
         click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
     else:
         human()
+
+
+def script_json(model: BaseModel | Sequence[BaseModel]) -> Any:
+    """A read model as ``--json`` prints it: pydantic's JSON mode, with money kept to the documented
+    ``{"cents": ..., "currency": ...}`` (the locale text is for people and tools, not for scripts)."""
+    if isinstance(model, BaseModel):
+        return _plain_money(model.model_dump(mode="json"))
+    return [_plain_money(item.model_dump(mode="json")) for item in model]
+
+
+def _plain_money(value: Any) -> Any:
+    if isinstance(value, dict):
+        if value.keys() == {"cents", "currency", "formatted"}:
+            return {"cents": value["cents"], "currency": value["currency"]}
+        return {key: _plain_money(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain_money(item) for item in value]
+    return value
+
+
+def emit_page(page: Page[Any], as_json: bool, human: Callable[[], None]) -> None:
+    """A page of a list: the items as a JSON array (the commands' contract); where more exist, the cursor
+    for the next page goes to stderr, so nothing is cut off silently."""
+    emit(script_json(page.items), as_json, human)
+    if page.next_cursor:
+        click.echo(f"more results: repeat with --cursor {page.next_cursor}", err=True)
+
+
+def pages_up_to(fetch: Callable[..., Page[Any]], limit: int, cursor: str | None) -> Page[Any]:
+    """Up to ``limit`` entries, read a page of at most MAX_LIMIT at a time (commands whose ``--limit``
+    allowed more than one page before the read side existed keep their range)."""
+    items: list[Any] = []
+    while True:
+        page = fetch(limit=min(MAX_LIMIT, limit - len(items)), cursor=cursor)
+        items.extend(page.items)
+        cursor = page.next_cursor
+        if cursor is None or len(items) >= limit:
+            return Page[Any](items=tuple(items), has_more=page.has_more, next_cursor=cursor)
 
 
 def handles_errors(fn: F) -> F:
@@ -89,8 +130,16 @@ def parse_datetime(_ctx: Any, _param: Any, value: str | None) -> datetime | None
     return parsed
 
 
-def money_text(money: Money) -> str:
+def money_text(money: Money | MoneyView) -> str:
+    if isinstance(money, MoneyView):
+        money = money.to_money()
     return f"{money.to_decimal():,f} {money.currency}"
+
+
+limit_option = click.option(
+    "--limit", type=click.IntRange(1, MAX_LIMIT), default=DEFAULT_LIMIT, show_default=True, help="Entries per page."
+)
+cursor_option = click.option("--cursor", default=None, help="Continue after the previous page (its next_cursor).")
 
 
 @click.group()

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import sys
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import partial
 
 import click
 
-from billing_cli.main import default_actor, emit, handles_errors, money_text, services
+from billing_cli.main import (
+    cursor_option,
+    default_actor,
+    emit,
+    emit_page,
+    handles_errors,
+    money_text,
+    pages_up_to,
+    parse_datetime,
+    services,
+)
 from billing_core.money import Money
+from billing_core.queries.base import build
+from billing_core.queries.payments import TopupFilters
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 actor_option = click.option("--actor", default=default_actor, show_default="cli:<user>")
@@ -27,22 +40,48 @@ def register(cli: click.Group, topups: click.Group) -> None:
 @click.command(name="list")
 @click.option("--company", "company_id", type=int, default=None)
 @click.option("--status", default=None, help="pending, processing, succeeded, failed, canceled, ...")
+@click.option(
+    "--method",
+    default=None,
+    type=click.Choice(["checkout", "payment_intent", "auto_topup", "bank_transfer", "manual"]),
+    help="How it was paid.",
+)
+@click.option("--since", callback=parse_datetime, help="Created at or after (ISO 8601 with time zone).")
+@click.option("--until", callback=parse_datetime, help="Created before (ISO 8601 with time zone).")
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@cursor_option
 @json_option
 @handles_errors
-def list_topups(company_id: int | None, status: str | None, limit: int, as_json: bool) -> None:
-    """Recent top-ups, newest first."""
+def list_topups(
+    company_id: int | None,
+    status: str | None,
+    method: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+) -> None:
+    """Top-ups, newest first (--status failed finds failed payments)."""
+    filters = build(
+        TopupFilters,
+        company_id=company_id,
+        statuses=(status,) if status else None,
+        methods=(method,) if method else None,
+        since=since,
+        until=until,
+    )
     with services() as svc:
-        rows = svc.topups.list(company_id=company_id, status=status, limit=limit)
+        page = pages_up_to(partial(svc.queries.topups, filters), limit, cursor)
 
     def human() -> None:
-        for t in rows:
+        for t in page.items:
             click.echo(
                 f"{t.id:>6}  {t.created_at:%Y-%m-%d %H:%M}  company {t.company_id:<5} {money_text(t.amount):>14} "
                 f"{t.status:<18} {t.source:<14} {t.failure_reason or ''}"
             )
 
-    emit([t.as_json() for t in rows], as_json, human)
+    emit_page(page, as_json, human)
 
 
 @click.command()

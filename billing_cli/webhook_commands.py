@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
-from datetime import timedelta
 
 import click
 
-from billing_cli.main import default_actor, emit, handles_errors, services
+from billing_cli.main import cursor_option, default_actor, emit, emit_page, handles_errors, script_json, services
 from billing_core.config import Settings
+from billing_core.queries import MAX_LIMIT
+from billing_core.queries.operations import WebhookFilters
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
@@ -54,22 +55,25 @@ def webhooks(ctx: click.Context, host: str, port: int, workers: int) -> None:
 
 @webhooks.command()
 @click.option("--all", "include_failed", is_flag=True, help="Also list events still being retried.")
+@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=MAX_LIMIT, show_default=True)
+@cursor_option
 @json_option
 @handles_errors
-def failed(include_failed: bool, as_json: bool) -> None:
-    """Dead-lettered events with their errors (the reference's queue:failed)."""
+def failed(include_failed: bool, limit: int, cursor: str | None, as_json: bool) -> None:
+    """Dead-lettered events with their errors, newest first (the reference's queue:failed)."""
+    filters = WebhookFilters(statuses=("dead", "failed") if include_failed else ("dead",))
     with services() as svc:
-        rows = svc.webhooks.events(statuses=("dead", "failed") if include_failed else ("dead",))
+        page = svc.queries.webhook_events(filters, limit=limit, cursor=cursor)
 
     def human() -> None:
-        for e in rows:
+        for e in page.items:
             click.echo(
                 f"{e.id:>6}  {e.provider:<6} {e.event_type:<34} {e.status:<6} attempts {e.attempts}  "
                 f"{e.last_error or ''}"
             )
-        click.echo(f"{len(rows)} event(s)")
+        click.echo(f"{len(page.items)} event(s){' (more: see --cursor)' if page.has_more else ''}")
 
-    emit([e.as_json() for e in rows], as_json, human)
+    emit_page(page, as_json, human)
 
 
 @webhooks.command()
@@ -96,24 +100,23 @@ def replay(event_ids: tuple[int, ...], all_failed: bool, as_json: bool) -> None:
 
 
 @webhooks.command()
-@click.option("--hours", type=click.IntRange(1), default=24, show_default=True)
+@click.option("--hours", type=click.IntRange(1, 24 * 366), default=24, show_default=True)
 @json_option
 @handles_errors
 def stats(hours: int, as_json: bool) -> None:
-    """Webhook processing time per provider and type (receipt to processed)."""
+    """Webhook processing time per provider and type (receipt to processed: average and maximum)."""
     with services() as svc:
-        rows = svc.webhooks.processing_times(since=svc.ctx.clock() - timedelta(hours=hours))
-        backlog = svc.webhooks.backlog()
+        rows = svc.queries.webhook_processing(hours=hours)
+        backlog = svc.queries.webhook_backlog()
 
     def human() -> None:
         for r in rows:
             click.echo(
-                f"{r['provider']:<6} {r['event_type']:<34} {r['count']:>7}  avg {r['avg_seconds']:.3f} s  "
-                f"max {r['max_seconds']:.3f} s"
+                f"{r.provider:<6} {r.event_type:<34} {r.count:>7}  avg {r.avg_seconds:.3f} s  max {r.max_seconds:.3f} s"
             )
         click.echo(f"backlog: {backlog or 'empty'}")
 
-    emit({"processing_times": rows, "backlog": backlog}, as_json, human)
+    emit({"processing_times": script_json(rows), "backlog": backlog}, as_json, human)
 
 
 @click.command()

@@ -12,6 +12,7 @@ from billing_core.config import Settings
 from billing_core.db.database import Database
 from billing_core.errors import StripeConfigurationError
 from billing_core.ports import PaymentGateway
+from billing_core.queries import Queries
 from billing_core.services.adjustments import AdjustmentService
 from billing_core.services.alerts import AlertService
 from billing_core.services.auto_topup import AutoTopupRecorder, AutoTopupService
@@ -63,6 +64,8 @@ class Services:
     alerts: AlertService
     mailer: MailerService | None
     stripe_services: StripeServices | None
+    queries: Queries
+    """The read side: what operators, reports and assistants read (see billing_core.queries)."""
 
     @property
     def db(self) -> Database:
@@ -171,4 +174,5 @@ def build_services(
         alerts=AlertService(ctx),
         mailer=build_mailer(ctx, invoice_files),
         stripe_services=stripe_services,
+        queries=Queries(ctx),
     )

@@ -114,7 +114,12 @@ class PrepaidBalance(Base):
 
 class BalanceTopup(Base):
     __tablename__ = "balance_topups"
-    __table_args__ = (Index("ix_balance_topups_company_created", "company_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_balance_topups_company_created", "company_id", "created_at"),
+        # payment statistics: covering indexes for top-ups created / credited in a period
+        Index("ix_balance_topups_created_stats", "created_at", "currency", "status", "source", "amount"),
+        Index("ix_balance_topups_succeeded_stats", "succeeded_at", "currency", "status", "amount", "bonus_amount"),
+    )
 
     id: Mapped[int] = _id()
     company_id: Mapped[int] = _company_fk()
@@ -148,6 +153,7 @@ class BalanceTransaction(Base):
     __table_args__ = (
         Index("ix_balance_transactions_company_id_id", "company_id", "id"),
         Index("ix_balance_transactions_reference", "reference_type", "reference_id"),
+        Index("ix_balance_transactions_type_created", "type", "created_at"),
     )
 
     id: Mapped[int] = _id()
@@ -169,6 +175,7 @@ class TopupRefund(Base):
     """A refund of a top-up back to the card or account, through Stripe (two-phase: pending, then settled)."""
 
     __tablename__ = "topup_refunds"
+    __table_args__ = (Index("ix_topup_refunds_created", "created_at"),)
 
     id: Mapped[int] = _id()
     topup_id: Mapped[int] = mapped_column(Id, ForeignKey("balance_topups.id"), index=True)
@@ -214,6 +221,9 @@ class WebhookEvent(Base):
     __table_args__ = (
         UniqueConstraint("provider", "event_id", name="uq_webhook_events_provider_event"),
         Index("ix_webhook_events_status_due", "status", "next_attempt_at"),
+        # processing-time statistics read only this index
+        Index("ix_webhook_events_received_stats", "received_at", "provider", "event_type", "processed_at"),
+        Index("ix_webhook_events_type", "event_type"),
     )
 
     id: Mapped[int] = _id()
@@ -303,7 +313,14 @@ class InvoiceCounter(Base):
 
 class CallCharge(Base):
     __tablename__ = "call_charges"
-    __table_args__ = (Index("ix_call_charges_company_charged", "company_id", "charged_at"),)
+    __table_args__ = (
+        Index("ix_call_charges_company_charged", "company_id", "charged_at"),
+        # payment statistics over a period read only this index
+        Index(
+            "ix_call_charges_charged_stats", "charged_at", "currency", "company_id", "billed_seconds", "amount_charged"
+        ),
+        Index("ix_call_charges_refund_status", "refund_status"),
+    )
 
     id: Mapped[int] = _id()
     call_id: Mapped[str] = mapped_column(String(128), unique=True)
@@ -375,7 +392,11 @@ class AuditLog(Base):
     """Who changed what: every setting change and money movement made by a person or a tool."""
 
     __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_log_company_created", "company_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_audit_log_company_created", "company_id", "created_at"),
+        Index("ix_audit_log_actor", "actor"),
+        Index("ix_audit_log_action", "action"),
+    )
 
     id: Mapped[int] = _id()
     actor: Mapped[str] = mapped_column(String(200))

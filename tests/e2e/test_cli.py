@@ -349,6 +349,27 @@ def test_money_commands_move_balances_and_keep_the_ledger_consistent(migrated, d
     money_commands_work(migrated, demo)
 
 
+def test_lists_are_pages_whose_next_cursor_goes_to_stderr(migrated, demo):
+    done = migrated.run("companies", "list", "--limit", "2", "--json")
+    first = json.loads(done.stdout)
+    assert len(first) == 2
+    assert done.stderr.startswith("more results: repeat with --cursor ")
+    cursor = done.stderr.split("--cursor ")[1].strip()
+    rest = migrated.json("companies", "list", "--limit", "2", "--cursor", cursor)
+    assert [c["id"] for c in first + rest] == sorted(demo.values())
+    assert all(c["current_rate"] and c["balance"].keys() == {"cents", "currency"} for c in first + rest)
+
+    transfers = migrated.json("topups", "list", "--method", "bank_transfer")
+    assert transfers and {t["source"] for t in transfers} == {"bank_transfer"}
+    assert migrated.json("topups", "list", "--status", "failed") == []
+    assert migrated.json("webhooks", "stats") == {"processing_times": [], "backlog": {}}
+    assert "--limit" in migrated.run("topups", "list", "--limit", "1001", code=2).stderr
+    line = migrated.fails("topups", "list", "--status", "paid")
+    assert line.startswith("error (invalid_input): statuses.0: Input should be")
+    line = migrated.fails("companies", "list", "--cursor", cursor + "x")
+    assert line == "error (invalid_cursor): the company list cursor is not one this server issued"
+
+
 def test_ledger_check_exits_1_naming_the_company_whose_balance_was_tampered_with(migrated, demo, sqlite_path):
     ledger_check_names_the_tampered_company(migrated, tamper_sqlite(sqlite_path), demo["Autohaus Berger GmbH"])
 

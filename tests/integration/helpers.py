@@ -9,8 +9,9 @@ from decimal import Decimal
 from sqlalchemy import func, select
 
 from billing_core.bootstrap import Services
-from billing_core.db.tables import call_charges, ledger
+from billing_core.db.tables import ledger
 from billing_core.money import Money
+from billing_core.queries import MAX_LIMIT
 from billing_core.services.companies import CompanyView
 
 
@@ -63,4 +64,12 @@ def charge_entries_per_call(services: Services) -> Counter[str]:
 
 
 def charged_call_ids(services: Services) -> list[str]:
-    return list(services.db.read(lambda conn: conn.execute(select(call_charges.c.call_id)).scalars().all()))
+    """Every charged call id, read page by page through the read side."""
+    call_ids: list[str] = []
+    cursor = None
+    while True:
+        page = services.queries.call_charges(limit=MAX_LIMIT, cursor=cursor)
+        call_ids += [charge.call_id for charge in page.items]
+        if page.next_cursor is None:
+            return call_ids
+        cursor = page.next_cursor

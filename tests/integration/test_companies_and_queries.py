@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -13,6 +12,8 @@ from sqlalchemy import select, text
 from billing_core.db.tables import audit_log, balances, billing_rates, companies, ledger
 from billing_core.errors import CompanyNotFound, InvalidAmount, InvalidCursor, InvalidInput
 from billing_core.money import Money
+from billing_core.queries import MAX_LIMIT
+from billing_core.queries.operations import AuditFilters
 from billing_core.services.companies import BEGINNING_OF_TIME
 from tests.integration.helpers import assert_ledger_ok, charge, eur, new_company
 
@@ -24,13 +25,10 @@ def state(services):
 
 
 def audit_rows(services, action):
-    return services.db.read(
-        lambda conn: (
-            conn.execute(select(audit_log).where(audit_log.c.action == action).order_by(audit_log.c.id))
-            .mappings()
-            .all()
-        )
-    )
+    """The audit entries of one action, oldest first, read through the read side."""
+    page = services.queries.audit_log(AuditFilters(action=action), limit=MAX_LIMIT)
+    assert not page.has_more
+    return [entry.model_dump() for entry in reversed(page.items)]
 
 
 def rate_rows(services, company_id):
@@ -77,7 +75,7 @@ def test_new_company_gets_the_configured_defaults(services, clock):
         company.id,
     )
     assert row["created_at"] == clock()
-    assert json.loads(row["details"]) == {
+    assert row["details"] == {
         "name": "Praxis Weber",
         "currency": "EUR",
         "rate_per_minute": "0.42",
@@ -262,7 +260,7 @@ def test_setting_change_writes_an_audit_row_with_the_difference(services, clock)
         company.id,
     )
     assert row["created_at"] == clock()
-    assert json.loads(row["details"]) == {
+    assert row["details"] == {
         "low_balance_threshold": {"from": {"cents": 2000, "currency": "EUR"}, "to": {"cents": 3000, "currency": "EUR"}},
         "auto_topup_enabled": {"from": False, "to": True},
     }
@@ -273,7 +271,7 @@ def test_rate_change_audit_row_shows_the_new_rate(services, clock):
     clock.advance(minutes=1)
     services.companies.set(company.id, actor="t", rate_per_minute=Decimal("0.50"))
     [row] = audit_rows(services, "company.updated")
-    details = json.loads(row["details"])
+    details = row["details"]
     assert list(details) == ["rates"]
     assert details["rates"]["to"][-1] == {
         "rate_per_minute": "0.500000",

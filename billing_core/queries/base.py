@@ -1,0 +1,164 @@
+"""What every read model shares: money as minor units plus formatted text, timestamps, and cursor pages."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from datetime import datetime
+from functools import lru_cache
+from typing import Annotated, Any, Generic, TypeVar
+
+from babel.numbers import format_currency
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, ValidationError
+from sqlalchemy import select
+
+from billing_core.db.tables import companies
+from billing_core.errors import CompanyNotFound, InvalidCursor, InvalidInput
+from billing_core.money import Money
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+# ISO 8601 with "+00:00", as the CLI's JSON has always printed timestamps (pydantic alone would print "Z").
+Timestamp = Annotated[datetime, PlainSerializer(lambda value: value.isoformat(), return_type=str, when_used="json")]
+
+
+# Filter bounds must say their time zone: stored instants are UTC and a naive time would be ambiguous.
+AwareTimestamp = Annotated[
+    AwareDatetime, PlainSerializer(lambda value: value.isoformat(), return_type=str, when_used="json")
+]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def build(model: type[M], **values: Any) -> M:
+    """Build filters from loose values; what does not fit is :class:`InvalidInput` naming the field."""
+    try:
+        return model(**values)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in e['loc']) or 'value'}: {e['msg']}" for e in error.errors()[:5]
+        )
+        raise InvalidInput(problems) from None
+
+
+class ReadModel(BaseModel):
+    """A frozen answer of the read side."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+@lru_cache(maxsize=8192)
+def _formatted(cents: int, currency: str, locale: str) -> str:
+    return str(format_currency(Money(cents, currency).to_decimal(), currency, locale=locale))
+
+
+class MoneyView(ReadModel):
+    """An amount: integer minor units and currency (what scripts compute with) plus text for people."""
+
+    cents: int = Field(description="Integer minor units, e.g. 4200 for 42.00 EUR.")
+    currency: str = Field(description="ISO 4217 currency code.")
+    formatted: str = Field(description="The amount as shown to people in the company's locale, e.g. '42,00 €'.")
+
+    @classmethod
+    def of(cls, cents: int, currency: str, locale: str) -> MoneyView:
+        cents = int(cents)
+        # values straight from the database (BIGINT, CHAR(3)) need no validation: skip it on this hot path
+        return cls.model_construct(cents=cents, currency=currency, formatted=_formatted(cents, currency, locale))
+
+    @classmethod
+    def from_money(cls, money: Money, locale: str) -> MoneyView:
+        return cls.of(money.cents, money.currency, locale)
+
+    def to_money(self) -> Money:
+        return Money(self.cents, self.currency)
+
+
+T = TypeVar("T")
+
+
+class Page(ReadModel, Generic[T]):
+    """One page of a list, newest first. Nothing is cut off silently: ``has_more`` says whether more exist."""
+
+    items: tuple[T, ...] = Field(description="The entries of this page, newest first.")
+    has_more: bool = Field(description="True when more entries match; pass next_cursor to get them.")
+    next_cursor: str | None = Field(description="Opaque cursor for the next page; null on the last page.")
+
+
+def check_limit(limit: int) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput(f"limit must be a whole number between 1 and {MAX_LIMIT}")
+    return limit
+
+
+def _fingerprint(kind: str, filters: BaseModel | None) -> str:
+    text = kind + ":" + ("" if filters is None else filters.model_dump_json())
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def encode_cursor(kind: str, filters: BaseModel | None, last_id: int) -> str:
+    """A keyset cursor: the id of the last entry shown, bound to the list and filters it was issued for."""
+    raw = json.dumps([kind, _fingerprint(kind, filters), last_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, kind: str, filters: BaseModel | None, *, noun: str) -> int:
+    """The last id a cursor points after; :class:`InvalidCursor` when it is not one issued for this list."""
+    try:
+        if not isinstance(cursor, str) or len(cursor) > 200:
+            raise ValueError("not a cursor")
+        decoded: Any = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+        issued_kind, fingerprint, last_id = decoded
+        if not isinstance(last_id, int) or isinstance(last_id, bool) or last_id < 1:
+            raise ValueError("bad position")
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise InvalidCursor(f"the {noun} cursor is not one this server issued") from None
+    if issued_kind != kind or fingerprint != _fingerprint(kind, filters):
+        raise InvalidCursor(f"the {noun} cursor was issued for another list or other filters")
+    return last_id
+
+
+def page_of(items: list[T], *, limit: int, kind: str, filters: BaseModel | None, last_id: Any) -> Page[T]:
+    """Build a page from ``limit + 1`` fetched items (the extra one only says that more exist)."""
+    more = len(items) > limit
+    shown = items[:limit]
+    cursor = encode_cursor(kind, filters, int(last_id(shown[-1]))) if more else None
+    return Page[T](items=tuple(shown), has_more=more, next_cursor=cursor)
+
+
+def ensure_company(conn: Any, company_id: int) -> None:
+    """A list filtered by a company that does not exist says so, instead of answering an empty page."""
+    if conn.execute(select(companies.c.id).where(companies.c.id == company_id)).first() is None:
+        raise CompanyNotFound(company_id)
+
+
+def keyset_page(
+    conn: Any,
+    query: Any,
+    id_column: Any,
+    build: Any,
+    *,
+    kind: str,
+    noun: str,
+    filters: BaseModel | None,
+    limit: int,
+    cursor: str | None,
+    company_id: int | None = None,
+) -> Page[Any]:
+    """Run ``query`` newest first (by ``id_column``), one page after ``cursor``; rows become items via ``build``.
+
+    Ids only grow, so rows inserted while someone pages appear before the first page, never inside the
+    pages already handed out: no gaps, no duplicates.
+    """
+    check_limit(limit)
+    if company_id is not None:
+        ensure_company(conn, company_id)
+    if cursor:
+        query = query.where(id_column < decode_cursor(cursor, kind, filters, noun=noun))
+    rows = conn.execute(query.order_by(id_column.desc()).limit(limit + 1)).mappings().all()
+    more = len(rows) > limit
+    shown = rows[:limit]
+    next_cursor = encode_cursor(kind, filters, int(shown[-1][id_column])) if more else None
+    return Page[Any](items=tuple(build(r) for r in shown), has_more=more, next_cursor=next_cursor)

@@ -1,0 +1,177 @@
+"""Ledger entries and call charges, paged newest first."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import Field
+from sqlalchemy import Connection, select
+
+from billing_core.db.tables import call_charges, companies, ledger
+from billing_core.errors import CallChargeNotFound
+from billing_core.queries.base import (
+    DEFAULT_LIMIT,
+    AwareTimestamp,
+    MoneyView,
+    Page,
+    ReadModel,
+    Timestamp,
+    keyset_page,
+)
+
+EntryType = Literal["topup", "bonus", "charge", "refund", "adjustment", "reversal"]
+RefundStatus = Literal["none", "partial", "full"]
+
+
+class LedgerEntryView(ReadModel):
+    """One append-only ledger entry: a signed amount and the balance before and after it."""
+
+    id: int
+    company_id: int
+    type: EntryType
+    amount: MoneyView = Field(description="Signed: credits positive, debits negative.")
+    balance_before: MoneyView
+    balance_after: MoneyView
+    description: str
+    reference_type: str | None = Field(description="What caused it: call_charge, topup, topup_refund, dispute, ...")
+    reference_id: str | None
+    actor: str | None
+    created_at: Timestamp
+
+
+class LedgerFilters(ReadModel):
+    company_id: int | None = Field(None, ge=1, description="One company's ledger; all companies when null.")
+    types: tuple[EntryType, ...] | None = Field(None, description="Only these entry types.")
+    since: AwareTimestamp | None = Field(None, description="Entries at or after this instant.")
+    until: AwareTimestamp | None = Field(None, description="Entries before this instant.")
+
+
+def _ledger_entry(row: Any) -> LedgerEntryView:
+    currency, locale = row["currency"], row["locale"]
+    return LedgerEntryView(
+        id=row["id"],
+        company_id=row["company_id"],
+        type=row["type"],
+        amount=MoneyView.of(row["amount"], currency, locale),
+        balance_before=MoneyView.of(row["balance_before"], currency, locale),
+        balance_after=MoneyView.of(row["balance_after"], currency, locale),
+        description=row["description"],
+        reference_type=row["reference_type"],
+        reference_id=row["reference_id"],
+        actor=row["actor"],
+        created_at=row["created_at"],
+    )
+
+
+def list_ledger_entries(
+    conn: Connection, filters: LedgerFilters | None = None, *, limit: int = DEFAULT_LIMIT, cursor: str | None = None
+) -> Page[LedgerEntryView]:
+    filters = filters or LedgerFilters()
+    query = select(ledger, companies.c.locale).join(companies, companies.c.id == ledger.c.company_id)
+    if filters.company_id is not None:
+        query = query.where(ledger.c.company_id == filters.company_id)
+    if filters.types:
+        query = query.where(ledger.c.type.in_(sorted(set(filters.types))))
+    if filters.since is not None:
+        query = query.where(ledger.c.created_at >= filters.since)
+    if filters.until is not None:
+        query = query.where(ledger.c.created_at < filters.until)
+    return keyset_page(
+        conn,
+        query,
+        ledger.c.id,
+        _ledger_entry,
+        kind="ledger",
+        noun="history",
+        filters=filters,
+        limit=limit,
+        cursor=cursor,
+        company_id=filters.company_id,
+    )
+
+
+class CallChargeView(ReadModel):
+    """A billed call: duration, the rate used, what was charged and what was refunded."""
+
+    id: int
+    call_id: str
+    company_id: int
+    duration_seconds: int
+    billed_seconds: int = Field(description="Duration rounded up to the billing increment.")
+    rate_per_minute: Decimal
+    billing_increment_seconds: int
+    amount_charged: MoneyView
+    refunded: MoneyView
+    refund_status: RefundStatus
+    call_started_at: Timestamp
+    call_ended_at: Timestamp | None
+    charged_at: Timestamp
+
+
+class CallChargeFilters(ReadModel):
+    company_id: int | None = Field(None, ge=1)
+    refund_status: RefundStatus | None = Field(None, description="none, partial or full.")
+    since: AwareTimestamp | None = Field(None, description="Charged at or after this instant.")
+    until: AwareTimestamp | None = Field(None, description="Charged before this instant.")
+
+
+def _call_charge(row: Any) -> CallChargeView:
+    currency, locale = row["currency"], row["locale"]
+    return CallChargeView(
+        id=row["id"],
+        call_id=row["call_id"],
+        company_id=row["company_id"],
+        duration_seconds=row["duration_seconds"],
+        billed_seconds=row["billed_seconds"],
+        rate_per_minute=row["rate_per_minute"],
+        billing_increment_seconds=row["billing_increment_seconds"],
+        amount_charged=MoneyView.of(row["amount_charged"], currency, locale),
+        refunded=MoneyView.of(row["refunded_amount"], currency, locale),
+        refund_status=row["refund_status"],
+        call_started_at=row["call_started_at"],
+        call_ended_at=row["call_ended_at"],
+        charged_at=row["charged_at"],
+    )
+
+
+def _call_query() -> Any:
+    return select(call_charges, companies.c.locale).join(companies, companies.c.id == call_charges.c.company_id)
+
+
+def list_call_charges(
+    conn: Connection,
+    filters: CallChargeFilters | None = None,
+    *,
+    limit: int = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> Page[CallChargeView]:
+    filters = filters or CallChargeFilters()
+    query = _call_query()
+    if filters.company_id is not None:
+        query = query.where(call_charges.c.company_id == filters.company_id)
+    if filters.refund_status is not None:
+        query = query.where(call_charges.c.refund_status == filters.refund_status)
+    if filters.since is not None:
+        query = query.where(call_charges.c.charged_at >= filters.since)
+    if filters.until is not None:
+        query = query.where(call_charges.c.charged_at < filters.until)
+    return keyset_page(
+        conn,
+        query,
+        call_charges.c.id,
+        _call_charge,
+        kind="call_charges",
+        noun="call charge",
+        filters=filters,
+        limit=limit,
+        cursor=cursor,
+        company_id=filters.company_id,
+    )
+
+
+def call_charge(conn: Connection, call_id: str) -> CallChargeView:
+    row = conn.execute(_call_query().where(call_charges.c.call_id == call_id)).mappings().first()
+    if row is None:
+        raise CallChargeNotFound(call_id)
+    return _call_charge(row)

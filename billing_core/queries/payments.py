@@ -1,0 +1,262 @@
+"""Top-ups (how failed payments are found), their refunds, and card disputes, paged newest first."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+from sqlalchemy import Connection, select
+
+from billing_core.db.tables import companies, disputes, topup_refunds, topups
+from billing_core.errors import TopupNotFound
+from billing_core.queries.base import (
+    DEFAULT_LIMIT,
+    AwareTimestamp,
+    MoneyView,
+    Page,
+    ReadModel,
+    Timestamp,
+    keyset_page,
+)
+
+TopupStatus = Literal["pending", "processing", "succeeded", "failed", "canceled", "partially_refunded", "refunded"]
+TopupMethod = Literal["checkout", "payment_intent", "auto_topup", "bank_transfer", "manual"]
+
+
+class TopupView(ReadModel):
+    """A top-up: requested, paid or failed; ``source`` is how it was paid."""
+
+    id: int
+    company_id: int
+    amount: MoneyView
+    bonus: MoneyView
+    status: str
+    source: str = Field(description="checkout, payment_intent, auto_topup, bank_transfer or manual.")
+    payment_method_type: str | None = Field(description="card, sepa_debit, ... when Stripe reported it.")
+    reference: str | None
+    initiated_by: str | None
+    stripe_payment_intent_id: str | None
+    stripe_checkout_session_id: str | None
+    stripe_charge_id: str | None
+    stripe_payment_method_id: str | None
+    checkout_url: str | None
+    refunded: MoneyView
+    failure_reason: str | None
+    failure_code: str | None
+    created_at: Timestamp
+    succeeded_at: Timestamp | None
+
+
+class TopupFilters(ReadModel):
+    company_id: int | None = Field(None, ge=1)
+    statuses: tuple[TopupStatus, ...] | None = Field(None, description="e.g. ['failed'] to find failed payments.")
+    methods: tuple[TopupMethod, ...] | None = Field(None, description="How it was paid (the top-up's source).")
+    since: AwareTimestamp | None = Field(None, description="Created at or after this instant.")
+    until: AwareTimestamp | None = Field(None, description="Created before this instant.")
+
+
+def _topup(row: Any) -> TopupView:
+    currency, locale = row["currency"], row["locale"]
+    return TopupView(
+        id=row["id"],
+        company_id=row["company_id"],
+        amount=MoneyView.of(row["amount"], currency, locale),
+        bonus=MoneyView.of(row["bonus_amount"], currency, locale),
+        status=row["status"],
+        source=row["source"],
+        payment_method_type=row["payment_method_type"],
+        reference=row["reference"],
+        initiated_by=row["initiated_by"],
+        stripe_payment_intent_id=row["stripe_payment_intent_id"],
+        stripe_checkout_session_id=row["stripe_checkout_session_id"],
+        stripe_charge_id=row["stripe_charge_id"],
+        stripe_payment_method_id=row["stripe_payment_method_id"],
+        checkout_url=row["checkout_url"],
+        refunded=MoneyView.of(row["refunded_amount"], currency, locale),
+        failure_reason=row["failure_reason"],
+        failure_code=row["failure_code"],
+        created_at=row["created_at"],
+        succeeded_at=row["succeeded_at"],
+    )
+
+
+def _topup_query() -> Any:
+    return select(topups, companies.c.locale).join(companies, companies.c.id == topups.c.company_id)
+
+
+def list_topups(
+    conn: Connection, filters: TopupFilters | None = None, *, limit: int = DEFAULT_LIMIT, cursor: str | None = None
+) -> Page[TopupView]:
+    filters = filters or TopupFilters()
+    query = _topup_query()
+    if filters.company_id is not None:
+        query = query.where(topups.c.company_id == filters.company_id)
+    if filters.statuses:
+        query = query.where(topups.c.status.in_(sorted(set(filters.statuses))))
+    if filters.methods:
+        query = query.where(topups.c.source.in_(sorted(set(filters.methods))))
+    if filters.since is not None:
+        query = query.where(topups.c.created_at >= filters.since)
+    if filters.until is not None:
+        query = query.where(topups.c.created_at < filters.until)
+    return keyset_page(
+        conn,
+        query,
+        topups.c.id,
+        _topup,
+        kind="topups",
+        noun="top-up",
+        filters=filters,
+        limit=limit,
+        cursor=cursor,
+        company_id=filters.company_id,
+    )
+
+
+def topup(conn: Connection, topup_id: int) -> TopupView:
+    row = conn.execute(_topup_query().where(topups.c.id == topup_id)).mappings().first()
+    if row is None:
+        raise TopupNotFound(topup_id)
+    return _topup(row)
+
+
+class TopupRefundView(ReadModel):
+    """Money sent back to the card or account for a top-up (pending until Stripe settles it)."""
+
+    id: int
+    topup_id: int
+    company_id: int
+    amount: MoneyView
+    bonus_reversed: MoneyView = Field(description="The share of the bonus taken back with this refund.")
+    status: str = Field(description="pending, succeeded or failed.")
+    source: str = Field(description="ours (through billing) or stripe_dashboard.")
+    reason: str
+    actor: str
+    stripe_refund_id: str | None
+    failure_reason: str | None
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class TopupRefundFilters(ReadModel):
+    company_id: int | None = Field(None, ge=1)
+    topup_id: int | None = Field(None, ge=1)
+    statuses: tuple[Literal["pending", "succeeded", "failed"], ...] | None = None
+    since: AwareTimestamp | None = Field(None, description="Created at or after this instant.")
+    until: AwareTimestamp | None = Field(None, description="Created before this instant.")
+
+
+def _refund(row: Any) -> TopupRefundView:
+    currency, locale = row["currency"], row["locale"]
+    return TopupRefundView(
+        id=row["id"],
+        topup_id=row["topup_id"],
+        company_id=row["company_id"],
+        amount=MoneyView.of(row["amount"], currency, locale),
+        bonus_reversed=MoneyView.of(row["bonus_reversed"], currency, locale),
+        status=row["status"],
+        source=row["source"],
+        reason=row["reason"],
+        actor=row["actor"],
+        stripe_refund_id=row["stripe_refund_id"],
+        failure_reason=row["failure_reason"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def list_topup_refunds(
+    conn: Connection,
+    filters: TopupRefundFilters | None = None,
+    *,
+    limit: int = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> Page[TopupRefundView]:
+    filters = filters or TopupRefundFilters()
+    query = select(topup_refunds, companies.c.locale).join(companies, companies.c.id == topup_refunds.c.company_id)
+    if filters.company_id is not None:
+        query = query.where(topup_refunds.c.company_id == filters.company_id)
+    if filters.topup_id is not None:
+        query = query.where(topup_refunds.c.topup_id == filters.topup_id)
+    if filters.statuses:
+        query = query.where(topup_refunds.c.status.in_(sorted(set(filters.statuses))))
+    if filters.since is not None:
+        query = query.where(topup_refunds.c.created_at >= filters.since)
+    if filters.until is not None:
+        query = query.where(topup_refunds.c.created_at < filters.until)
+    return keyset_page(
+        conn,
+        query,
+        topup_refunds.c.id,
+        _refund,
+        kind="topup_refunds",
+        noun="refund",
+        filters=filters,
+        limit=limit,
+        cursor=cursor,
+        company_id=filters.company_id,
+    )
+
+
+class DisputeView(ReadModel):
+    """A card dispute on a top-up; its amount is held until Stripe closes it."""
+
+    id: int
+    stripe_dispute_id: str
+    stripe_charge_id: str
+    topup_id: int
+    company_id: int
+    amount: MoneyView
+    status: str = Field(description="open, won or lost.")
+    reason: str | None
+    created_at: Timestamp
+    closed_at: Timestamp | None
+
+
+class DisputeFilters(ReadModel):
+    company_id: int | None = Field(None, ge=1)
+    statuses: tuple[Literal["open", "won", "lost"], ...] | None = None
+    since: AwareTimestamp | None = Field(None, description="Opened at or after this instant.")
+    until: AwareTimestamp | None = Field(None, description="Opened before this instant.")
+
+
+def _dispute(row: Any) -> DisputeView:
+    return DisputeView(
+        id=row["id"],
+        stripe_dispute_id=row["stripe_dispute_id"],
+        stripe_charge_id=row["stripe_charge_id"],
+        topup_id=row["topup_id"],
+        company_id=row["company_id"],
+        amount=MoneyView.of(row["amount"], row["currency"], row["locale"]),
+        status=row["status"],
+        reason=row["reason"],
+        created_at=row["created_at"],
+        closed_at=row["closed_at"],
+    )
+
+
+def list_disputes(
+    conn: Connection, filters: DisputeFilters | None = None, *, limit: int = DEFAULT_LIMIT, cursor: str | None = None
+) -> Page[DisputeView]:
+    filters = filters or DisputeFilters()
+    query = select(disputes, companies.c.locale).join(companies, companies.c.id == disputes.c.company_id)
+    if filters.company_id is not None:
+        query = query.where(disputes.c.company_id == filters.company_id)
+    if filters.statuses:
+        query = query.where(disputes.c.status.in_(sorted(set(filters.statuses))))
+    if filters.since is not None:
+        query = query.where(disputes.c.created_at >= filters.since)
+    if filters.until is not None:
+        query = query.where(disputes.c.created_at < filters.until)
+    return keyset_page(
+        conn,
+        query,
+        disputes.c.id,
+        _dispute,
+        kind="disputes",
+        noun="dispute",
+        filters=filters,
+        limit=limit,
+        cursor=cursor,
+        company_id=filters.company_id,
+    )
