@@ -32,7 +32,7 @@ from billing_core.bootstrap import build_services
 from billing_core.config import Settings
 from billing_core.queries.ledger import LedgerFilters
 from billing_core.queries.payments import TopupFilters
-from billing_core.queries.periods import Period
+from billing_core.queries.periods import Period, offset_segments
 
 TIMEZONE = "Europe/Berlin"
 COMPANY = 4242
@@ -42,15 +42,43 @@ def stored(instant: datetime) -> str:
     return instant.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
+def day_sql(column: str, segments: list[tuple[datetime, int]], dialect: str) -> str:
+    """The local day of a stored UTC column, by hand for each dialect (a CASE over the offset changes)."""
+
+    def shifted(offset: int) -> str:
+        if dialect == "sqlite":
+            return f"date({column}, '{offset:+d} seconds')"
+        return f"DATE(TIMESTAMPADD(SECOND, {offset}, {column}))"
+
+    if len(segments) == 1:
+        return shifted(segments[0][1])
+    whens = " ".join(
+        f"WHEN {column} < '{stored(segments[i + 1][0])}' THEN {shifted(offset)}"
+        for i, (_, offset) in enumerate(segments[:-1])
+    )
+    return f"CASE {whens} ELSE {shifted(segments[-1][1])} END"
+
+
 def statistics_sql(dialect: str, period: Period, company_id: int | None) -> list[tuple[str, tuple[Any, ...]]]:
-    """The statements payment statistics run, written by hand, with their parameters."""
-    bounds = [stored(b) for b in period.day_bounds(TIMEZONE)]
+    """The statements payment statistics run, written by hand, with their parameters: one GROUP BY of the
+    local day, or (SQLite, whole business) a UNION ALL of one range aggregate per day."""
+    instants = period.day_bounds(TIMEZONE)
+    bounds = [stored(b) for b in instants]
     days = len(bounds) - 1
+    grouped = dialect != "sqlite" or company_id is not None
+    segments = offset_segments(instants[0], instants[-1], TIMEZONE)
     p = "?" if dialect == "sqlite" else "%s"
     scope = f"currency = {p}" + (f" AND company_id = {p}" if company_id else "")
     scope_params: tuple[Any, ...] = ("EUR", *((company_id,) if company_id else ()))
 
     def per_day(table: str, column: str, columns: str, where: str = "", by: str = "") -> tuple[str, tuple[Any, ...]]:
+        if grouped:
+            return (
+                f"SELECT {day_sql(column, segments, dialect)} AS day{', ' + by if by else ''}, {columns} "
+                f"FROM {table} WHERE {column} >= {p} AND {column} < {p} AND {scope}{where} "
+                f"GROUP BY day{', ' + by if by else ''}",
+                (bounds[0], bounds[-1], *scope_params),
+            )
         group = f" GROUP BY {by}" if by else ""
         branch = (
             f"SELECT {{i}} AS day{', ' + by if by else ''}, {columns} FROM {table} "
@@ -92,17 +120,27 @@ def statistics_sql(dialect: str, period: Period, company_id: int | None) -> list
             elapsed = f"({us.format(c='processed_at')} - {us.format(c='received_at')})"
         else:
             elapsed = "TIMESTAMPDIFF(MICROSECOND, received_at, processed_at)"
-        branch = (
-            f"SELECT {{i}} AS day, provider, event_type, COUNT(*), SUM({elapsed}), MAX({elapsed}) "
-            f"FROM webhook_events WHERE received_at >= {p} AND received_at < {p} AND processed_at IS NOT NULL "
-            "GROUP BY provider, event_type"
-        )
-        statements.append(
-            (
-                " UNION ALL ".join(branch.format(i=i) for i in range(days)),
-                tuple(value for i in range(days) for value in (bounds[i], bounds[i + 1])),
+        columns = f"provider, event_type, COUNT(*), SUM({elapsed}), MAX({elapsed})"
+        window = f"FROM webhook_events WHERE received_at >= {p} AND received_at < {p} AND processed_at IS NOT NULL"
+        if grouped:
+            statements.append(
+                (
+                    f"SELECT {day_sql('received_at', segments, dialect)} AS day, {columns} {window} "
+                    "GROUP BY day, provider, event_type",
+                    (bounds[0], bounds[-1]),
+                )
             )
-        )
+        else:
+            branch = (
+                "SELECT {i} AS day, provider, event_type, COUNT(*), SUM(e), MAX(e) FROM "
+                f"(SELECT provider, event_type, {elapsed} AS e {window} LIMIT -1) GROUP BY provider, event_type"
+            )
+            statements.append(
+                (
+                    " UNION ALL ".join(branch.format(i=i) for i in range(days)),
+                    tuple(value for i in range(days) for value in (bounds[i], bounds[i + 1])),
+                )
+            )
     return statements
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from sqlalchemy.engine import make_url
 
-from billing_cli.demo import load_demo_data
+from billing_cli.demo import demo_settings, load_demo_data
 from billing_cli.main import default_actor, emit, handles_errors, money_text, services
 from billing_core.config import Settings
 from billing_core.services.companies import CompanyView
@@ -42,7 +42,7 @@ def register(cli: click.Group) -> None:
     @handles_errors
     def demo(as_json: bool) -> None:
         """Load demo companies, top-ups and calls when the database is empty; show balances."""
-        with services() as svc:
+        with services(demo_settings(Settings())) as svc:
             seeded = load_demo_data(svc, actor=default_actor())
             listing = svc.companies.list()
         emit(

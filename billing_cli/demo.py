@@ -10,8 +10,28 @@ from typing import Any
 from sqlalchemy import func, select
 
 from billing_core.bootstrap import Services
+from billing_core.config import Settings
 from billing_core.db.tables import companies
 from billing_core.money import Money
+
+# The seller on the demo's invoices when the operator has configured none (Settings invents no seller):
+# named as a demo so that nobody takes these documents for real ones.
+DEMO_SELLER: dict[str, str] = {
+    "seller_name": "Demo Sprachassistenz GmbH (Demo-Daten)",
+    "seller_address_line1": "Musterstraße 1",
+    "seller_postal_code": "10115",
+    "seller_city": "Berlin",
+    "seller_country": "DE",
+    "seller_vat_id": "DE136695976",
+    "seller_email": "rechnung@demo.example",
+}
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """The operator's settings for loading the demo: their seller if configured, the demo seller otherwise."""
+    if not settings.missing_seller_settings():
+        return settings
+    return settings.model_copy(update=DEMO_SELLER)
 
 
 @dataclass(frozen=True)

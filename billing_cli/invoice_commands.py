@@ -103,8 +103,11 @@ def render(limit: int) -> None:
 @invoices.command(name="issue-missing")
 @handles_errors
 def issue_missing() -> None:
-    """Invoice credited top-ups that have no invoice yet (after missing company data was added)."""
+    """Invoice credited top-ups that have no invoice yet (after missing company or seller data was added)."""
     with services() as svc:
+        missing = svc.ctx.settings.missing_seller_settings()
+        if missing:
+            raise click.ClickException(f"the seller is not configured; set {', '.join(missing)}")
         numbers = svc.invoices.issue_missing()
     click.echo(f"{len(numbers)} issued" + (f": {', '.join(numbers)}" if numbers else ""))
 

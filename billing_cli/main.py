@@ -34,8 +34,8 @@ def default_actor() -> str:
 
 
 @contextmanager
-def services() -> Iterator[Services]:
-    built = build_services(Settings())
+def services(settings: Settings | None = None) -> Iterator[Services]:
+    built = build_services(settings or Settings())
     try:
         yield built
     finally:

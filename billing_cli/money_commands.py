@@ -1,4 +1,5 @@
-"""Operator money movements: ``billing adjust``, ``billing calls refund``, ``billing topups record``, bonus rules."""
+"""Operator money movements: ``billing adjust``, ``billing calls refund|release``, ``billing topups record``,
+bonus rules."""
 
 from __future__ import annotations
 
@@ -89,6 +90,27 @@ def refund(
         lambda: click.echo(
             f"refunded {money_text(result.amount)} of {money_text(result.charged)} ({result.refund_status}), "
             f"balance now {money_text(result.balance_after)}"
+        ),
+    )
+
+
+@calls.command()
+@click.argument("call_id")
+@click.option("--reason", default="released by an operator", show_default=True)
+@actor_option
+@json_option
+@handles_errors
+def release(call_id: str, reason: str, actor: str, as_json: bool) -> None:
+    """Give back what a call still holds (its call_ended never came); audited; a second time changes nothing."""
+    with services() as svc:
+        result = svc.charging.release_hold(call_id=call_id, actor=actor, reason=reason)
+    emit(
+        result.as_json(),
+        as_json,
+        lambda: click.echo(
+            f"released {money_text(result.amount)} held for call {call_id} (company {result.company_id})"
+            if result.released_now
+            else f"call {call_id} holds nothing any more ({result.status}); nothing changed"
         ),
     )
 

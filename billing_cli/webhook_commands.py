@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -10,6 +12,9 @@ from billing_cli.main import cursor_option, default_actor, emit, emit_page, hand
 from billing_core.config import Settings
 from billing_core.queries import MAX_LIMIT
 from billing_core.queries.operations import WebhookFilters
+
+if TYPE_CHECKING:
+    from webhook_app.worker import Worker
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
@@ -60,10 +65,10 @@ def webhooks(ctx: click.Context, host: str, port: int, workers: int) -> None:
 @json_option
 @handles_errors
 def failed(include_failed: bool, limit: int, cursor: str | None, as_json: bool) -> None:
-    """Dead-lettered events with their errors, newest first (the reference's queue:failed)."""
+    """Dead-lettered events with their errors, oldest first (the reference's queue:failed)."""
     filters = WebhookFilters(statuses=("dead", "failed") if include_failed else ("dead",))
     with services() as svc:
-        page = svc.queries.webhook_events(filters, limit=limit, cursor=cursor)
+        page = svc.queries.webhook_events(filters, limit=limit, cursor=cursor, oldest_first=True)
 
     def human() -> None:
         for e in page.items:
@@ -121,7 +126,9 @@ def stats(hours: int, as_json: bool) -> None:
 
 @click.command()
 def worker() -> None:
-    """Run a standalone worker (retries, follow-ups, auto top-up sweep); run as many as needed."""
+    """Run a standalone worker: inbox retries and follow-ups, and every scheduled job (invoice PDFs, mail,
+    alerts, auto top-up sweep, expiry of stale call holds). Run as many as needed; SIGTERM stops it after
+    the step at hand."""
     import anyio
 
     from billing_core.bootstrap import build_services
@@ -132,11 +139,28 @@ def worker() -> None:
     configure_logging()
     built = build_services(Settings())
     try:
-        anyio.run(Worker(built, WebhookMetrics()).run)
+        anyio.run(_work_until_signalled, Worker(built, WebhookMetrics()))
     except KeyboardInterrupt:
         pass
     finally:
         built.close()
+
+
+async def _work_until_signalled(worker: Worker) -> None:
+    import anyio
+
+    stop = anyio.Event()
+
+    async def on_signal() -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for _ in signals:
+                stop.set()
+                return
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(on_signal)
+        await worker.run(stop=stop)
+        group.cancel_scope.cancel()
 
 
 @click.group()

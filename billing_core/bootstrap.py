@@ -28,6 +28,7 @@ from billing_core.services.mailer import MailerService, NotificationRow
 from billing_core.services.payments import PaymentService, forget_payment_method_in
 from billing_core.services.reconcile import ReconcileService
 from billing_core.services.refunds import RefundService
+from billing_core.services.schedule import JobSchedule
 from billing_core.services.statements import StatementService
 from billing_core.services.topup_refunds import TopupRefundService
 from billing_core.services.topups import TopupService
@@ -64,6 +65,7 @@ class Services:
     alerts: AlertService
     mailer: MailerService | None
     stripe_services: StripeServices | None
+    schedule: JobSchedule
     queries: Queries
     """The read side: what operators, reports and assistants read (see billing_core.queries)."""
 
@@ -174,5 +176,6 @@ def build_services(
         alerts=AlertService(ctx),
         mailer=build_mailer(ctx, invoice_files),
         stripe_services=stripe_services,
+        schedule=JobSchedule(ctx),
         queries=Queries(ctx),
     )

@@ -78,15 +78,32 @@ class Settings(BaseSettings):
     webhook_tolerance_seconds: int = Field(300, ge=10, validation_alias=env("BILLING_WEBHOOK_TOLERANCE"))
     db_threads: int = Field(16, ge=1, le=200, validation_alias=env("BILLING_DB_THREADS"))
     run_worker_in_webhook_process: bool = Field(True, validation_alias=env("BILLING_WEBHOOK_WORKER"))
-    # The seller printed on every invoice (§14 Abs. 4 UStG: name, address, tax number or VAT id).
-    seller_name: str = Field("AskProAI GmbH", validation_alias=env("BILLING_SELLER_NAME"))
-    seller_address_line1: str = Field("Friedrichstraße 123", validation_alias=env("BILLING_SELLER_ADDRESS"))
-    seller_postal_code: str = Field("10117", validation_alias=env("BILLING_SELLER_POSTAL_CODE"))
-    seller_city: str = Field("Berlin", validation_alias=env("BILLING_SELLER_CITY"))
+    # The longest call there can be: a hold older than this is released by the worker (its call_ended
+    # never came), and a call_ended claiming a longer call is not charged.
+    max_call_seconds: int = Field(14400, ge=60, le=7 * 24 * 3600, validation_alias=env("BILLING_MAX_CALL_SECONDS"))
+    # How often the worker's scheduled jobs run, in seconds (one worker runs each job per interval).
+    job_invoice_pdfs_seconds: int = Field(10, ge=1, validation_alias=env("BILLING_JOB_INVOICE_PDFS_SECONDS"))
+    job_mail_outbox_seconds: int = Field(10, ge=1, validation_alias=env("BILLING_JOB_MAIL_OUTBOX_SECONDS"))
+    job_low_balance_alerts_seconds: int = Field(
+        300, ge=1, validation_alias=env("BILLING_JOB_LOW_BALANCE_ALERTS_SECONDS")
+    )
+    job_failure_rate_alert_seconds: int = Field(
+        300, ge=1, validation_alias=env("BILLING_JOB_FAILURE_RATE_ALERT_SECONDS")
+    )
+    job_auto_topup_sweep_seconds: int = Field(60, ge=1, validation_alias=env("BILLING_JOB_AUTO_TOPUP_SWEEP_SECONDS"))
+    job_expire_holds_seconds: int = Field(300, ge=1, validation_alias=env("BILLING_JOB_EXPIRE_HOLDS_SECONDS"))
+    pdf_processes: int = Field(2, ge=1, le=64, validation_alias=env("BILLING_PDF_PROCESSES"))
+    # The seller printed on every invoice (§14 Abs. 4 UStG: name, address, tax number or VAT id). There is
+    # no default: until it is configured, invoices wait (an invoice_blocked alert to the admin) and
+    # `billing invoices issue-missing` issues them afterwards.
+    seller_name: str = Field("", validation_alias=env("BILLING_SELLER_NAME"))
+    seller_address_line1: str = Field("", validation_alias=env("BILLING_SELLER_ADDRESS"))
+    seller_postal_code: str = Field("", validation_alias=env("BILLING_SELLER_POSTAL_CODE"))
+    seller_city: str = Field("", validation_alias=env("BILLING_SELLER_CITY"))
     seller_country: str = Field("DE", validation_alias=env("BILLING_SELLER_COUNTRY"))
-    seller_vat_id: str = Field("DE136695976", validation_alias=env("BILLING_SELLER_VAT_ID"))
+    seller_vat_id: str = Field("", validation_alias=env("BILLING_SELLER_VAT_ID"))
     seller_tax_number: str = Field("", validation_alias=env("BILLING_SELLER_TAX_NUMBER"))
-    seller_email: str = Field("billing@askproai.example", validation_alias=env("BILLING_SELLER_EMAIL"))
+    seller_email: str = Field("", validation_alias=env("BILLING_SELLER_EMAIL"))
     # VAT on prepaid top-ups: a top-up is an advance payment, so VAT is due when it is received
     # (§13 Abs. 1 Nr. 1 a Satz 4 UStG) and the invoice is issued then. By default the amount paid
     # includes VAT (gross); set BILLING_PRICES_INCLUDE_VAT=false when top-up amounts are net.
@@ -146,6 +163,18 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown payment methods: {', '.join(sorted(unknown))}")
         return ",".join(sorted(methods))
+
+    def missing_seller_settings(self) -> list[str]:
+        """The BILLING_SELLER_* settings an invoice needs that are not set (empty when invoices can be issued)."""
+        required = {
+            "BILLING_SELLER_NAME": self.seller_name,
+            "BILLING_SELLER_ADDRESS": self.seller_address_line1,
+            "BILLING_SELLER_POSTAL_CODE": self.seller_postal_code,
+            "BILLING_SELLER_CITY": self.seller_city,
+            "BILLING_SELLER_COUNTRY": self.seller_country,
+            "BILLING_SELLER_VAT_ID or BILLING_SELLER_TAX_NUMBER": self.seller_vat_id or self.seller_tax_number,
+        }
+        return [name for name, value in required.items() if not value.strip()]
 
     @property
     def allowed_countries(self) -> frozenset[str]:

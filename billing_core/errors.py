@@ -210,8 +210,21 @@ class StripeUnavailable(PaymentError):
 
 class InvoiceDataMissing(InvalidInput):
     code = "invoice_data_missing"
+    party = "company"  # whose details are missing: the buyer's (company) or the seller's
 
-    def __init__(self, company_id: int, missing: list[str]) -> None:
-        super().__init__(f"company {company_id} cannot be invoiced: {', '.join(missing)} missing")
+    def __init__(self, company_id: int, missing: list[str], message: str | None = None) -> None:
+        super().__init__(message or f"company {company_id} cannot be invoiced: {', '.join(missing)} missing")
         self.company_id = company_id
         self.missing = missing
+
+
+class SellerDataMissing(InvoiceDataMissing):
+    """No seller is configured (there is no default): nothing can be invoiced until BILLING_SELLER_* are set."""
+
+    code = "seller_data_missing"
+    party = "seller"
+
+    def __init__(self, company_id: int, missing: list[str]) -> None:
+        super().__init__(
+            company_id, missing, f"no invoice can be issued until the seller is configured: {', '.join(missing)}"
+        )

@@ -146,8 +146,23 @@ def clock() -> Clock:
     return Clock(datetime(2026, 11, 2, 9, 0, tzinfo=UTC))
 
 
+# The seller the tests invoice as (Settings has none by default; an operator must configure theirs).
+TEST_SELLER: dict[str, str] = {
+    "seller_name": "AskProAI GmbH",
+    "seller_address_line1": "Friedrichstraße 123",
+    "seller_postal_code": "10117",
+    "seller_city": "Berlin",
+    "seller_country": "DE",
+    "seller_vat_id": "DE136695976",
+    "seller_email": "billing@askproai.example",
+}
+NO_SELLER: dict[str, str] = {name: "" for name in TEST_SELLER if name != "seller_country"}
+
+
 def make_settings(database_url: str, **overrides: object) -> Settings:
-    return Settings(_env_file=None, database_url=database_url, **overrides)  # type: ignore[call-arg]
+    """Settings for a test: nothing from the environment, the test seller unless overridden (``**NO_SELLER``)."""
+    values = {**TEST_SELLER, **overrides}
+    return Settings(_env_file=None, database_url=database_url, **values)  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -1,18 +1,28 @@
-"""The worker: retries due inbox events, runs follow-ups (auto top-up), renders invoice PDFs in a process
-pool, sends the mail outbox, and sweeps for missed auto top-ups, low balances and payment failure spikes.
+"""The worker: processes due inbox events, and runs the scheduled jobs of :data:`JOBS`.
 
 It runs inside the webhook process by default (``BILLING_WEBHOOK_WORKER``) or as ``billing worker``
-processes when scaled out; the inbox's ``FOR UPDATE SKIP LOCKED`` claim keeps several of them apart.
+processes when scaled out. Two loops run side by side, so a slow job never holds back the inbox:
+
+- the inbox: every poll, due events are claimed row by row (``FOR UPDATE SKIP LOCKED``), so any number of
+  workers share them;
+- the schedule: each job has a row in ``job_schedule``; a worker runs a job only after moving its
+  ``next_run_at`` ahead in a transaction (see :mod:`billing_core.services.schedule`), so with several
+  workers each job still runs once per interval (``BILLING_JOB_<NAME>_SECONDS``).
 """
 
 from __future__ import annotations
 
 import logging
-import time
+import multiprocessing
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import anyio
 
 from billing_core.bootstrap import Services
+from billing_core.config import Settings
 from billing_core.errors import BillingError
 from billing_core.services.webhooks.inbox import EventOutcome, FollowUp
 from webhook_app.metrics import WebhookMetrics
@@ -20,36 +30,119 @@ from webhook_app.metrics import WebhookMetrics
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Job:
+    name: str
+    interval: Callable[[Settings], int]  # seconds
+    run: Callable[[Worker], Awaitable[int]]  # returns how many things it did, for the log
+    available: Callable[[Services], bool] = lambda _services: True
+
+
+# -- the jobs: one function each ---------------------------------------------------------------------
+
+
+async def render_invoice_pdfs(worker: Worker) -> int:
+    """PDFs of newly issued invoices and credit notes, in a process pool; each first rendering queues its mail."""
+    svc = worker.services
+    rendered = await svc.call(svc.invoice_files.render_pending, executor=worker.pdf_pool())
+    return len(rendered)
+
+
+async def send_mail(worker: Worker) -> int:
+    """The outbox, batch after batch until it has nothing due (only with SMTP_URL)."""
+    mailer = worker.services.mailer
+    assert mailer is not None
+    sent = 0
+    while batch := await mailer.send_due(limit=50):
+        sent += sum(1 for delivery in batch if delivery.status == "sent")
+        if len(batch) < 50:
+            break
+    return sent
+
+
+async def queue_low_balance_alerts(worker: Worker) -> int:
+    svc = worker.services
+    return await svc.call(svc.alerts.queue_low_balance_alerts)
+
+
+async def queue_failure_rate_alert(worker: Worker) -> int:
+    svc = worker.services
+    return int(await svc.call(svc.alerts.queue_failure_rate_alert))
+
+
+async def sweep_auto_topups(worker: Worker) -> int:
+    """Catch the auto top-ups whose follow-up was lost (a crash right after the charge)."""
+    companies = await worker.services.call(worker.services.stripe.auto_topup.due_companies)
+    await worker.follow_up(tuple(FollowUp("auto_topup", company) for company in companies))
+    return len(companies)
+
+
+async def expire_holds(worker: Worker) -> int:
+    """Release call holds older than the longest call (``BILLING_MAX_CALL_SECONDS``), with an audit entry."""
+    svc = worker.services
+    return len(await svc.call(svc.charging.expire_holds))
+
+
+JOBS: tuple[Job, ...] = (
+    Job("invoice_pdfs", lambda s: s.job_invoice_pdfs_seconds, render_invoice_pdfs),
+    Job("mail_outbox", lambda s: s.job_mail_outbox_seconds, send_mail, lambda svc: svc.mailer is not None),
+    Job("low_balance_alerts", lambda s: s.job_low_balance_alerts_seconds, queue_low_balance_alerts),
+    Job("failure_rate_alert", lambda s: s.job_failure_rate_alert_seconds, queue_failure_rate_alert),
+    Job(
+        "auto_topup_sweep",
+        lambda s: s.job_auto_topup_sweep_seconds,
+        sweep_auto_topups,
+        lambda svc: svc.stripe_services is not None,
+    ),
+    Job("expire_holds", lambda s: s.job_expire_holds_seconds, expire_holds),
+)
+
+
 class Worker:
     def __init__(
-        self, services: Services, metrics: WebhookMetrics, *, poll_seconds: float = 0.5, sweep_seconds: float = 60
+        self,
+        services: Services,
+        metrics: WebhookMetrics,
+        *,
+        poll_seconds: float = 0.5,
+        jobs: tuple[Job, ...] = JOBS,
     ) -> None:
-        self._services = services
+        self.services = services
         self._metrics = metrics
         self._poll = poll_seconds
-        self._sweep_every = sweep_seconds
+        self._jobs = {job.name: job for job in jobs if job.available(services)}
+        self._next_check: datetime | None = None
+        self._pool: ProcessPoolExecutor | None = None
 
     async def run(self, *, stop: anyio.Event | None = None) -> None:
-        next_sweep = 0.0
-        while stop is None or not stop.is_set():
+        stop = stop or anyio.Event()
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._repeat, "inbox", self.process_inbox, stop)
+                group.start_soon(self._repeat, "schedule", self.run_due_jobs, stop)
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _repeat(self, loop: str, step: Callable[[], Awaitable[None]], stop: anyio.Event) -> None:
+        while not stop.is_set():
             try:
-                outcomes = await self._services.call(self._services.webhooks.process_due)
-                for outcome in outcomes:
-                    self.observe(outcome)
-                    await self.follow_up(outcome.follow_ups)
-                self._metrics.set_backlog(await self._services.call(self._services.webhooks.backlog))
-                if time.monotonic() >= next_sweep:
-                    next_sweep = time.monotonic() + self._sweep_every
-                    await self.sweep_auto_topups()
+                await step()
             except BillingError as error:  # database down: keep trying, quietly
-                log.warning("worker cycle failed", extra={"error": error.code})
+                log.warning("worker cycle failed", extra={"loop": loop, "error": error.code})
             except Exception as error:  # never let the loop die
-                log.error("worker cycle failed", extra={"error": type(error).__name__})
-            if stop is None:
-                await anyio.sleep(self._poll)
-            else:
-                with anyio.move_on_after(self._poll):
-                    await stop.wait()
+                log.error("worker cycle failed", extra={"loop": loop, "error": type(error).__name__})
+            with anyio.move_on_after(self._poll):
+                await stop.wait()
+
+    # -- the inbox --------------------------------------------------------------------------------
+
+    async def process_inbox(self) -> None:
+        outcomes = await self.services.call(self.services.webhooks.process_due)
+        for outcome in outcomes:
+            self.observe(outcome)
+            await self.follow_up(outcome.follow_ups)
+        self._metrics.set_backlog(await self.services.call(self.services.webhooks.backlog))
 
     def observe(self, outcome: EventOutcome) -> None:
         self._metrics.outcomes.labels(outcome.provider, outcome.event_type, outcome.status).inc()
@@ -69,12 +162,12 @@ class Worker:
             )
 
     async def follow_up(self, follow_ups: tuple[FollowUp, ...]) -> None:
-        stripe = self._services.stripe_services
+        stripe = self.services.stripe_services
         for item in follow_ups:
             if item.kind != "auto_topup" or stripe is None:
                 continue
             try:
-                outcome = await self._services.call(stripe.auto_topup.trigger, item.company_id)
+                outcome = await self.services.call(stripe.auto_topup.trigger, item.company_id)
                 log.info(
                     "auto top-up check",
                     extra={"company_id": item.company_id, "triggered": outcome.triggered, "reason": outcome.reason},
@@ -82,9 +175,36 @@ class Worker:
             except BillingError as error:
                 log.warning("auto top-up check failed", extra={"company_id": item.company_id, "error": error.code})
 
-    async def sweep_auto_topups(self) -> None:
-        """Catch the auto top-ups whose follow-up was lost (a crash right after the charge)."""
-        if self._services.stripe_services is None:
+    # -- the schedule -----------------------------------------------------------------------------
+
+    async def run_due_jobs(self) -> None:
+        """Claim the jobs that are due, run them one after the other, and book their next runs."""
+        svc = self.services
+        if not self._jobs or (self._next_check is not None and svc.ctx.clock() < self._next_check):
             return
-        companies = await self._services.call(self._services.stripe.auto_topup.due_companies)
-        await self.follow_up(tuple(FollowUp("auto_topup", company) for company in companies))
+        intervals = {name: timedelta(seconds=job.interval(svc.ctx.settings)) for name, job in self._jobs.items()}
+        claimed = await svc.call(svc.schedule.claim_due, intervals, retry_after=timedelta(seconds=self._poll))
+        next_check = claimed.next_check_at
+        for claim in claimed.claims:
+            error: str | None = None
+            try:
+                done = await self._jobs[claim.job].run(self)
+                log.info("job finished", extra={"job": claim.job, "count": done})
+            except BillingError as failure:
+                error = f"{failure.code}: {failure.message}"
+                log.warning("job failed", extra={"job": claim.job, "error": failure.code})
+            except Exception as failure:  # one broken job must not stop the others
+                error = type(failure).__name__
+                log.error("job failed", extra={"job": claim.job, "error": error})
+            next_run = await svc.call(svc.schedule.finish, claim, error=error)
+            if next_run is not None:
+                next_check = min(next_check, next_run)
+        self._next_check = next_check
+
+    def pdf_pool(self) -> ProcessPoolExecutor:
+        """Made on first use; fresh processes (spawn), never forks of a process that runs threads."""
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                self.services.ctx.settings.pdf_processes, mp_context=multiprocessing.get_context("spawn")
+            )
+        return self._pool

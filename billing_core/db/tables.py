@@ -299,6 +299,24 @@ class Invoice(Base):
     rendered_at: Mapped[datetime | None] = _timestamp(nullable=True)
 
 
+class JobSchedule(Base):
+    """One row per scheduled worker job: whoever moves ``next_run_at`` ahead in a transaction runs it.
+
+    ``claimed_by`` is the claim's token (host, process, random part); the claimant's finish is fenced on
+    it, so a worker whose lease ran out cannot move the schedule of a newer claim.
+    """
+
+    __tablename__ = "job_schedule"
+
+    id: Mapped[int] = _id()
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    next_run_at: Mapped[datetime] = _timestamp()
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    last_started_at: Mapped[datetime | None] = _timestamp(nullable=True)
+    last_finished_at: Mapped[datetime | None] = _timestamp(nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+
+
 class InvoiceCounter(Base):
     """The next number of a series in a year, taken under a row lock: gap-free, also on Galera."""
 
@@ -343,7 +361,10 @@ class CallReservation(Base):
     """Balance held while a call runs; released (or rejected when nothing was available)."""
 
     __tablename__ = "call_reservations"
-    __table_args__ = (Index("ix_call_reservations_company_status", "company_id", "status"),)
+    __table_args__ = (
+        Index("ix_call_reservations_company_status", "company_id", "status"),
+        Index("ix_call_reservations_status_created", "status", "created_at"),  # the worker's expiry of stale holds
+    )
 
     id: Mapped[int] = _id()
     call_id: Mapped[str] = mapped_column(String(128), unique=True)
@@ -425,3 +446,4 @@ retell_agents = cast(Table, RetellAgent.__table__)
 disputes = cast(Table, Dispute.__table__)
 invoices = cast(Table, Invoice.__table__)
 invoice_counters = cast(Table, InvoiceCounter.__table__)
+job_schedule = cast(Table, JobSchedule.__table__)

@@ -146,8 +146,10 @@ def keyset_page(
     limit: int,
     cursor: str | None,
     company_id: int | None = None,
+    oldest_first: bool = False,
 ) -> Page[Any]:
-    """Run ``query`` newest first (by ``id_column``), one page after ``cursor``; rows become items via ``build``.
+    """Run ``query`` newest first (by ``id_column``; oldest first when asked), one page after ``cursor``; rows
+    become items via ``build``.
 
     Ids only grow, so rows inserted while someone pages appear before the first page, never inside the
     pages already handed out: no gaps, no duplicates.
@@ -155,9 +157,13 @@ def keyset_page(
     check_limit(limit)
     if company_id is not None:
         ensure_company(conn, company_id)
+    if oldest_first:
+        kind += ":oldest_first"  # a cursor continues only in the order it was issued for
     if cursor:
-        query = query.where(id_column < decode_cursor(cursor, kind, filters, noun=noun))
-    rows = conn.execute(query.order_by(id_column.desc()).limit(limit + 1)).mappings().all()
+        after = decode_cursor(cursor, kind, filters, noun=noun)
+        query = query.where(id_column > after if oldest_first else id_column < after)
+    order = id_column.asc() if oldest_first else id_column.desc()
+    rows = conn.execute(query.order_by(order).limit(limit + 1)).mappings().all()
     more = len(rows) > limit
     shown = rows[:limit]
     next_cursor = encode_cursor(kind, filters, int(shown[-1][id_column])) if more else None

@@ -132,8 +132,11 @@ class Queries:
         *,
         limit: int = DEFAULT_LIMIT,
         cursor: str | None = None,
+        oldest_first: bool = False,
     ) -> Page[operations.WebhookEventView]:
-        return self._read(lambda c: operations.list_webhook_events(c, filters, limit=limit, cursor=cursor))
+        return self._read(
+            lambda c: operations.list_webhook_events(c, filters, limit=limit, cursor=cursor, oldest_first=oldest_first)
+        )
 
     def outbox(
         self,
@@ -164,6 +167,23 @@ class Queries:
         settings = self._ctx.settings
         return self._read(
             lambda c: statistics.payment_statistics(
+                c,
+                period,
+                timezone=settings.timezone,
+                company_id=company_id,
+                currency=currency,
+                default_currency=settings.default_currency,
+                default_locale=settings.default_locale,
+            )
+        )
+
+    def tax_totals(
+        self, period: Period, *, company_id: int | None = None, currency: str | None = None
+    ) -> statistics.TaxTotals:
+        """Invoices and credit notes issued in the period by VAT treatment (for the tax report)."""
+        settings = self._ctx.settings
+        return self._read(
+            lambda c: statistics.tax_totals(
                 c,
                 period,
                 timezone=settings.timezone,

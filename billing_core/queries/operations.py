@@ -113,8 +113,14 @@ def _event(row: Any) -> WebhookEventView:
 
 
 def list_webhook_events(
-    conn: Connection, filters: WebhookFilters | None = None, *, limit: int = DEFAULT_LIMIT, cursor: str | None = None
+    conn: Connection,
+    filters: WebhookFilters | None = None,
+    *,
+    limit: int = DEFAULT_LIMIT,
+    cursor: str | None = None,
+    oldest_first: bool = False,
 ) -> Page[WebhookEventView]:
+    """Inbox events, newest first (oldest first for an operator working through dead letters in order)."""
     filters = filters or WebhookFilters()
     query = select(*_EVENT_COLUMNS)
     if filters.provider is not None:
@@ -137,6 +143,7 @@ def list_webhook_events(
         filters=filters,
         limit=limit,
         cursor=cursor,
+        oldest_first=oldest_first,
     )
 
 

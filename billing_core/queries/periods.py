@@ -1,21 +1,24 @@
-"""Periods in the seller's calendar (BILLING_TIMEZONE), and exact durations between stored timestamps in SQL.
+"""Periods in the seller's calendar (BILLING_TIMEZONE), and the SQL that puts stored UTC timestamps on days.
 
-Timestamps are stored as naive UTC. A local day is the range between two local midnights, computed here as
-UTC instants (a day in which daylight saving starts or ends has 23 or 25 hours), so the SQL only compares
-stored values with bound instants and both backends count the same rows in the same day.
+Timestamps are stored as naive UTC. A local day is the range between two local midnights (a day in which
+daylight saving starts or ends has 23 or 25 hours). Two ways to count by day, with identical results:
+range aggregates between the local midnights as bound UTC instants (:meth:`Period.day_bounds`), or a
+``GROUP BY`` of :func:`local_day`, the date of ``timestamp + offset`` between the offset changes of the
+period (:func:`offset_segments`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, model_validator
-from sqlalchemy import Integer, cast, func, literal_column
+from sqlalchemy import Integer, case, cast, func, literal, literal_column
 from sqlalchemy.sql.elements import ColumnElement
 
+from billing_core.db.types import UtcDateTime
 from billing_core.errors import InvalidInput
 from billing_core.queries.base import ReadModel
 
@@ -72,6 +75,57 @@ class Period(ReadModel):
 
 def _midnight(day: date, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+
+
+def _offset(instant: datetime, zone: ZoneInfo) -> int:
+    offset = instant.astimezone(zone).utcoffset()
+    assert offset is not None
+    return int(offset.total_seconds())
+
+
+def offset_segments(start: datetime, end: datetime, timezone: str) -> list[tuple[datetime, int]]:
+    """[(from_utc, offset_seconds), ...] covering [start, end): where each UTC offset of the zone begins."""
+    zone = ZoneInfo(timezone)
+    segments = [(start, _offset(start, zone))]
+    probe = start
+    while probe < end:
+        following = min(probe + timedelta(hours=12), end)
+        if _offset(following, zone) != segments[-1][1]:
+            low, high = probe, following  # the change lies in (low, high]: halve to the second
+            while high - low > timedelta(seconds=1):
+                middle = low + (high - low) / 2
+                if _offset(middle, zone) == segments[-1][1]:
+                    low = middle
+                else:
+                    high = middle
+            changed = high.replace(microsecond=0)
+            segments.append((changed, _offset(changed, zone)))
+        probe = following
+    return segments
+
+
+def local_day(column: Any, segments: Sequence[tuple[datetime | None, int]], dialect: str) -> ColumnElement[Any]:
+    """SQL for the local date of a UTC ``column`` (a 'YYYY-MM-DD' string on SQLite, a DATE on MariaDB): between
+    two changes of the UTC offset it is the date of ``column + offset``, so this is a ``CASE`` over the
+    offset changes in the period (usually none or one). The first segment's start is not used."""
+
+    def shifted(offset: int) -> ColumnElement[Any]:
+        if dialect == "sqlite":
+            return func.date(column, literal_column(f"'{offset:+d} seconds'"))
+        return func.date(func.timestampadd(literal_column("SECOND"), literal_column(str(offset)), column))
+
+    if len(segments) == 1:
+        return shifted(segments[0][1])
+    whens = [
+        (column < literal(segments[index + 1][0], UtcDateTime()), shifted(offset))
+        for index, (_, offset) in enumerate(segments[:-1])
+    ]
+    return case(*whens, else_=shifted(segments[-1][1]))
+
+
+def as_date(value: Any) -> date:
+    """A local day as the database returned it (text on SQLite, a date on MariaDB)."""
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
 def duration_microseconds(start: Any, end: Any, dialect: str) -> ColumnElement[int]:

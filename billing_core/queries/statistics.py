@@ -33,11 +33,20 @@ from typing import Any
 from pydantic import Field
 from sqlalchemy import Connection, bindparam, func, literal_column, select, union_all
 
-from billing_core.db.tables import balances, call_charges, companies, ledger, topup_refunds, topups, webhook_events
+from billing_core.db.tables import (
+    balances,
+    call_charges,
+    companies,
+    invoices,
+    ledger,
+    topup_refunds,
+    topups,
+    webhook_events,
+)
 from billing_core.errors import CompanyNotFound
 from billing_core.money import normalize_currency
 from billing_core.queries.base import MoneyView, ReadModel
-from billing_core.queries.periods import Period, duration_microseconds
+from billing_core.queries.periods import Period, as_date, duration_microseconds, local_day, offset_segments
 
 CREDITED = ("succeeded", "partially_refunded", "refunded")
 
@@ -158,12 +167,18 @@ def _seconds(microseconds: int, count: int = 1) -> float:
     return round(_divide(microseconds, count * 1000) / 1000, 3)
 
 
+Segments = tuple[tuple[datetime | None, int], ...]
+
+
 @lru_cache(maxsize=64)
-def _statements(dialect: str, day_count: int, by_company: bool) -> dict[str, Any]:
+def _statements(dialect: str, day_count: int, by_company: bool, segments: Segments | None) -> dict[str, Any]:
     """The statistics' statements for periods of ``day_count`` days, built once (they then hit SQLAlchemy's
-    compiled cache). Each per-day statement is a ``UNION ALL`` of one range aggregate per local day, between
-    the bound UTC instants ``d0 .. dN`` of the local midnights: every branch reads one range of a covering
-    index, no row goes through a date function or a sort, and daylight saving needs no SQL at all."""
+    compiled cache); the local midnights are bound as ``d0 .. dN``.
+
+    Two shapes, chosen by the caller, with identical results. With ``segments`` (the period's UTC offsets):
+    one ``GROUP BY`` of the local date (:func:`local_day`), which MariaDB computes cheaply. Without: a
+    ``UNION ALL`` of one range aggregate per local day, for SQLite over the whole business, where a date
+    function and a sort per row cost more than thirty range scans of a covering index."""
 
     def scope(table: Any, time_column: Any, low: Any, high: Any) -> list[Any]:
         conditions = [time_column >= low, time_column < high, table.c.currency == bindparam("currency")]
@@ -171,9 +186,15 @@ def _statements(dialect: str, day_count: int, by_company: bool) -> dict[str, Any
             conditions.append(table.c.company_id == bindparam("company_id"))
         return conditions
 
+    whole: tuple[Any, Any] = (bindparam("d0"), bindparam(f"d{day_count}"))
+
     def per_day(
         table: Any, time_column: Any, *columns: Any, extra: tuple[Any, ...] = (), by: tuple[Any, ...] = ()
     ) -> Any:
+        if segments is not None:
+            day = local_day(time_column, segments, dialect).label("day")
+            query = select(day, *by, *columns).where(*scope(table, time_column, *whole), *extra)
+            return query.group_by(literal_column("day"), *by)
         return union_all(
             *(
                 select(literal_column(str(index)).label("day"), *by, *columns)
@@ -221,19 +242,42 @@ def _statements(dialect: str, day_count: int, by_company: bool) -> dict[str, Any
             func.count(call_charges.c.company_id.distinct()),
         ),
         "active_companies": select(func.count(call_charges.c.company_id.distinct())).where(
-            *scope(call_charges, call_charges.c.charged_at, bindparam("d0"), bindparam(f"d{day_count}"))
+            *scope(call_charges, call_charges.c.charged_at, *whole)
         ),
         "balances": select(func.count(), func.coalesce(func.sum(balances.c.balance), 0)).where(*balance_scope),
         # per day and type: the totals per type are sums (and the maximum of maxima) of these rows
-        "webhooks": union_all(
-            *(
-                select(literal_column(str(index)).label("day"), *webhook_by, *webhook_columns)
-                .where(*_webhook_window(bindparam(f"d{index}"), bindparam(f"d{index + 1}")))
-                .group_by(*webhook_by)
-                for index in range(day_count)
-            )
-        ),
+        "webhooks": _webhooks_per_day(dialect, day_count, segments, webhook_by, webhook_columns),
     }
+
+
+def _webhooks_per_day(
+    dialect: str, day_count: int, segments: Segments | None, by: tuple[Any, ...], columns: tuple[Any, ...]
+) -> Any:
+    if segments is not None:
+        day = local_day(webhook_events.c.received_at, segments, dialect).label("day")
+        window = _webhook_window(bindparam("d0"), bindparam(f"d{day_count}"))
+        return select(day, *by, *columns).where(*window).group_by(literal_column("day"), *by)
+    elapsed = duration_microseconds(webhook_events.c.received_at, webhook_events.c.processed_at, dialect)
+
+    def branch(index: int) -> Any:
+        # SQLite evaluates the duration once per aggregate using it; the LIMIT keeps this subquery from being
+        # flattened into the outer one, so it is computed once per row
+        timed = (
+            select(*by, elapsed.label("elapsed"))
+            .where(*_webhook_window(bindparam(f"d{index}"), bindparam(f"d{index + 1}")))
+            .limit(-1)
+            .subquery()
+        )
+        grouping = [timed.c[column.name] for column in by]
+        return select(
+            literal_column(str(index)).label("day"),
+            *grouping,
+            func.count(),
+            func.sum(timed.c.elapsed),
+            func.max(timed.c.elapsed),
+        ).group_by(*grouping)
+
+    return union_all(*(branch(index) for index in range(day_count)))
 
 
 def payment_statistics(
@@ -260,19 +304,29 @@ def payment_statistics(
     def money(cents: int) -> MoneyView:
         return MoneyView.of(cents, currency, locale)
 
-    statements = _statements(conn.dialect.name, len(day_list), company_id is not None)
+    dialect = conn.dialect.name
+    segments: Segments | None = None
+    if dialect != "sqlite" or company_id is not None:
+        found = offset_segments(bounds[0], bounds[-1], timezone)
+        # the first segment's start is not part of the SQL: every period of one shape shares the statements
+        segments = ((None, found[0][1]), *found[1:])
+    statements = _statements(dialect, len(day_list), company_id is not None, segments)
     params: dict[str, Any] = {f"d{index}": instant for index, instant in enumerate(bounds)}
     params.update(currency=currency, company_id=company_id)
 
     def run(name: str) -> Sequence[Any]:
         return conn.execute(statements[name], params).all()
 
+    def index(day: Any) -> int:
+        """The day's position: a branch number from the per-day ranges, or the local date from GROUP BY."""
+        return day if isinstance(day, int) else (as_date(day) - period.start).days
+
     # top-ups created in the period: status, method, auto top-up attempts
     by_status: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     by_method: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     for day, status, source, count, amount in run("topups_created"):
         count, amount = int(count), int(amount or 0)
-        bucket = days[int(day)]
+        bucket = days[index(day)]
         by_status[status][0] += count
         by_status[status][1] += amount
         method = by_method[source]
@@ -290,7 +344,7 @@ def payment_statistics(
 
     # revenue and bonus: top-ups credited in the period
     for day, count, amount, bonus in run("topups_credited"):
-        bucket = days[int(day)]
+        bucket = days[index(day)]
         bucket.credited += int(count)
         bucket.revenue += int(amount or 0)
         bucket.bonus += int(bonus or 0)
@@ -300,16 +354,16 @@ def payment_statistics(
         topup_refund_count += int(count)
         topup_refunded += int(amount or 0)
         bonus_reversed += int(bonus or 0)
-        days[int(day)].refunded += int(amount or 0)
+        days[index(day)].refunded += int(amount or 0)
 
     call_refund_count = call_refunded = 0
     for day, count, amount in run("call_refunds"):
         call_refund_count += int(count)
         call_refunded += int(amount or 0)
-        days[int(day)].refunded += int(amount or 0)
+        days[index(day)].refunded += int(amount or 0)
 
     for day, count, seconds, charged, active in run("calls"):
-        bucket = days[int(day)]
+        bucket = days[index(day)]
         bucket.calls, bucket.call_seconds = int(count), int(seconds or 0)
         bucket.call_charges, bucket.active = int(charged or 0), int(active)
     active_companies = int(run("active_companies")[0][0])
@@ -319,7 +373,7 @@ def payment_statistics(
     if company_id is None:
         per_type: dict[tuple[str, str], list[int]] = {}
         for day, provider, event_type, count, total_us, max_us in run("webhooks"):
-            bucket = days[int(day)]
+            bucket = days[index(day)]
             bucket.webhooks += int(count)
             bucket.webhook_us += int(total_us)
             kind = per_type.setdefault((provider, event_type), [0, 0, 0])
@@ -443,4 +497,97 @@ def webhook_processing(conn: Connection, *, since: datetime, until: datetime | N
             max_seconds=_seconds(int(max_us)),
         )
         for provider, event_type, count, total_us, max_us in conn.execute(query, {"start": since, "end": until})
+    )
+
+
+class TaxLine(ReadModel):
+    """Invoices or credit notes of one VAT treatment issued in the period, summed."""
+
+    type: str = Field(description="invoice or credit_note.")
+    vat_category: str = Field(description="EN 16931 VAT category code (S standard, AE reverse charge, ...).")
+    vat_rate: str = Field(description="VAT rate in percent, e.g. '19'.")
+    documents: int
+    net: MoneyView
+    vat: MoneyView
+    gross: MoneyView
+
+
+class TaxTotals(ReadModel):
+    """What a VAT return needs for the period: issued invoices and credit notes by VAT treatment."""
+
+    period: Period
+    timezone: str
+    company_id: int | None
+    currency: str
+    lines: tuple[TaxLine, ...]
+    net: MoneyView = Field(description="Invoices minus credit notes.")
+    vat: MoneyView = Field(description="VAT charged minus VAT credited.")
+    gross: MoneyView
+
+
+def tax_totals(
+    conn: Connection,
+    period: Period,
+    *,
+    timezone: str,
+    company_id: int | None = None,
+    currency: str | None = None,
+    default_currency: str,
+    default_locale: str,
+) -> TaxTotals:
+    """Invoices and credit notes issued in the period (seller's calendar), by kind and VAT treatment."""
+    locale = default_locale
+    if company_id is not None:
+        row = conn.execute(select(companies.c.currency, companies.c.locale).where(companies.c.id == company_id)).first()
+        if row is None:
+            raise CompanyNotFound(company_id)
+        currency, locale = currency or row.currency, row.locale
+    currency = normalize_currency(currency or default_currency)
+    start, end = period.utc_bounds(timezone)
+    query = (
+        select(
+            invoices.c.kind,
+            invoices.c.vat_category,
+            invoices.c.vat_rate,
+            func.count(),
+            func.sum(invoices.c.net_amount),
+            func.sum(invoices.c.vat_amount),
+            func.sum(invoices.c.gross_amount),
+        )
+        .where(invoices.c.issued_at >= start, invoices.c.issued_at < end, invoices.c.currency == currency)
+        .group_by(invoices.c.kind, invoices.c.vat_category, invoices.c.vat_rate)
+        .order_by(invoices.c.kind.desc(), invoices.c.vat_category, invoices.c.vat_rate)
+    )
+    if company_id is not None:
+        query = query.where(invoices.c.company_id == company_id)
+
+    def money(cents: int) -> MoneyView:
+        return MoneyView.of(cents, currency, locale)
+
+    lines = []
+    totals = [0, 0, 0]
+    for kind, category, rate, count, net, vat, gross in conn.execute(query):
+        sums = [int(net or 0), int(vat or 0), int(gross or 0)]
+        sign = -1 if kind == "credit_note" else 1
+        totals = [total + sign * value for total, value in zip(totals, sums, strict=True)]
+        lines.append(
+            TaxLine(
+                type=kind,
+                vat_category=category,
+                vat_rate=format(Decimal(rate).normalize(), "f"),
+                documents=int(count),
+                net=money(sums[0]),
+                vat=money(sums[1]),
+                gross=money(sums[2]),
+            )
+        )
+    return TaxTotals(
+        period=period,
+        timezone=timezone,
+        company_id=company_id,
+        currency=currency,
+        lines=tuple(lines),
+        net=money(totals[0]),
+        vat=money(totals[1]),
+        gross=money(totals[2]),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, case, func, select, true
 
@@ -28,11 +29,12 @@ class AlertService:
         self._ctx = ctx
 
     def queue_low_balance_alerts(self) -> int:
-        """Queue ``low_balance`` for every company below its threshold, at most once per (UTC) day each."""
+        """Queue ``low_balance`` for every company below its threshold, at most once a day each (the seller's
+        day, ``BILLING_TIMEZONE``, as on the invoices)."""
 
         def work(conn: Connection) -> int:
             now = self._ctx.clock()
-            day = now.astimezone(UTC).strftime("%Y-%m-%d")
+            day = now.astimezone(ZoneInfo(self._ctx.settings.timezone)).strftime("%Y-%m-%d")
             rows = conn.execute(
                 select(
                     balances.c.company_id,

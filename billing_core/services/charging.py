@@ -10,7 +10,7 @@ unique key rather than looked up first, and answered from what was stored. ``res
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -34,9 +34,10 @@ from billing_core.errors import (
     CallChargeNotFound,
     Conflict,
     InvalidInput,
+    NotFound,
 )
 from billing_core.money import Money
-from billing_core.services import validation
+from billing_core.services import audit, validation
 from billing_core.services.context import ServiceContext
 
 
@@ -75,6 +76,26 @@ class ChargeResult:
             "released_reservation": self.released_reservation.as_json(),
             "replayed": self.replayed,
             "auto_topup_due": self.auto_topup_due,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class HoldRelease:
+    """What releasing a call's hold did: ``released_now`` is False when nothing was held any more."""
+
+    call_id: str
+    company_id: int
+    amount: Money  # given back now (zero when the hold was released or charged before)
+    status: str  # the hold's status now: released | rejected
+    released_now: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "call_id": self.call_id,
+            "company_id": self.company_id,
+            "amount": self.amount.as_json(),
+            "status": self.status,
+            "released_now": self.released_now,
         }
 
 
@@ -209,25 +230,72 @@ class ChargingService:
 
     def release(self, *, call_id: str) -> Money | None:
         """Give back a call's hold without charging (the call never connected). None when nothing was held."""
-        call_id = validation.identifier(call_id, "call id")
+        try:
+            result = self.release_hold(call_id=call_id, actor="system", reason="the call never connected")
+        except NotFound:
+            return None
+        return result.amount if result.released_now else None
 
-        def work(conn: Connection) -> Money | None:
+    def release_hold(self, *, call_id: str, actor: str, reason: str) -> HoldRelease:
+        """Give back what a call still holds, with an audit entry; a hold released before is left alone."""
+        call_id = validation.identifier(call_id, "call id")
+        actor = validation.text(actor, "actor", max_length=200)
+        reason = validation.text(reason, "reason")
+
+        def work(conn: Connection) -> HoldRelease:
             row = conn.execute(select(reservations.c.company_id).where(reservations.c.call_id == call_id)).first()
             if row is None:
-                return None
+                raise NotFound(f"call {call_id} holds no reservation")
             locked = lock_balance(conn, row.company_id)
-            return self._release_locked(conn, locked, call_id)
+            return self._release_locked(conn, locked, call_id, actor=actor, reason=reason)
 
         return self._ctx.db.write(work)
 
-    def _release_locked(self, conn: Connection, locked: LockedBalance, call_id: str) -> Money | None:
-        row = conn.execute(select(reservations.c.amount).where(_ACTIVE_HOLD), {"call_id": call_id}).first()
-        if row is None:
-            return None
+    def expire_holds(self, *, limit: int = 100) -> list[HoldRelease]:
+        """Release holds older than the longest call (``BILLING_MAX_CALL_SECONDS``): their ``call_ended``
+        never came, or went to the dead letters. One transaction per hold; a late ``call_ended`` still
+        charges the call in full."""
+        max_seconds = self._ctx.settings.max_call_seconds
+        cutoff = self._ctx.clock() - timedelta(seconds=max_seconds)
+        stale = self._ctx.db.read(
+            lambda conn: list(
+                conn.execute(
+                    select(reservations.c.call_id)
+                    .where(reservations.c.status == "active", reservations.c.created_at < cutoff)
+                    .order_by(reservations.c.created_at, reservations.c.id)
+                    .limit(limit)
+                ).scalars()
+            )
+        )
+        reason = f"no call_ended within the longest call ({max_seconds} s)"
+        released = [self.release_hold(call_id=call_id, actor="worker", reason=reason) for call_id in stale]
+        return [r for r in released if r.released_now]
+
+    def _release_locked(
+        self, conn: Connection, locked: LockedBalance, call_id: str, *, actor: str, reason: str
+    ) -> HoldRelease:
+        row = conn.execute(
+            select(reservations.c.amount, reservations.c.status, reservations.c.created_at).where(
+                reservations.c.call_id == call_id
+            )
+        ).one()
+        if row.status != "active":
+            return HoldRelease(call_id, locked.company_id, Money.zero(locked.currency), row.status, False)
         now = self._ctx.clock()
         conn.execute(RELEASE_HOLD, {"r_call_id": call_id, "r_released_at": now})
         move_balance(conn, locked, amount=0, reserved_delta=-row.amount, now=now)
-        return Money(row.amount, locked.currency)
+        amount = Money(row.amount, locked.currency)
+        audit.record(
+            conn,
+            actor=actor,
+            action="call_hold.released",
+            entity_type="call_reservation",
+            entity_id=call_id,
+            company_id=locked.company_id,
+            details={"amount": amount.as_json(), "reason": reason, "held_since": row.created_at.isoformat()},
+            now=now,
+        )
+        return HoldRelease(call_id, locked.company_id, amount, "released", True)
 
     # -- call end ---------------------------------------------------------------------------------
 

@@ -37,7 +37,7 @@ from billing_core.domain.invoice_document import (
 )
 from billing_core.domain.invoice_labels import labels
 from billing_core.domain.vat import VatSplit, split, treatment
-from billing_core.errors import InvoiceDataMissing, NotFound
+from billing_core.errors import InvoiceDataMissing, NotFound, SellerDataMissing
 from billing_core.money import Money
 from billing_core.services import notifications
 from billing_core.services.context import ServiceContext
@@ -252,7 +252,7 @@ class InvoiceService:
         return VatSplit(net, vat, net + vat) if net + vat == amounts.gross else amounts
 
     def after_settle_in(self, conn: Connection, topup_id: int) -> None:
-        """Hook for TopupService: invoice the credit; missing buyer data never blocks the credit itself."""
+        """Hook for TopupService: invoice the credit; missing buyer or seller data never blocks the credit itself."""
         self._issue_or_report(conn, lambda: self.issue_for_topup_in(conn, topup_id), topup_id)
 
     def after_refund_in(self, conn: Connection, refund_id: int, topup_id: int) -> None:
@@ -263,20 +263,29 @@ class InvoiceService:
         try:
             issue()
         except InvoiceDataMissing as error:  # raised before anything was numbered or written
+            now = self._ctx.clock()
+            # a missing buyer detail is reported per top-up; a missing seller once a day, not per payment
+            day = in_seller_zone(self._ctx.settings, now)
+            scope = f"seller:{day:%Y-%m-%d}" if error.party == "seller" else str(topup_id)
             notifications.enqueue(
                 conn,
                 kind="invoice_blocked",
                 recipient="admin",
                 company_id=error.company_id,
-                now=self._ctx.clock(),
-                payload={"topup_id": topup_id, "reason": error.message, "missing": error.missing},
-                dedupe_key=f"invoice_blocked:{topup_id}:{','.join(error.missing)}",
+                now=now,
+                payload={
+                    "topup_id": topup_id,
+                    "reason": error.message,
+                    "missing": error.missing,
+                    "party": error.party,
+                },
+                dedupe_key=f"invoice_blocked:{scope}:{','.join(error.missing)}"[:191],
             )
 
     # -- operating it -----------------------------------------------------------------------------
 
     def issue_missing(self) -> list[str]:
-        """Invoice credited top-ups and refunds that have no document yet (e.g. after an address was added).
+        """Invoice credited top-ups and refunds that have no document yet (after an address or the seller was added).
 
         One transaction per document, so one that still cannot be issued does not hold back the others."""
         query = select(topups.c.id).where(
@@ -319,6 +328,9 @@ class InvoiceService:
         missing = [field for field in REQUIRED_BUYER_FIELDS if not company[field]]
         if missing:
             raise InvoiceDataMissing(company_id, missing)
+        missing_settings = self._ctx.settings.missing_seller_settings()
+        if missing_settings:  # no invented seller on a legal document: the invoice waits
+            raise SellerDataMissing(company_id, missing_settings)
         return company
 
     def _vat(self, company: RowMapping) -> Vat:

@@ -124,7 +124,7 @@ class MailerService:
         attachments: Callable[[NotificationRow], list[Attachment]] | None = None,
         policy: MailerPolicy | None = None,
         renderer: MailRenderer | None = None,
-        timezone: str = "Europe/Berlin",
+        timezone: str | None = None,
     ) -> None:
         self._ctx = ctx
         self._sender = sender
@@ -132,7 +132,9 @@ class MailerService:
         self._policy = policy or MailerPolicy()
         settings = ctx.settings
         self._renderer = renderer or MailRenderer(
-            default_locale=settings.default_locale, default_currency=settings.default_currency, timezone=timezone
+            default_locale=settings.default_locale,
+            default_currency=settings.default_currency,
+            timezone=timezone or settings.timezone,  # times in mails are the seller's (BILLING_TIMEZONE)
         )
 
     # -- sending ----------------------------------------------------------------------------------

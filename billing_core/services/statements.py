@@ -5,8 +5,9 @@ A statement is not an invoice (VAT was invoiced with the top-ups); it is built o
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, select
 
@@ -26,8 +27,10 @@ class StatementService:
         """A company's calls, refunds, adjustments and top-ups of one month, with totals, as PDF."""
         if not 1 <= month <= 12:
             raise InvalidInput("month must be between 1 and 12")
-        start = datetime(year, month, 1, tzinfo=UTC)
-        end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
+        # the seller's calendar month (BILLING_TIMEZONE), as for invoice dates; times are printed in it too
+        zone = ZoneInfo(self._ctx.settings.timezone)
+        start = datetime(year, month, 1, tzinfo=zone)
+        end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=zone)
         doc = self._ctx.db.read(lambda conn: self._statement_doc(conn, company_id, start, end))
         return doc, self._renderer.render_statement(doc)
 
@@ -39,7 +42,7 @@ class StatementService:
             {
                 "call_id": r.call_id,
                 "caller_number": r.caller_number,
-                "started_at": r.call_started_at.isoformat(),
+                "started_at": r.call_started_at.astimezone(start.tzinfo).isoformat(),
                 "duration_seconds": r.duration_seconds,
                 "billed_seconds": r.billed_seconds,
                 "rate_per_minute": str(r.rate_per_minute),
@@ -65,7 +68,11 @@ class StatementService:
 
         def rows(*types: str) -> list[dict[str, Any]]:
             return [
-                {"created_at": e.created_at.isoformat(), "description": e.description, "amount": e.amount}
+                {
+                    "created_at": e.created_at.astimezone(start.tzinfo).isoformat(),
+                    "description": e.description,
+                    "amount": e.amount,
+                }
                 for e in entries
                 if e.type in types
             ]

@@ -482,9 +482,10 @@ def test_command_on_an_unmigrated_database_exits_1_with_one_line(cli):
     assert "run `billing db upgrade`" in line
 
 
-def test_command_on_an_unreachable_database_exits_1_saying_it_is_unavailable(tmp_path):
+@pytest.mark.parametrize("command", [("companies", "list"), ("db", "upgrade")])
+def test_command_on_an_unreachable_database_exits_1_saying_it_is_unavailable(tmp_path, command):
     unreachable = Cli("mysql+pymysql://billing:secret-pw@127.0.0.1:1/billing", tmp_path)
-    line = unreachable.fails("companies", "list")
+    line = unreachable.fails(*command)
     assert line.startswith("error (database_unavailable): ")
     assert "secret-pw" not in line
 

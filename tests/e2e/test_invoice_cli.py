@@ -22,6 +22,7 @@ import pytest
 from pypdf import PdfReader
 
 from tests.integration.invoice_helpers import embedded_xml, is_pdf_a3, pdf_text, xml_text, xml_totals
+from tests.support.processes import SELLER_ENV
 
 
 def find_billing() -> str:
@@ -44,6 +45,7 @@ class Cli:
         self.cwd = cwd
         self.env = {k: v for k, v in os.environ.items() if not k.upper().startswith(SETTING_PREFIXES)}
         self.env["DATABASE_URL"] = database_url
+        self.env.update(SELLER_ENV)
 
     def run(self, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
         done = subprocess.run([BILLING, *args], cwd=self.cwd, env=self.env, capture_output=True, text=True,

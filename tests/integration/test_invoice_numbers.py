@@ -140,11 +140,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from billing_core.bootstrap import build_services
-from billing_core.config import Settings
+from tests.conftest import make_settings
 
 spec = json.loads(open(sys.argv[1]).read())
 now = datetime.fromisoformat(spec["now"])
-services = build_services(Settings(_env_file=None, database_url=spec["url"]), clock=lambda: now)
+services = build_services(make_settings(spec["url"]), clock=lambda: now)
 
 
 def settle(topup_id):

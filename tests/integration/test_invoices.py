@@ -579,8 +579,8 @@ def test_monthly_statement_lists_calls_refunds_and_adjustments_with_totals(servi
     assert doc["month"] == "2026-11"
     assert [(c["call_id"], c["started_at"], c["caller_number"], c["duration_seconds"], c["billed_seconds"],
              Decimal(c["rate_per_minute"]), c["amount"]) for c in doc["calls"]] == [
-        ("call-a", "2026-11-02T08:55:00+00:00", None, 61, 61, Decimal("0.42"), 43),
-        ("call-b", "2026-11-02T09:20:00+00:00", None, 245, 245, Decimal("0.42"), 172),
+        ("call-a", "2026-11-02T09:55:00+01:00", None, 61, 61, Decimal("0.42"), 43),  # the seller's time zone
+        ("call-b", "2026-11-02T10:20:00+01:00", None, 245, 245, Decimal("0.42"), 172),
     ]
     assert [(r["description"], r["amount"]) for r in doc["refunds"]] == [("Refund for call call-b: dropped call", 172)]
     assert [(a["description"], a["amount"]) for a in doc["adjustments"]] == [("Kulanz", 500), ("Korrektur", -100)]

@@ -478,9 +478,9 @@ def test_low_balance_alert_is_queued_at_most_once_per_day_per_company(mail_servi
 
     assert alerts.queue_low_balance_alerts() == 1
     assert alerts.queue_low_balance_alerts() == 0
-    clock.advance(hours=14)  # 23:00 UTC, still the same day
+    clock.advance(hours=13)  # 23:00 in Berlin (BILLING_TIMEZONE), still the same day
     assert alerts.queue_low_balance_alerts() == 0
-    clock.advance(hours=2)
+    clock.advance(hours=2)  # 01:00 the next day in Berlin
     assert alerts.queue_low_balance_alerts() == 1
 
     queued = rows(mail_services)

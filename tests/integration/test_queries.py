@@ -169,12 +169,8 @@ def test_find_company_by_name_email_stripe_customer_and_retell_agent(svc: Servic
     svc.companies.map_retell_agent("agent_physio_1", physio, actor="test")
 
     assert [(m.id, m.matched_on) for m in svc.queries.find_companies("weber")] == [(weber, "name")]
-    assert [(m.id, m.matched_on) for m in svc.queries.find_companies("PHYSIO.NORD@example.com")] == [
-        (physio, "email")
-    ]
-    assert [(m.id, m.matched_on) for m in svc.queries.find_companies("agent_physio_1")] == [
-        (physio, "retell_agent_id")
-    ]
+    assert [(m.id, m.matched_on) for m in svc.queries.find_companies("PHYSIO.NORD@example.com")] == [(physio, "email")]
+    assert [(m.id, m.matched_on) for m in svc.queries.find_companies("agent_physio_1")] == [(physio, "retell_agent_id")]
     assert [m.id for m in svc.queries.find_companies(str(weber))][0] == weber
     assert svc.queries.find_companies("nobody-like-this") == ()
     assert [m.id for m in svc.queries.find_companies("example.com")] == [weber, physio]
@@ -446,6 +442,11 @@ def test_webhook_events_filter_by_provider_status_and_type(svc: Services, clock:
     assert ids(event_type="call_ended") == ["call_2", "call_1"]
     assert ids(since=now + timedelta(minutes=1)) == ["call_2"]
     assert svc.queries.webhook_backlog() == {"dead": 1, "failed": 1}
+    oldest = all_pages(lambda **kw: svc.queries.webhook_events(oldest_first=True, **kw), limit=1)
+    assert [e.event_id for e in oldest] == ["evt_1", "evt_2", "call_1", "call_2"]
+    newest_first_cursor = svc.queries.webhook_events(limit=1).next_cursor
+    with pytest.raises(InvalidCursor):
+        svc.queries.webhook_events(oldest_first=True, cursor=newest_first_cursor)
 
 
 def test_outbox_lists_queued_mail_with_filters(svc: Services) -> None:
@@ -615,3 +616,33 @@ def test_a_whole_year_of_daily_statistics_counts_the_same_events(svc: Services, 
     assert (year.calls.count, year.calls.charged.cents) == (5, 475 + 60)
     busy = {d.day for d in year.daily if d.calls}
     assert busy == {date(2026, 10, 24), date(2026, 10, 25), date(2026, 10, 26), date(2026, 10, 27)}
+
+
+def test_tax_totals_sum_invoices_and_credit_notes_by_vat_treatment(svc: Services, clock: Clock) -> None:
+    weber = add_company(svc, "Praxis Weber", **ADDRESS)
+    physio = add_company(svc, "Physio Nord", **ADDRESS)
+    first = pay(svc, weber, 11_900, "transfer-1")
+    pay(svc, physio, 5_950, "transfer-2")
+    refunds = TopupRefundService(svc.ctx, None, svc.topups)
+    refunds.after_refund.append(svc.invoices.after_refund_in)
+    svc.db.write(
+        lambda conn: refunds.record_stripe_refund_in(
+            conn, topup=svc.topups.get(first), stripe_refund_id="re_1", amount=1_190, status="succeeded", metadata={}
+        )
+    )
+    period = svc.queries.period(1)
+
+    totals = svc.queries.tax_totals(period)
+    assert [(t.type, t.vat_category, t.vat_rate, t.documents) for t in totals.lines] == [
+        ("invoice", "S", "19", 2),
+        ("credit_note", "S", "19", 1),
+    ]
+    assert [(t.net.cents, t.vat.cents, t.gross.cents) for t in totals.lines] == [
+        (15_000, 2_850, 17_850),
+        (1_000, 190, 1_190),
+    ]
+    assert (totals.net.cents, totals.vat.cents, totals.gross.cents) == (14_000, 2_660, 16_660)
+    only_weber = svc.queries.tax_totals(period, company_id=weber)
+    assert (only_weber.net.cents, only_weber.vat.cents, only_weber.gross.cents) == (9_000, 1_710, 10_710)
+    earlier = Period(start=period.start - timedelta(days=30), end=period.start - timedelta(days=1))
+    assert svc.queries.tax_totals(earlier).lines == ()

@@ -36,6 +36,17 @@ SETTING_NAMES = frozenset(
 )
 
 
+# The seller a child process invoices as, in the operator's names (Settings has no default seller).
+SELLER_ENV: dict[str, str] = {
+    "BILLING_SELLER_NAME": "AskProAI GmbH",
+    "BILLING_SELLER_ADDRESS": "Friedrichstraße 123",
+    "BILLING_SELLER_POSTAL_CODE": "10117",
+    "BILLING_SELLER_CITY": "Berlin",
+    "BILLING_SELLER_COUNTRY": "DE",
+    "BILLING_SELLER_VAT_ID": "DE136695976",
+}
+
+
 def find_billing() -> str:
     beside_python = Path(sys.executable).parent / "billing"
     if beside_python.exists():
@@ -64,6 +75,7 @@ def sidecar_env(
         STRIPE_SECRET=LOCALSTRIPE_KEY,
         STRIPE_API_BASE=stripe_api_base,
         STRIPE_TEST_MODE="true",
+        **SELLER_ENV,
         **extra,
     )
 
@@ -186,6 +198,58 @@ class WebhookProcess:
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
         kwargs.setdefault("timeout", 10)
         return httpx.get(f"{self.url}{path}", **kwargs)
+
+
+@dataclass
+class WorkerProcess:
+    """``billing worker`` as a subprocess, its output in ``<workdir>/<name>.log``."""
+
+    workdir: Path
+    env: dict[str, str]
+    name: str = "worker"
+    process: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"{self.name}.log"
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_bytes().decode(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+    def start(self) -> WorkerProcess:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop
+        self.process = subprocess.Popen(
+            [find_billing(), "worker"],
+            cwd=self.workdir,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 20) -> int | None:
+        """SIGTERM (the worker finishes its step), SIGKILL after ``timeout``; returns the exit code."""
+        process, self.process = self.process, None
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=30)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return process.returncode
 
 
 def run_together(commands: list[list[str]], *, cwd: Path, timeout: float = 120) -> list[Any]:
