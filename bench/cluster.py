@@ -48,6 +48,15 @@ from tests.support.galera import GaleraCluster
 from tests.support.mariadb import MariaDBServer, build_dir, free_port
 
 WRITERS = 16
+# Settings has no seller by default; invoices are issued only once one is configured.
+SELLER = {
+    "seller_name": "Bench GmbH",
+    "seller_address_line1": "Friedrichstraße 1",
+    "seller_postal_code": "10117",
+    "seller_city": "Berlin",
+    "seller_country": "DE",
+    "seller_vat_id": "DE136695976",
+}
 
 
 @dataclass
@@ -82,7 +91,10 @@ def prepare(admin_url: str) -> None:
 
 
 def open_services(urls: list[str]) -> list[Services]:
-    return [build_services(Settings(_env_file=None, database_url=url)) for url in urls]  # type: ignore[call-arg]
+    return [
+        build_services(Settings(_env_file=None, database_url=url, **SELLER))  # type: ignore[call-arg,arg-type]
+        for url in urls
+    ]
 
 
 def drive(replicas: list[Services], jobs: list[Any], one: Callable[[Services, Any], Any]) -> tuple[float, list[float]]:
