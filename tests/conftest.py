@@ -23,6 +23,7 @@ from billing_core.config import Settings
 from billing_core.db import migrate
 from billing_core.db.database import Database
 from billing_core.db.tables import Base
+from tests.support.galera import GaleraCluster
 from tests.support.localstripe import SECRET_KEY as LOCALSTRIPE_KEY
 from tests.support.localstripe import LocalStripe
 from tests.support.mariadb import MariaDBServer, build_dir
@@ -77,6 +78,32 @@ def mariadb_template_url(mariadb_server: MariaDBServer | None) -> str:
         url = mariadb_server.create_database(name)
     migrate.upgrade(url)
     return url
+
+
+@pytest.fixture(scope="session")
+def galera_cluster() -> Iterator[GaleraCluster]:
+    """A 3-node Galera cluster for the tests that need one (started on first use, about 30 s)."""
+    cluster = GaleraCluster(build_dir() / f"galera-test-{os.getpid()}").start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        cluster.remove()
+
+
+@pytest.fixture(scope="session")
+def galera_template_urls(galera_cluster: GaleraCluster) -> list[str]:
+    """One migrated schema on the cluster (DDL replicates to every node); one URL per node."""
+    urls = galera_cluster.create_database("billing_galera")
+    migrate.upgrade(urls[0])
+    return urls
+
+
+@pytest.fixture
+def galera_urls(galera_template_urls: list[str]) -> list[str]:
+    """The cluster's schema, emptied for this test: one URL per node."""
+    empty_mariadb(galera_template_urls[0])
+    return galera_template_urls
 
 
 @pytest.fixture(scope="session")

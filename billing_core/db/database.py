@@ -28,12 +28,24 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import QueuePool, StaticPool
 
-from billing_core.db.errors import UNAVAILABLE_MESSAGE, is_refused, is_retryable, retry_wait, typed_database_errors
+from billing_core.db.errors import (
+    UNAVAILABLE_MESSAGE,
+    is_conflict,
+    is_refused,
+    is_retryable,
+    retry_wait,
+    typed_database_errors,
+)
 from billing_core.db.group_commit import GroupCommitter
 from billing_core.errors import DatabaseUnavailable
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+
+# A deadlock or a Galera certification failure means another transaction got there first and committed:
+# trying again makes progress, so these get a larger budget than an outage (on a cluster, a hot row such
+# as the invoice counter, written from several nodes at once, can lose certification many times in a row).
+CONFLICT_ATTEMPTS = 25
 
 _ASYNC_TO_SYNC_DRIVERS = {
     "sqlite+aiosqlite": "sqlite",
@@ -66,7 +78,7 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
         # of CPU with the GIL held), which makes reconnect storms slow. TLS is opt-in through the URL
         # (?ssl_ca=...), as it is for a database on the same host or private network.
         connect_args["ssl_disabled"] = True
-    return create_engine(
+    engine = create_engine(
         url,
         isolation_level="READ COMMITTED",
         pool_size=pool_size,
@@ -78,6 +90,26 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
         pool_reset_on_return=None,
         connect_args=connect_args,
     )
+    event.listen(engine, "connect", _causal_reads_on_galera)
+    return engine
+
+
+def _causal_reads_on_galera(dbapi_connection: Any, _record: Any) -> None:
+    """On a Galera node, reads wait until this node has applied what the cluster committed before them.
+
+    Galera replicates synchronously but applies asynchronously: without ``wsrep_sync_wait`` a read on one
+    node may miss a write another node has already acknowledged (the webhook a sidecar accepted there, the
+    top-up a retry after a certification failure lost to). ``1`` covers SELECT, including the locking
+    reads every write transaction starts with. Plain MariaDB (``wsrep_on`` off) is left alone.
+    """
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SELECT @@global.wsrep_on")
+        row = cursor.fetchone()
+        if row is not None and int(row[0] or 0) == 1:
+            cursor.execute("SET SESSION wsrep_sync_wait = 1")
+    finally:
+        cursor.close()
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -149,14 +181,15 @@ class Database:
             return self._retrying(work, write=False)
 
     def _retrying(self, work: Callable[[Connection], T], *, write: bool) -> T:
-        for attempt in range(1, self.attempts + 1):
+        for attempt in range(1, max(self.attempts, CONFLICT_ATTEMPTS) + 1):
             try:
                 with self._transaction(write=write) as conn:
                     return work(conn)
             except DBAPIError as error:
                 # a server that refuses connections is down, not busy: answer quickly so callers can 503
                 gave_up = is_refused(error) and attempt >= 2
-                if not is_retryable(error) or attempt == self.attempts or gave_up:
+                limit = CONFLICT_ATTEMPTS if is_conflict(error) else self.attempts
+                if not is_retryable(error) or attempt >= limit or gave_up:
                     raise  # typed at the boundary (write/read)
                 log.warning("transient database error, retrying", extra={"attempt": attempt})
                 time.sleep(retry_wait(attempt))

@@ -34,6 +34,8 @@ from billing_core.errors import DatabaseError, DatabaseNotMigrated, DatabaseReje
 # timeout, WSREP not ready, and the ones that mean the connection went away.
 RETRYABLE_MYSQL_CODES = frozenset({1205, 1213, 1047, 2003, 2006, 2013, 1927, 1053})
 DISCONNECT_MYSQL_CODES = frozenset({2003, 2006, 2013, 1927, 1053})
+# deadlock, and Galera's certification failure at commit (reported as a deadlock)
+CONFLICT_MYSQL_CODES = frozenset({1213})
 # data too long, out of range, incorrect integer/decimal value, data truncated, incorrect date/time value,
 # a required field without a value
 REJECTED_MYSQL_CODES = frozenset({1406, 1264, 1366, 1265, 1292, 1364})
@@ -73,6 +75,11 @@ def is_retryable(error: BaseException) -> bool:
     if code is not None:
         return code in RETRYABLE_MYSQL_CODES
     return isinstance(error, OperationalError) and any(m in str(error.orig) for m in SQLITE_BUSY_MARKERS)
+
+
+def is_conflict(error: BaseException) -> bool:
+    """A deadlock, or on Galera a certification failure at commit (both surface as 1213)."""
+    return mysql_code(error) in CONFLICT_MYSQL_CODES
 
 
 def is_refused(error: BaseException) -> bool:

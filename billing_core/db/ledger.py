@@ -1,7 +1,9 @@
 """The balance row lock and the one way to change a balance: an append-only ledger entry.
 
 Lock order everywhere: the company's ``prepaid_balances`` row first (``SELECT ... FOR UPDATE``), then
-whatever the use case touches (the call charge, the top-up). Every money movement goes through
+whatever the use case touches (the call charge, the top-up). On Galera the lock holds only on the local
+node; what makes concurrent transactions of one company conflict cluster-wide is that each of them
+writes that row (a money movement, or :func:`write_guard` where none happens). Every money movement goes through
 :func:`post_entry`, which writes the entry with its ``balance_before``/``balance_after`` and moves the
 stored balance in the same transaction, so the balance is the sum of the ledger by construction.
 """
@@ -99,6 +101,11 @@ UPDATE_BALANCE = (
         updated_at=bindparam("b_updated_at"),
     )
 )
+BUMP_GUARD = (
+    update(balances)
+    .where(balances.c.company_id == bindparam("g_company_id"))
+    .values(guard_version=balances.c.guard_version + 1)
+)
 _BASE_KEYS = frozenset({"currency", "balance", "reserved_balance", "low_balance_threshold"})
 
 
@@ -117,6 +124,17 @@ def lock_balance(
         low_balance_threshold=row["low_balance_threshold"],
         extra={k: v for k, v in row.items() if k not in _BASE_KEYS},
     )
+
+
+def write_guard(conn: Connection, locked: LockedBalance) -> None:
+    """Write the locked balance row although no money moves: a guard that counts rows and then inserts.
+
+    ``SELECT ... FOR UPDATE`` serialises such guards on one server, but on Galera the lock is local to the
+    node: two transactions on two nodes that read the same counts and insert different rows both certify
+    (write skew). Writing the row that guards the count makes them write the same row, so the second one
+    fails certification (a deadlock error at commit), is retried, and then sees the first one's row.
+    """
+    conn.execute(BUMP_GUARD, {"g_company_id": locked.company_id})
 
 
 def company_exists(conn: Connection, company_id: int) -> bool:

@@ -105,6 +105,9 @@ class PrepaidBalance(Base):
     stripe_payment_method_id: Mapped[str | None] = mapped_column(String(64))
     auto_topup_consecutive_failures: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     auto_topup_disabled_reason: Mapped[str | None] = mapped_column(String(500))
+    # Bumped by every guard that counts rows and then inserts without moving money (see ledger.write_guard),
+    # so two such transactions on two Galera nodes write the same row and the second fails certification.
+    guard_version: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     created_at: Mapped[datetime] = _timestamp()
     updated_at: Mapped[datetime] = _timestamp()
 

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select, update
 
 from billing_core.db.database import inserted_id
-from billing_core.db.ledger import lock_balance, locking_select
+from billing_core.db.ledger import lock_balance, locking_select, write_guard
 from billing_core.db.tables import balances, companies, topups
 from billing_core.domain.auto_topup import AutoTopupSnapshot, decide
 from billing_core.errors import PaymentError, StripeRateLimited, StripeUnavailable
@@ -244,6 +244,8 @@ class AutoTopupService:
         )
         if not decision.go:
             return AutoTopupOutcome(company_id, False, decision.reason)
+        # one in flight, two a day, the monthly cap: counted above, so the guarding row is written too
+        write_guard(conn, locked)
         topup_id = inserted_id(
             conn.execute(
                 topups.insert().values(

@@ -74,13 +74,7 @@ class MariaDBServer:
         self._log = log = open(self.base_dir / "mariadb.log", "ab")  # noqa: SIM115 - closed in _reap
         mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
         self.process = subprocess.Popen(
-            [mariadbd, "--no-defaults", "--user=root", f"--datadir={self.datadir}",
-             f"--socket={self.socket_path}", f"--port={self.port}", "--bind-address=127.0.0.1",
-             f"--pid-file={self.base_dir / 'mysqld.pid'}", "--skip-name-resolve",
-             "--innodb-buffer-pool-size=256M", "--innodb-log-file-size=256M",
-             "--innodb-flush-log-at-trx-commit=1", "--max-connections=500",
-             "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [mariadbd, *self.server_args()], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -94,6 +88,17 @@ class MariaDBServer:
                 return self
             time.sleep(0.1)
         raise RuntimeError("mariadbd did not start in time")
+
+    def server_args(self) -> list[str]:
+        """The mariadbd command line after the binary (a Galera node adds its wsrep options)."""
+        return [
+            "--no-defaults", "--user=root", f"--datadir={self.datadir}",
+            f"--socket={self.socket_path}", f"--port={self.port}", "--bind-address=127.0.0.1",
+            f"--pid-file={self.base_dir / 'mysqld.pid'}", "--skip-name-resolve",
+            "--innodb-buffer-pool-size=256M", "--innodb-log-file-size=256M",
+            "--innodb-flush-log-at-trx-commit=1", "--max-connections=500",
+            "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci",
+        ]
 
     def _accepts_connections(self) -> bool:
         import pymysql

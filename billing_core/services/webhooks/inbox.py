@@ -307,9 +307,11 @@ class WebhookInbox:
         try:
             result = handler(conn, event)
         except Exception as error:
-            savepoint.rollback()
             if isinstance(error, DBAPIError) and is_retryable(error):
+                # A deadlock (on Galera also a brute-force abort by a write set from another node) has
+                # rolled back the whole transaction, savepoint included: rolling back to it would fail.
                 raise  # the whole transaction is retried (or the sender gets a 503)
+            savepoint.rollback()
             return self._record_failure(conn, row_id, event, error, attempts + 1, received_at)
         savepoint.commit()
         now = self._ctx.clock()

@@ -1,0 +1,202 @@
+"""The system scaled out on a 3-node Galera cluster, with one node SIGKILLed mid-storm.
+
+Two ``billing webhooks`` sidecars and two ``billing worker`` processes run against different nodes (the
+sidecars with their in-process worker switched off). Sixteen senders spread Retell call events and Stripe
+payment events, each delivered two or three times and shuffled, over both sidecars and retry on 5xx as the
+providers do. While the storm runs, the node under one sidecar and one worker is killed with SIGKILL and
+started again; it rejoins by IST (or SST). At the end every node must show the same exact result.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import signal
+import subprocess
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+from sqlalchemy import func, select
+
+from billing_core.bootstrap import Services
+from billing_core.db.tables import call_charges, invoices, ledger, topups, webhook_events
+from tests.e2e.test_webhook_process import (
+    StormPlan,
+    assert_clean_log,
+    open_services,
+    plan_storm,
+    report,
+    wait_until,
+)
+from tests.integration.webhook_helpers import RETELL_API_KEY, STRIPE_WEBHOOK_SECRET
+from tests.support.galera import GaleraCluster
+from tests.support.localstripe import LocalStripe
+from tests.support.processes import WebhookProcess, find_billing, run_billing, sidecar_env
+from tests.support.webhook_storm import Storm
+
+pytestmark = [pytest.mark.mariadb_only, pytest.mark.slow]
+
+SIDECAR_NODES = (0, 1)
+WORKER_NODES = (1, 2)
+KILLED_NODE = 1
+
+
+@dataclass
+class WorkerProcess:
+    """``billing worker`` as a subprocess, its output in a log file of its own."""
+
+    workdir: Path
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "worker.log"
+
+    def start(self) -> WorkerProcess:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop
+        self.process = subprocess.Popen(
+            [find_billing(), "worker"], cwd=self.workdir, env=self.env, stdin=subprocess.DEVNULL,
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        return self
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGINT)
+                try:
+                    self.process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait(timeout=30)
+            self.process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log_text(self) -> str:
+        return self.log_path.read_bytes().decode(errors="replace") if self.log_path.exists() else ""
+
+
+@pytest.fixture
+def replicas(tmp_path: Path, galera_urls: list[str], localstripe: LocalStripe) -> Iterator[dict[str, list[Any]]]:
+    """The sidecars and workers (not started), each against its own node; stopped afterwards."""
+
+    def env(node: int) -> dict[str, str]:
+        return sidecar_env(galera_urls[node], stripe_webhook_secret=STRIPE_WEBHOOK_SECRET,
+                           retell_api_key=RETELL_API_KEY, stripe_api_base=localstripe.url,
+                           BILLING_WEBHOOK_WORKER="false")
+
+    sidecars = [WebhookProcess(tmp_path / f"sidecar-node{n + 1}", env(n)) for n in SIDECAR_NODES]
+    workers = [WorkerProcess(tmp_path / f"worker-node{n + 1}", env(n)) for n in WORKER_NODES]
+    yield {"sidecars": sidecars, "workers": workers}
+    for process in [*sidecars, *workers]:
+        process.stop()
+
+
+def give_buyer_data(services: Services, plan: StormPlan) -> None:
+    """Full invoice addresses, so every credited Stripe payment gets its invoice number in the storm."""
+    for n, company_id in enumerate(plan.expected_balance):
+        services.companies.set(company_id, actor="test", address_line1=f"Hauptstraße {n + 1}", postal_code="10115",
+                               city="Berlin", country="DE")
+
+
+def assert_exact_on_node(services: Services, plan: StormPlan, env: dict[str, str], cwd: Path) -> None:
+    """One node's view: every event processed once, balances and charges exact, invoices gap-free."""
+    wait_until(lambda: services.webhooks.backlog() == {} or None, timeout=60, what=f"an empty backlog ({plan})")
+
+    def inbox(conn: Any) -> Counter[str]:
+        rows = conn.execute(select(webhook_events.c.status, func.count()).group_by(webhook_events.c.status))
+        return Counter({status: int(n) for status, n in rows})
+
+    assert services.db.read(inbox) == plan.inbox_statuses, plan
+
+    views = {c: services.balances.get(c) for c in plan.expected_balance}
+    assert {c: v.balance.cents for c, v in views.items()} == plan.expected_balance, plan
+    assert {c: v.reserved.cents for c, v in views.items()} == dict.fromkeys(plan.expected_balance, 0), plan
+
+    def charges(conn: Any) -> dict[str, tuple[int, int]]:
+        rows = conn.execute(select(call_charges.c.call_id, call_charges.c.company_id, call_charges.c.amount_charged))
+        return {call_id: (company, cents) for call_id, company, cents in rows}
+
+    assert services.db.read(charges) == plan.calls, plan
+
+    def entries(conn: Any) -> Counter[tuple[str, str | None]]:
+        rows = conn.execute(select(ledger.c.type, ledger.c.reference_id))
+        return Counter((kind, reference) for kind, reference in rows)
+
+    per_reference = services.db.read(entries)
+    assert {call: per_reference[("charge", call)] for call in plan.calls} == dict.fromkeys(plan.calls, 1)
+    assert sum(n for (kind, _), n in per_reference.items() if kind == "charge") == len(plan.calls)
+    assert sum(n for (kind, _), n in per_reference.items() if kind == "topup") == (
+        len(plan.expected_balance) + len(plan.topup_ids)
+    )
+
+    def topup_states(conn: Any) -> Counter[str]:
+        rows = conn.execute(select(topups.c.status).where(topups.c.id.in_(plan.topup_ids)))
+        return Counter(status for (status,) in rows)
+
+    assert services.db.read(topup_states) == Counter({"succeeded": len(plan.topup_ids)}), plan
+
+    def invoice_rows(conn: Any) -> list[tuple[str, int]]:
+        return list(conn.execute(select(invoices.c.number, invoices.c.topup_id).where(invoices.c.kind == "invoice")))
+
+    rows = services.db.read(invoice_rows)
+    assert sorted(topup for _, topup in rows) == sorted(plan.topup_ids)  # one invoice per credited payment
+    numbers = sorted(int(re.sub(r"\D", "", number.rsplit("-", 1)[-1])) for number, _ in rows)
+    assert numbers == list(range(1, len(plan.topup_ids) + 1)), numbers  # no gap, no duplicate
+
+    done = run_billing("ledger", "check", env=env, cwd=cwd)
+    assert done.returncode == 0, f"billing ledger check -> {done.returncode}\n{done.stdout}{done.stderr}"
+
+
+def test_storm_over_two_sidecars_and_two_workers_on_galera_survives_a_node_killed_and_rejoining(
+    galera_cluster: GaleraCluster, galera_urls: list[str], replicas, tmp_path, request
+):
+    services = [open_services(url) for url in galera_urls]
+    try:
+        plan = plan_storm(services[0], seed=4201, events=600, companies=12)
+        give_buyer_data(services[0], plan)
+        sidecars: list[WebhookProcess] = replicas["sidecars"]
+        workers: list[WorkerProcess] = replicas["workers"]
+        for sidecar in sidecars:
+            sidecar.start()
+        for worker in workers:
+            worker.start()
+        spread = random.Random(4201)
+
+        storm = Storm(lambda: spread.choice(sidecars).url, plan.deliveries, senders=16, retry=True,
+                      deadline_seconds=150).start()
+        assert storm.wait_for_acks(len(plan.deliveries) // 4, timeout=90), storm.errors()
+        node = galera_cluster.nodes[KILLED_NODE]
+        node.kill()
+        acked_at_kill = storm.acked_count
+        galera_cluster.wait_size(len(galera_cluster.nodes) - 1, timeout=60)
+        transfer = node.rejoin()
+        galera_cluster.wait_size(len(galera_cluster.nodes), timeout=60)
+        storm.join()
+        report(request, f"galera storm with {node.name} killed (rejoined by {transfer})", storm)
+
+        assert acked_at_kill < len(plan.deliveries), "the storm was over before the node was killed"
+        assert storm.final_statuses() == Counter({200: len(plan.deliveries)}), storm.errors()
+        assert set(storm.statuses()) <= {200, 503, None}, storm.errors()  # never a 500
+        assert all(worker.alive() for worker in workers), [w.log_text()[-3000:] for w in workers]
+        for n, built in enumerate(services):
+            assert_exact_on_node(built, plan, dict(sidecars[0].env, DATABASE_URL=galera_urls[n]), tmp_path)
+        for sidecar in sidecars:
+            assert_clean_log(sidecar)
+        for worker in workers:
+            assert "Traceback" not in worker.log_text(), worker.log_text()[-3000:]
+    finally:
+        for built in services:
+            built.close()
