@@ -9,7 +9,8 @@ import time
 from retell.lib.webhook_auth import verify
 
 from billing_cli.simulate import call_duration, call_event, retell_signature
-from billing_core.services.webhooks.retell_events import duration_seconds, event_identity
+from billing_core.services.webhooks.payloads import RetellEvent, ended_call_times, parse
+from billing_core.services.webhooks.retell_events import event_identity
 from webhook_app.signatures import verify_retell
 
 API_KEY = "key_local_simulation"
@@ -28,7 +29,9 @@ def test_call_ended_carries_the_company_and_a_duration_the_handler_reads():
     event = call_event("call_ended", "sim-7", 4, 1_795_740_000_000, 95)
     assert event_identity(event) == ("call_ended:sim-7", "call_ended")
     assert event["call"]["metadata"] == {"company_id": "4"}
-    assert duration_seconds(event["call"]) == 95
+    call = parse(RetellEvent, event).call  # the sidecar's own payload model accepts it whole
+    times = ended_call_times(call, max_seconds=14400)
+    assert times.duration_seconds == 95 and times.ended is not None
 
 
 def test_durations_stay_between_five_seconds_and_thirty_minutes():
