@@ -41,7 +41,10 @@ def test_the_demo_invoices_as_a_seller_named_as_demo_data_when_none_is_configure
     demo = run_billing("demo", "--json", env=env, cwd=tmp_path)
     assert demo.returncode == 0, demo.stderr
     listed = json.loads(run_billing("invoices", "list", "--json", env=env, cwd=tmp_path).stdout)
-    assert len(listed) == 3  # one per demo top-up: the demo companies all have addresses
+    topups = json.loads(run_billing("topups", "list", "--json", env=env, cwd=tmp_path).stdout)
+    # one invoice per credited demo top-up: the demo companies all have addresses
+    credited = {t["id"] for t in topups if t["status"] == "succeeded"}
+    assert credited and {i["topup_id"] for i in listed} == credited
     pdf = tmp_path / "demo.pdf"
     shown = run_billing("invoices", "show", listed[0]["number"], "--pdf", str(pdf), env=env, cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
