@@ -39,7 +39,7 @@ def test_a_deadlock_inside_the_handler_runs_the_whole_event_again_and_charges_on
              "received_at": received},
         )
     )
-    charge = RetellEventHandler(services.charging)
+    charge = RetellEventHandler(services.charging, max_call_seconds=services.ctx.settings.max_call_seconds)
     calls: list[int] = []
     rival_done = threading.Event()
 

@@ -147,7 +147,7 @@ class RendezvousHandler:
     """Charges the call; each thread's first call waits for the other thread's (both hold the same claim)."""
 
     def __init__(self, services: Services) -> None:
-        self._delegate = RetellEventHandler(services.charging)
+        self._delegate = RetellEventHandler(services.charging, max_call_seconds=services.ctx.settings.max_call_seconds)
         self._barrier = threading.Barrier(2)
         self._waited: set[int] = set()
         self.calls = 0
