@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import json
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Annotated, Any, Generic, TypeVar
@@ -126,6 +127,33 @@ def page_of(items: list[T], *, limit: int, kind: str, filters: BaseModel | None,
     shown = items[:limit]
     cursor = encode_cursor(kind, filters, int(last_id(shown[-1]))) if more else None
     return Page[T](items=tuple(shown), has_more=more, next_cursor=cursor)
+
+
+def narrowed(
+    query: Any,
+    *,
+    equal: Sequence[tuple[Any, Any]] = (),
+    among: Sequence[tuple[Any, Collection[Any] | None]] = (),
+    period: tuple[Any, datetime | None, datetime | None] | None = None,
+) -> Any:
+    """``query`` with a list's optional filters applied; a filter left unset (None, or no values) is skipped.
+
+    ``equal``: (column, value) pairs; ``among``: (column, values) pairs, matched with IN; ``period``: (column,
+    since, until), the range being at-or-after ``since`` and before ``until``.
+    """
+    for column, value in equal:
+        if value is not None:
+            query = query.where(column == value)
+    for column, values in among:
+        if values:
+            query = query.where(column.in_(sorted(set(values))))
+    if period is not None:
+        column, since, until = period
+        if since is not None:
+            query = query.where(column >= since)
+        if until is not None:
+            query = query.where(column < until)
+    return query
 
 
 def ensure_company(conn: Any, company_id: int) -> None:

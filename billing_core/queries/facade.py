@@ -162,12 +162,11 @@ class Queries:
         """The last ``days`` local days in the seller's time zone, today included."""
         return Period.last_days(days, now=self._ctx.clock(), timezone=self.timezone)
 
-    def payment_statistics(
-        self, period: Period, *, company_id: int | None = None, currency: str | None = None
-    ) -> statistics.PaymentStatistics:
+    def _report(self, report: Callable[..., T], period: Period, company_id: int | None, currency: str | None) -> T:
+        """A period report in the seller's time zone, in the configured currency and locale unless a company's."""
         settings = self._ctx.settings
         return self._read(
-            lambda c: statistics.payment_statistics(
+            lambda c: report(
                 c,
                 period,
                 timezone=settings.timezone,
@@ -178,19 +177,13 @@ class Queries:
             )
         )
 
+    def payment_statistics(
+        self, period: Period, *, company_id: int | None = None, currency: str | None = None
+    ) -> statistics.PaymentStatistics:
+        return self._report(statistics.payment_statistics, period, company_id, currency)
+
     def tax_totals(
         self, period: Period, *, company_id: int | None = None, currency: str | None = None
     ) -> statistics.TaxTotals:
         """Invoices and credit notes issued in the period by VAT treatment (for the tax report)."""
-        settings = self._ctx.settings
-        return self._read(
-            lambda c: statistics.tax_totals(
-                c,
-                period,
-                timezone=settings.timezone,
-                company_id=company_id,
-                currency=currency,
-                default_currency=settings.default_currency,
-                default_locale=settings.default_locale,
-            )
-        )
+        return self._report(statistics.tax_totals, period, company_id, currency)

@@ -19,6 +19,7 @@ from billing_core.queries.base import (
     ReadModel,
     Timestamp,
     keyset_page,
+    narrowed,
 )
 
 InvoiceKind = Literal["invoice", "credit_note"]
@@ -84,14 +85,11 @@ def list_invoices(
 ) -> Page[InvoiceSummary]:
     filters = filters or InvoiceFilters()
     query = select(*_SUMMARY_COLUMNS, companies.c.locale).join(companies, companies.c.id == invoices.c.company_id)
-    if filters.company_id is not None:
-        query = query.where(invoices.c.company_id == filters.company_id)
-    if filters.type is not None:
-        query = query.where(invoices.c.kind == filters.type)
-    if filters.since is not None:
-        query = query.where(invoices.c.issued_at >= filters.since)
-    if filters.until is not None:
-        query = query.where(invoices.c.issued_at < filters.until)
+    query = narrowed(
+        query,
+        equal=[(invoices.c.company_id, filters.company_id), (invoices.c.kind, filters.type)],
+        period=(invoices.c.issued_at, filters.since, filters.until),
+    )
     return keyset_page(
         conn,
         query,

@@ -18,6 +18,7 @@ from billing_core.queries.base import (
     ReadModel,
     Timestamp,
     keyset_page,
+    narrowed,
 )
 
 EntryType = Literal["topup", "bonus", "charge", "refund", "adjustment", "reversal"]
@@ -69,14 +70,12 @@ def list_ledger_entries(
 ) -> Page[LedgerEntryView]:
     filters = filters or LedgerFilters()
     query = select(ledger, companies.c.locale).join(companies, companies.c.id == ledger.c.company_id)
-    if filters.company_id is not None:
-        query = query.where(ledger.c.company_id == filters.company_id)
-    if filters.types:
-        query = query.where(ledger.c.type.in_(sorted(set(filters.types))))
-    if filters.since is not None:
-        query = query.where(ledger.c.created_at >= filters.since)
-    if filters.until is not None:
-        query = query.where(ledger.c.created_at < filters.until)
+    query = narrowed(
+        query,
+        equal=[(ledger.c.company_id, filters.company_id)],
+        among=[(ledger.c.type, filters.types)],
+        period=(ledger.c.created_at, filters.since, filters.until),
+    )
     return keyset_page(
         conn,
         query,
@@ -148,14 +147,11 @@ def list_call_charges(
 ) -> Page[CallChargeView]:
     filters = filters or CallChargeFilters()
     query = _call_query()
-    if filters.company_id is not None:
-        query = query.where(call_charges.c.company_id == filters.company_id)
-    if filters.refund_status is not None:
-        query = query.where(call_charges.c.refund_status == filters.refund_status)
-    if filters.since is not None:
-        query = query.where(call_charges.c.charged_at >= filters.since)
-    if filters.until is not None:
-        query = query.where(call_charges.c.charged_at < filters.until)
+    query = narrowed(
+        query,
+        equal=[(call_charges.c.company_id, filters.company_id), (call_charges.c.refund_status, filters.refund_status)],
+        period=(call_charges.c.charged_at, filters.since, filters.until),
+    )
     return keyset_page(
         conn,
         query,

@@ -17,6 +17,7 @@ from billing_core.queries.base import (
     ReadModel,
     Timestamp,
     keyset_page,
+    narrowed,
 )
 
 
@@ -80,18 +81,16 @@ def list_audit_log(
 ) -> Page[AuditEntry]:
     filters = filters or AuditFilters()
     query = select(audit_log)
-    if filters.actor is not None:
-        query = query.where(audit_log.c.actor == filters.actor)
-    if filters.action is not None:
-        query = query.where(audit_log.c.action == filters.action)
-    if filters.entity_id is not None:
-        query = query.where(audit_log.c.entity_id == filters.entity_id)
-    if filters.company_id is not None:
-        query = query.where(audit_log.c.company_id == filters.company_id)
-    if filters.since is not None:
-        query = query.where(audit_log.c.created_at >= filters.since)
-    if filters.until is not None:
-        query = query.where(audit_log.c.created_at < filters.until)
+    query = narrowed(
+        query,
+        equal=[
+            (audit_log.c.actor, filters.actor),
+            (audit_log.c.action, filters.action),
+            (audit_log.c.entity_id, filters.entity_id),
+            (audit_log.c.company_id, filters.company_id),
+        ],
+        period=(audit_log.c.created_at, filters.since, filters.until),
+    )
     return keyset_page(
         conn,
         query,
@@ -150,16 +149,12 @@ def list_webhook_events(
     """Inbox events, newest first (oldest first for an operator working through dead letters in order)."""
     filters = filters or WebhookFilters()
     query = select(*_EVENT_COLUMNS)
-    if filters.provider is not None:
-        query = query.where(webhook_events.c.provider == filters.provider)
-    if filters.statuses:
-        query = query.where(webhook_events.c.status.in_(sorted(set(filters.statuses))))
-    if filters.event_type is not None:
-        query = query.where(webhook_events.c.event_type == filters.event_type)
-    if filters.since is not None:
-        query = query.where(webhook_events.c.received_at >= filters.since)
-    if filters.until is not None:
-        query = query.where(webhook_events.c.received_at < filters.until)
+    query = narrowed(
+        query,
+        equal=[(webhook_events.c.provider, filters.provider), (webhook_events.c.event_type, filters.event_type)],
+        among=[(webhook_events.c.status, filters.statuses)],
+        period=(webhook_events.c.received_at, filters.since, filters.until),
+    )
     return keyset_page(
         conn,
         query,
@@ -205,16 +200,12 @@ def list_outbox(
 ) -> Page[OutboxMail]:
     filters = filters or OutboxFilters()
     query = select(*_MAIL_COLUMNS)
-    if filters.company_id is not None:
-        query = query.where(notifications.c.company_id == filters.company_id)
-    if filters.kind is not None:
-        query = query.where(notifications.c.kind == filters.kind)
-    if filters.statuses:
-        query = query.where(notifications.c.status.in_(sorted(set(filters.statuses))))
-    if filters.since is not None:
-        query = query.where(notifications.c.created_at >= filters.since)
-    if filters.until is not None:
-        query = query.where(notifications.c.created_at < filters.until)
+    query = narrowed(
+        query,
+        equal=[(notifications.c.company_id, filters.company_id), (notifications.c.kind, filters.kind)],
+        among=[(notifications.c.status, filters.statuses)],
+        period=(notifications.c.created_at, filters.since, filters.until),
+    )
     return keyset_page(
         conn,
         query,

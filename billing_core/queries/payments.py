@@ -17,6 +17,7 @@ from billing_core.queries.base import (
     ReadModel,
     Timestamp,
     keyset_page,
+    narrowed,
 )
 
 TopupStatus = Literal["pending", "processing", "succeeded", "failed", "canceled", "partially_refunded", "refunded"]
@@ -89,16 +90,12 @@ def list_topups(
 ) -> Page[TopupView]:
     filters = filters or TopupFilters()
     query = _topup_query()
-    if filters.company_id is not None:
-        query = query.where(topups.c.company_id == filters.company_id)
-    if filters.statuses:
-        query = query.where(topups.c.status.in_(sorted(set(filters.statuses))))
-    if filters.methods:
-        query = query.where(topups.c.source.in_(sorted(set(filters.methods))))
-    if filters.since is not None:
-        query = query.where(topups.c.created_at >= filters.since)
-    if filters.until is not None:
-        query = query.where(topups.c.created_at < filters.until)
+    query = narrowed(
+        query,
+        equal=[(topups.c.company_id, filters.company_id)],
+        among=[(topups.c.status, filters.statuses), (topups.c.source, filters.methods)],
+        period=(topups.c.created_at, filters.since, filters.until),
+    )
     return keyset_page(
         conn,
         query,
@@ -174,16 +171,12 @@ def list_topup_refunds(
 ) -> Page[TopupRefundView]:
     filters = filters or TopupRefundFilters()
     query = select(topup_refunds, companies.c.locale).join(companies, companies.c.id == topup_refunds.c.company_id)
-    if filters.company_id is not None:
-        query = query.where(topup_refunds.c.company_id == filters.company_id)
-    if filters.topup_id is not None:
-        query = query.where(topup_refunds.c.topup_id == filters.topup_id)
-    if filters.statuses:
-        query = query.where(topup_refunds.c.status.in_(sorted(set(filters.statuses))))
-    if filters.since is not None:
-        query = query.where(topup_refunds.c.created_at >= filters.since)
-    if filters.until is not None:
-        query = query.where(topup_refunds.c.created_at < filters.until)
+    query = narrowed(
+        query,
+        equal=[(topup_refunds.c.company_id, filters.company_id), (topup_refunds.c.topup_id, filters.topup_id)],
+        among=[(topup_refunds.c.status, filters.statuses)],
+        period=(topup_refunds.c.created_at, filters.since, filters.until),
+    )
     return keyset_page(
         conn,
         query,
@@ -240,14 +233,12 @@ def list_disputes(
 ) -> Page[DisputeView]:
     filters = filters or DisputeFilters()
     query = select(disputes, companies.c.locale).join(companies, companies.c.id == disputes.c.company_id)
-    if filters.company_id is not None:
-        query = query.where(disputes.c.company_id == filters.company_id)
-    if filters.statuses:
-        query = query.where(disputes.c.status.in_(sorted(set(filters.statuses))))
-    if filters.since is not None:
-        query = query.where(disputes.c.created_at >= filters.since)
-    if filters.until is not None:
-        query = query.where(disputes.c.created_at < filters.until)
+    query = narrowed(
+        query,
+        equal=[(disputes.c.company_id, filters.company_id)],
+        among=[(disputes.c.status, filters.statuses)],
+        period=(disputes.c.created_at, filters.since, filters.until),
+    )
     return keyset_page(
         conn,
         query,

@@ -280,6 +280,20 @@ def _webhooks_per_day(
     return union_all(*(branch(index) for index in range(day_count)))
 
 
+def _currency_and_locale(
+    conn: Connection, company_id: int | None, currency: str | None, *, default_currency: str, default_locale: str
+) -> tuple[str, str]:
+    """The currency a report is in and the locale it is formatted for: one company's own (its currency unless
+    one is asked for), else the defaults; a company that does not exist is an error."""
+    locale = default_locale
+    if company_id is not None:
+        row = conn.execute(select(companies.c.currency, companies.c.locale).where(companies.c.id == company_id)).first()
+        if row is None:
+            raise CompanyNotFound(company_id)
+        currency, locale = currency or row.currency, row.locale
+    return normalize_currency(currency or default_currency), locale
+
+
 def payment_statistics(
     conn: Connection,
     period: Period,
@@ -290,13 +304,9 @@ def payment_statistics(
     default_currency: str,
     default_locale: str,
 ) -> PaymentStatistics:
-    locale = default_locale
-    if company_id is not None:
-        row = conn.execute(select(companies.c.currency, companies.c.locale).where(companies.c.id == company_id)).first()
-        if row is None:
-            raise CompanyNotFound(company_id)
-        currency, locale = currency or row.currency, row.locale
-    currency = normalize_currency(currency or default_currency)
+    currency, locale = _currency_and_locale(
+        conn, company_id, currency, default_currency=default_currency, default_locale=default_locale
+    )
     day_list = list(period.days())
     bounds = period.day_bounds(timezone)
     days: dict[int, _Day] = {index: _Day() for index in range(len(day_list))}
@@ -536,13 +546,9 @@ def tax_totals(
     default_locale: str,
 ) -> TaxTotals:
     """Invoices and credit notes issued in the period (seller's calendar), by kind and VAT treatment."""
-    locale = default_locale
-    if company_id is not None:
-        row = conn.execute(select(companies.c.currency, companies.c.locale).where(companies.c.id == company_id)).first()
-        if row is None:
-            raise CompanyNotFound(company_id)
-        currency, locale = currency or row.currency, row.locale
-    currency = normalize_currency(currency or default_currency)
+    currency, locale = _currency_and_locale(
+        conn, company_id, currency, default_currency=default_currency, default_locale=default_locale
+    )
     start, end = period.utc_bounds(timezone)
     query = (
         select(
