@@ -28,6 +28,7 @@ from billing_core.services.mailer import MailerService, NotificationRow
 from billing_core.services.payments import PaymentService, forget_payment_method_in
 from billing_core.services.reconcile import ReconcileService
 from billing_core.services.refunds import RefundService
+from billing_core.services.rollups import StatisticsRollups
 from billing_core.services.schedule import JobSchedule
 from billing_core.services.statements import StatementService
 from billing_core.services.test_checkout import TestCheckoutService
@@ -68,6 +69,8 @@ class Services:
     mailer: MailerService | None
     stripe_services: StripeServices | None
     schedule: JobSchedule
+    rollups: StatisticsRollups
+    """Folds the statistics journal into daily roll-ups (the worker's statistics_rollups job)."""
     queries: Queries
     """The read side: what operators, reports and assistants read (see billing_core.queries)."""
 
@@ -183,5 +186,6 @@ def build_services(
         mailer=build_mailer(ctx, invoice_files),
         stripe_services=stripe_services,
         schedule=JobSchedule(ctx),
+        rollups=StatisticsRollups(ctx),
         queries=Queries(ctx),
     )

@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     )
     job_auto_topup_sweep_seconds: int = Field(60, ge=1, validation_alias=env("BILLING_JOB_AUTO_TOPUP_SWEEP_SECONDS"))
     job_expire_holds_seconds: int = Field(300, ge=1, validation_alias=env("BILLING_JOB_EXPIRE_HOLDS_SECONDS"))
+    job_statistics_rollups_seconds: int = Field(
+        60, ge=1, validation_alias=env("BILLING_JOB_STATISTICS_ROLLUPS_SECONDS")
+    )
     pdf_processes: int = Field(2, ge=1, le=64, validation_alias=env("BILLING_PDF_PROCESSES"))
     # The seller printed on every invoice (§14 Abs. 4 UStG: name, address, tax number or VAT id). There is
     # no default: until it is configured, invoices wait (an invoice_blocked alert to the admin) and

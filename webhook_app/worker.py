@@ -83,6 +83,12 @@ async def expire_holds(worker: Worker) -> int:
     return len(await svc.call(svc.charging.expire_holds))
 
 
+async def fold_statistics(worker: Worker) -> int:
+    """Fold the statistics journal into the daily roll-ups that payment statistics read."""
+    svc = worker.services
+    return (await svc.call(svc.rollups.run)).folded
+
+
 JOBS: tuple[Job, ...] = (
     Job("invoice_pdfs", lambda s: s.job_invoice_pdfs_seconds, render_invoice_pdfs),
     Job("mail_outbox", lambda s: s.job_mail_outbox_seconds, send_mail, lambda svc: svc.mailer is not None),
@@ -95,6 +101,7 @@ JOBS: tuple[Job, ...] = (
         lambda svc: svc.stripe_services is not None,
     ),
     Job("expire_holds", lambda s: s.job_expire_holds_seconds, expire_holds),
+    Job("statistics_rollups", lambda s: s.job_statistics_rollups_seconds, fold_statistics),
 )
 
 

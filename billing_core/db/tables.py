@@ -7,13 +7,14 @@ shell commands and Alembic.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import cast
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Date,
     ForeignKey,
     Index,
     Integer,
@@ -394,6 +395,64 @@ class BonusRule(Base):
     created_at: Mapped[datetime] = _timestamp()
 
 
+class StatisticsJournal(Base):
+    """What changed in the payment statistics, one signed row per fact a base row gains or loses.
+
+    Written only by triggers (migration 0010) in the transaction that changes the base row, so it is exact
+    and never a shared row: each change appends its own rows. The worker folds rows into
+    ``statistics_rollups`` and deletes them in one transaction (see :mod:`billing_core.services.rollups`);
+    a statistics query reads the roll-ups plus the rows still here.
+    """
+
+    __tablename__ = "statistics_journal"
+    __table_args__ = (Index("ix_statistics_journal_fact_at", "fact", "currency", "at"),)
+
+    id: Mapped[int] = _id()
+    fact: Mapped[str] = mapped_column(String(16))  # calls | call_refunds | topups_created | topups_credited | ...
+    at: Mapped[datetime] = _timestamp()  # the fact's time (charged_at, created_at, succeeded_at)
+    currency: Mapped[str] = _currency()
+    company_id: Mapped[int | None] = mapped_column(Id)
+    k1: Mapped[str] = mapped_column(String(32), server_default=text("''"))  # status / provider
+    k2: Mapped[str] = mapped_column(String(64), server_default=text("''"))  # source / event type
+    n: Mapped[int] = mapped_column(BigInteger)  # +1 or -1
+    a: Mapped[int] = mapped_column(BigInteger)  # an amount (or billed seconds), signed like n
+    b: Mapped[int] = mapped_column(BigInteger)  # a second amount (bonus, charged), signed like n
+
+
+class StatisticsRollup(Base):
+    """Sums of journal rows per local day of one time zone (the worker's BILLING_TIMEZONE), fact and key."""
+
+    __tablename__ = "statistics_rollups"
+    __table_args__ = (
+        UniqueConstraint("zone", "fact", "day", "currency", "k1", "k2", name="uq_statistics_rollups_key"),
+    )
+
+    id: Mapped[int] = _id()
+    zone: Mapped[str] = mapped_column(String(64))
+    fact: Mapped[str] = mapped_column(String(16))
+    day: Mapped[date] = mapped_column(Date)
+    currency: Mapped[str] = _currency()
+    k1: Mapped[str] = mapped_column(String(32))
+    k2: Mapped[str] = mapped_column(String(64))
+    n: Mapped[int] = mapped_column(BigInteger)
+    a: Mapped[int] = mapped_column(BigInteger)
+    b: Mapped[int] = mapped_column(BigInteger)
+    # calls: the distinct companies of the day, sorted 64-bit little-endian ids (active companies are not sums)
+    companies: Mapped[bytes | None] = mapped_column(LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb"))
+
+
+class StatisticsRollupState(Base):
+    """One row: the time zone the roll-ups are kept in. Written only by the roll-up job (never by a charge)."""
+
+    __tablename__ = "statistics_rollup_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    zone: Mapped[str] = mapped_column(String(64))
+    rebuilt_at: Mapped[datetime] = _timestamp()
+    folded_at: Mapped[datetime] = _timestamp()
+    folded_rows: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+
+
 class BillingRate(Base):
     """A company's per-minute rate from ``effective_from`` on; calls use the rate in force at their start."""
 
@@ -528,3 +587,6 @@ api_tokens = cast(Table, ApiToken.__table__)
 tool_confirmations = cast(Table, ToolConfirmation.__table__)
 tool_approvals = cast(Table, ToolApproval.__table__)
 tool_idempotency = cast(Table, ToolIdempotency.__table__)
+statistics_journal = cast(Table, StatisticsJournal.__table__)
+statistics_rollups = cast(Table, StatisticsRollup.__table__)
+statistics_rollup_state = cast(Table, StatisticsRollupState.__table__)
