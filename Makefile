@@ -63,6 +63,7 @@ bench: $(STAMP) system-packages
 	$(BIN)/python -m bench.invoices
 	$(BIN)/python -m bench.mcp_cold_start
 	$(BIN)/python -m bench.mcp_http
+	$(BIN)/python -m bench.mcp_reports
 	$(BIN)/python -m bench.cluster
 
 clean:
