@@ -69,7 +69,13 @@ def list_ledger_entries(
     conn: Connection, filters: LedgerFilters | None = None, *, limit: int = DEFAULT_LIMIT, cursor: str | None = None
 ) -> Page[LedgerEntryView]:
     filters = filters or LedgerFilters()
-    query = select(ledger, companies.c.locale).join(companies, companies.c.id == ledger.c.company_id)
+    query = (
+        select(ledger, companies.c.locale)
+        .join(companies, companies.c.id == ledger.c.company_id)
+        # MariaDB otherwise reads companies first and sorts the whole ledger for a page of the newest entries
+        .prefix_with("STRAIGHT_JOIN", dialect="mysql")
+        .prefix_with("STRAIGHT_JOIN", dialect="mariadb")
+    )
     query = narrowed(
         query,
         equal=[(ledger.c.company_id, filters.company_id)],

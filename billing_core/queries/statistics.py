@@ -2,6 +2,9 @@
 
 Everything is aggregated in SQL, one range aggregate per local day of the seller's calendar (see
 :mod:`billing_core.queries.periods`); only those rows reach Python, which adds integers and divides once.
+For the whole business the per-day sums come from the worker's daily roll-ups plus the journal rows it has
+not folded yet (:mod:`billing_core.queries.rollups`), in the same shapes, whenever roll-ups exist in the
+asked time zone; the figures are identical either way.
 Money figures are in one currency (the company's, or the one asked for): sums across currencies would mean
 nothing.
 

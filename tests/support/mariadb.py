@@ -95,6 +95,8 @@ class MariaDBServer:
             "--no-defaults", "--user=root", f"--datadir={self.datadir}",
             f"--socket={self.socket_path}", f"--port={self.port}", "--bind-address=127.0.0.1",
             f"--pid-file={self.base_dir / 'mysqld.pid'}", "--skip-name-resolve",
+            # on-disk temporary tables in the server's own folder: a cleaner of /tmp cannot break a query
+            f"--tmpdir={self.base_dir}",
             "--innodb-buffer-pool-size=256M", "--innodb-log-file-size=256M",
             "--innodb-flush-log-at-trx-commit=1", "--max-connections=500",
             "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci",
