@@ -111,6 +111,13 @@ def _statement(dialect: str) -> Any:
     return union_all(marker, rolled, pending)
 
 
+def _distinct(arrays: list[array[int]], pending: set[int]) -> int:
+    """How many companies: one day's roll-up array alone is already distinct."""
+    if len(arrays) == 1 and not pending:
+        return len(arrays[0])
+    return len(set().union(*arrays, pending))
+
+
 def rolled_up_rows(
     conn: Connection, *, first_day: date, bounds: list[datetime], timezone: str, currency: str
 ) -> dict[str, list[tuple[Any, ...]]] | None:
@@ -130,9 +137,11 @@ def rolled_up_rows(
     rows = conn.execute(_statement(conn.dialect.name), params).all()
     if not any(row.part == 0 and row.k1 == timezone for row in rows):
         return None
-    # (fact, day index, k1, k2) -> [n, a, b]; calls also collect their companies per day
+    # (fact, day index, k1, k2) -> [n, a, b]; calls also collect their companies per day: the roll-ups' sorted
+    # arrays, and the ids of the journal's calls
     sums: dict[tuple[str, int, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
-    companies: dict[int, set[int]] = defaultdict(set)
+    rolled_companies: dict[int, list[array[int]]] = defaultdict(list)
+    pending_companies: dict[int, set[int]] = defaultdict(set)
     ordinal = first_day.toordinal()
     webhooks_exact = True
     for row in rows:
@@ -142,11 +151,11 @@ def rolled_up_rows(
             day = row.day if isinstance(row.day, date) else date.fromisoformat(str(row.day))
             index = day.toordinal() - ordinal
             if row.companies:
-                companies[index].update(unpack_companies(row.companies))
+                rolled_companies[index].append(unpack_companies(row.companies))
         else:
             index = bisect_right(bounds, row.at) - 1
             if row.fact == "calls" and row.company_id is not None and row.n > 0:
-                companies[index].add(int(row.company_id))
+                pending_companies[index].add(int(row.company_id))
         total = sums[(row.fact, index, row.k1, row.k2)]
         total[0] += int(row.n)
         total[1] += int(row.a)
@@ -172,16 +181,14 @@ def rolled_up_rows(
         elif fact == "call_refunds":
             shaped[fact].append((index, n, a))
         elif fact == "calls":
-            shaped[fact].append((index, n, a, b, len(companies.get(index, ()))))
+            shaped[fact].append((index, n, a, b, _distinct(rolled_companies[index], pending_companies[index])))
         elif fact == "webhooks":
             shaped[fact].append((index, k1, k2, n, a, b))
         elif fact == RETRACTED:
             continue
         else:
             shaped[fact].append((index, n, a, b))
-    everyone: set[int] = set()
-    for found in companies.values():
-        everyone |= found
+    everyone = set().union(*(a for arrays in rolled_companies.values() for a in arrays), *pending_companies.values())
     shaped["active_companies"] = [(len(everyone),)]
     if not webhooks_exact:
         del shaped["webhooks"]  # the caller times the webhooks from the base table
