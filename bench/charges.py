@@ -151,12 +151,15 @@ def charge_values(call_id: str, company: int, seconds: int, balance: int, rate: 
 # -- service path ---------------------------------------------------------------------------------
 
 
-async def service_path(url: str, jobs: list[tuple[str, int, int]], writers: int) -> tuple[float, list[float]]:
-    services = build_services(Settings(_env_file=None, database_url=url))  # type: ignore[call-arg]
+async def service_path(
+    url: str, jobs: list[tuple[str, int, int]], writers: int, *, driver: str = "aiomysql"
+) -> tuple[float, list[float]]:
+    settings = Settings(_env_file=None, database_url=url, async_db_driver=driver)  # type: ignore[call-arg]
+    services = build_services(settings)
     charging = services.charging
 
     async def one(call_id: str, company: int, seconds: int) -> None:
-        await anyio.to_thread.run_sync(
+        await services.call(
             lambda: charging.charge_call(
                 call_id=call_id, company_id=company, duration_seconds=seconds, started_at=STARTED
             )
@@ -166,6 +169,10 @@ async def service_path(url: str, jobs: list[tuple[str, int, int]], writers: int)
         return await drive(jobs, writers, one)
     finally:
         services.close()
+
+
+async def service_threads(url: str, jobs: list[tuple[str, int, int]], writers: int) -> tuple[float, list[float]]:
+    return await service_path(url, jobs, writers, driver="pymysql")
 
 
 # -- raw MariaDB ----------------------------------------------------------------------------------
@@ -355,7 +362,12 @@ async def raw_sqlite3(url: str, jobs: list[tuple[str, int, int]], writers: int) 
 
 PATHS = {
     "sqlite": (("service", service_path), ("raw aiosqlite", raw_aiosqlite), ("raw sqlite3", raw_sqlite3)),
-    "mariadb": (("service", service_path), ("raw aiomysql", raw_aiomysql), ("raw pymysql", raw_pymysql)),
+    "mariadb": (
+        ("service", service_path),
+        ("raw aiomysql", raw_aiomysql),
+        ("service threads", service_threads),
+        ("raw pymysql", raw_pymysql),
+    ),
 }
 
 
@@ -394,7 +406,7 @@ def main() -> None:
                         jobs = plan(args.charges, hot, f"b{index}")
                         seconds, latencies = asyncio.run(path(url, jobs, args.writers))
                         results.append(Result(backend, scenario, name, len(jobs), seconds, latencies))
-                        print(f"  {backend:<8} {scenario:<16} {name:<14} {len(jobs) / seconds:8.0f}/s", file=sys.stderr)
+                        print(f"  {backend:<8} {scenario:<16} {name:<15} {len(jobs) / seconds:8.0f}/s", file=sys.stderr)
     finally:
         if server is not None:
             server.stop()
@@ -407,17 +419,19 @@ def print_table(results: list[Result], writers: int) -> None:
         f"\nCall charges, {writers} concurrent writers, {results[0].charges} charges per run ({os.cpu_count()} cores)\n"
     )
     header = (
-        f"| {'database':<8} | {'scenario':<16} | {'path':<14} | {'charges/s':>9} | {'p50 ms':>7} | "
+        f"| {'database':<8} | {'scenario':<16} | {'path':<15} | {'charges/s':>9} | {'p50 ms':>7} | "
         f"{'p99 ms':>7} | {'vs best raw':>11} |"
     )
     print(header)
     print("|" + "|".join("-" * (len(part)) for part in header.split("|")[1:-1]) + "|")
     for r in results:
-        raws = [o for o in results if o.database == r.database and o.scenario == r.scenario and o.path != "service"]
+        raws = [
+            o for o in results if o.database == r.database and o.scenario == r.scenario and o.path.startswith("raw")
+        ]
         best = max(raws, key=lambda o: o.per_second) if raws else None
         ratio = f"{r.per_second / best.per_second:.2f}x" if best else "-"
         print(
-            f"| {r.database:<8} | {r.scenario:<16} | {r.path:<14} | {r.per_second:>9.0f} | {r.pct(0.5):>7.2f} | "
+            f"| {r.database:<8} | {r.scenario:<16} | {r.path:<15} | {r.per_second:>9.0f} | {r.pct(0.5):>7.2f} | "
             f"{r.pct(0.99):>7.2f} | {ratio:>11} |"
         )
     print()
@@ -427,7 +441,7 @@ def print_table(results: list[Result], writers: int) -> None:
             service = next((r for r in rows if r.path == "service"), None)
             named = {r.path: r for r in rows}
             per = (
-                [f"{p}: {service.per_second / named[p].per_second:.2f}x" for p in named if p != "service"]
+                [f"{p}: {service.per_second / named[p].per_second:.2f}x" for p in named if p.startswith("raw")]
                 if service
                 else []
             )

@@ -309,9 +309,7 @@ async def _run(
         confirmation = gate.confirmation
         await services.call(app.calls.claim_confirmation, confirmation.id)
         outcome = await _execute(app, op, gate, key, f"mcp-confirmation-{confirmation.id}")
-        await services.call(
-            app.calls.store_confirmation_result, confirmation.id, outcome.model_dump(mode="json")
-        )
+        await services.call(app.calls.store_confirmation_result, confirmation.id, outcome.model_dump(mode="json"))
         return outcome
     service_idem = service_key(caller.name, key) if key else new_key()
     return await _execute(app, op, gate, key, service_idem)
@@ -320,7 +318,7 @@ async def _run(
 async def _execute(app: BillingApp, op: Operation, gate: Gate, key: str | None, service_idem: str) -> WriteOutcome:
     plan = gate.plan
     assert plan is not None
-    result = await app.services.call(op.execute, app.services, gate.caller.name, gate.args, service_idem)
+    result = await app.services.call.blocking(op.execute, app.services, gate.caller.name, gate.args, service_idem)
     rec = record()
     rec.outcome = "executed"
     if plan.amount is not None:
