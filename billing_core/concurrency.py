@@ -45,7 +45,11 @@ class ServiceCaller:
         if not self.in_loop:
             return await self.blocking(fn, *args, **kwargs)
         async with self.limiter:
-            return await greenlet_spawn(functools.partial(fn, *args, **kwargs))
+            # Shielded like a worker thread, which runs to its end whatever happens to the caller: a
+            # transaction that started commits or rolls back on its own terms, never half-way through COMMIT.
+            with anyio.CancelScope(shield=True):
+                result = await greenlet_spawn(functools.partial(fn, *args, **kwargs))
+        return result
 
     async def blocking(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn(*args, **kwargs)`` in a worker thread: for calls that wait on more than the database."""
