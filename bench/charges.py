@@ -2,9 +2,11 @@
 
     python -m bench.charges [--charges 4000] [--writers 16] [--backends sqlite,mariadb]
 
-Scenarios: 16 concurrent writers over 1,000 companies, and over one hot company. The service path is
-what the webhook and MCP processes run: ``ChargingService.charge_call`` in a worker thread
-(``anyio.to_thread``), one thread hop per transaction. Baselines do the same transaction with the raw
+Scenarios: 16 concurrent writers over 1,000 companies, and over one hot company. The service paths are
+what the webhook and MCP processes run, ``ChargingService.charge_call`` through ``services.call``: on
+MariaDB "service" runs it in the event loop on aiomysql (``BILLING_ASYNC_DB_DRIVER=aiomysql``, the default)
+and "service threads" in a worker thread on PyMySQL (``=pymysql``); on SQLite it runs in a worker thread
+(group commit). Baselines do the same transaction with the raw
 drivers (lock the balance row with the rate, read the call's hold, insert the charge and the ledger entry,
 update the balance, commit): aiomysql and pymysql on MariaDB; aiosqlite (one thread hop per statement) and
 plain sqlite3 on SQLite. The ratio compares the service with the best raw baseline of the same database.
@@ -438,14 +440,10 @@ def print_table(results: list[Result], writers: int) -> None:
     for database in sorted({r.database for r in results}):
         for scenario in sorted({r.scenario for r in results}):
             rows = [r for r in results if r.database == database and r.scenario == scenario]
-            service = next((r for r in rows if r.path == "service"), None)
-            named = {r.path: r for r in rows}
-            per = (
-                [f"{p}: {service.per_second / named[p].per_second:.2f}x" for p in named if p.startswith("raw")]
-                if service
-                else []
-            )
-            print(f"{database}, {scenario}: service vs " + ", ".join(per))
+            raws = [r for r in rows if r.path.startswith("raw")]
+            for service in (r for r in rows if r.path.startswith("service")):
+                per = [f"{raw.path}: {service.per_second / raw.per_second:.2f}x" for raw in raws]
+                print(f"{database}, {scenario}: {service.path} vs " + ", ".join(per))
 
 
 if __name__ == "__main__":

@@ -3,10 +3,11 @@
     python -m bench.webhooks [--seconds 10] [--connections 32] [--backends sqlite,mariadb]
 
 Each run starts a server process on a fresh database of 1,000 funded companies: ``billing webhooks``
-(the sidecar, worker included) or the raw baseline ``bench.raw_webhook`` (a bare Starlette endpoint that
-verifies the same signature and writes the same rows with the raw async driver). ``wrk`` (Debian's
-package) posts pre-signed events, each once, from 32 connections; it measures throughput and the
-latency to the 2xx. Both servers commit before they answer; "receipt to commit" is the charge's commit
+(the sidecar, worker included; on MariaDB once in the event loop on aiomysql, the default, and once with
+``BILLING_ASYNC_DB_DRIVER=pymysql``, worker threads) or the raw baseline ``bench.raw_webhook`` (a bare
+Starlette endpoint that verifies the same signature and writes the same rows with the raw async driver).
+``wrk`` (Debian's package) posts pre-signed events, each once, from 32 connections; it measures throughput
+and the latency to the 2xx. Both servers commit before they answer; "receipt to commit" is the charge's commit
 time minus the moment the server took the request, from the rows themselves.
 """
 

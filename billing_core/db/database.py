@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, CursorResult, Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import QueuePool, StaticPool
 from sqlalchemy.util.concurrency import await_, in_greenlet
@@ -114,8 +115,8 @@ def make_loop_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
     """
     from sqlalchemy.ext.asyncio import create_async_engine  # only processes that run an event loop need it
 
-    parsed = make_url(normalize_url(url)).set(drivername="mysql+aiomysql")
-    engine = create_async_engine(parsed, connect_args={"connect_timeout": 5}, **_mysql_engine_options(pool_size))
+    parsed, connect_args = loop_connection_options(url)
+    engine = create_async_engine(parsed, connect_args=connect_args, **_mysql_engine_options(pool_size))
     sync_engine = engine.sync_engine
     event.listen(sync_engine, "connect", _causal_reads_on_galera)
     # Pooled connections are closed by terminating them: inside the loop that still says goodbye to the
@@ -123,6 +124,30 @@ def make_loop_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
     # graceful close would have to wait for the loop.
     sync_engine.dialect.do_close = sync_engine.dialect.do_terminate  # type: ignore[method-assign]
     return engine
+
+
+def loop_connection_options(url: str) -> tuple[URL, dict[str, Any]]:
+    """The aiomysql URL and connect arguments for a ``DATABASE_URL``.
+
+    aiomysql takes TLS as an ``ssl.SSLContext``, not as PyMySQL's ``ssl_*`` URL options, so those become a
+    context that verifies the server against ``ssl_ca`` (and presents ``ssl_cert``/``ssl_key`` when given).
+    """
+    parsed = make_url(normalize_url(url)).set(drivername="mysql+aiomysql")
+    connect_args: dict[str, Any] = {"connect_timeout": 5}
+    tls = {key: value for key, value in parsed.query.items() if key.startswith("ssl")}
+    if tls:
+        context = ssl.create_default_context(cafile=_one(tls.get("ssl_ca")))
+        if cert := _one(tls.get("ssl_cert")):
+            context.load_cert_chain(cert, _one(tls.get("ssl_key")))
+        if str(_one(tls.get("ssl_check_hostname")) or "true").lower() in ("false", "0", "no"):
+            context.check_hostname = False
+        connect_args["ssl"] = context
+        parsed = parsed.difference_update_query(tls)
+    return parsed, connect_args
+
+
+def _one(value: str | tuple[str, ...] | None) -> str | None:
+    return value[-1] if isinstance(value, tuple) else value
 
 
 async def _dispose_when_the_loop_ends(engine: AsyncEngine) -> AsyncIterator[None]:
