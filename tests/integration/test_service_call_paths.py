@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -182,3 +183,29 @@ def test_two_transactions_that_deadlock_both_commit_after_a_retry(path_services:
         lambda c: c.execute(select(balances.c.low_balance_threshold).order_by(balances.c.company_id)).scalars().all()
     )
     assert sorted(thresholds) == [1, 2]  # whichever committed last wrote both rows
+
+
+@pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
+def test_the_event_loops_connections_are_closed_when_its_loop_ends(path_services: Services, driver):
+    def open_connections() -> int:
+        path_services.db.engine.dispose()  # the synchronous pool's own connections do not count
+        with path_services.db.engine.connect() as conn:
+            return int(
+                conn.exec_driver_sql(
+                    "SELECT COUNT(*) FROM information_schema.processlist"
+                    " WHERE db = DATABASE() AND id <> CONNECTION_ID()"
+                ).scalar_one()
+            )
+
+    async def busy() -> None:
+        async with anyio.create_task_group() as group:
+            for _ in range(8):
+                group.start_soon(path_services.call, path_services.db.ping)
+        # the loop's pool keeps its connections for the next call while the loop runs
+        assert (open_connections() > 0) is (driver == "aiomysql")
+
+    anyio.run(busy)
+    deadline = time.monotonic() + 5  # the server drops a closed session's thread a moment later
+    while open_connections() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert open_connections() == 0
