@@ -139,9 +139,8 @@ def webhooks(urls: list[str], tmp: Path, seconds: int, connections: int, tag: st
     share = max(2, connections // len(urls))
     try:
         with ThreadPoolExecutor(len(urls)) as pool:
-            results = list(
-                pool.map(lambda i: run_wrk(ports[i], events[i], seconds, share, threads=1), range(len(urls)))
-            )
+            results = list(pool.map(lambda i: run_wrk(ports[i], events[i], seconds, share, threads=1),
+                                    range(len(urls))))
         time.sleep(1)
     finally:
         for server in servers:
@@ -150,20 +149,16 @@ def webhooks(urls: list[str], tmp: Path, seconds: int, connections: int, tag: st
     db = Database(urls[0], pool_size=1)
     try:
         committed = db.read(
-            lambda conn: conn.execute(select(func.count()).where(call_charges.c.call_id.like(f"{tag}-%"))).scalar_one()
+            lambda conn: conn.execute(
+                select(func.count()).where(call_charges.c.call_id.like(f"{tag}-%"))
+            ).scalar_one()
         )
     finally:
         db.dispose()
     non_2xx = int(sum(r["non_2xx"] for r in results))
     p50 = sorted(r["p50"] for r in results)[len(results) // 2]
-    return Row(
-        "",
-        "webhooks (call_ended)",
-        committed / seconds,
-        p50,
-        max(r["p99"] for r in results),
-        f"{non_2xx} non-2xx" if non_2xx else "",
-    )
+    return Row("", "webhooks (call_ended)", committed / seconds, p50, max(r["p99"] for r in results),
+               f"{non_2xx} non-2xx" if non_2xx else "")
 
 
 def measure(setup: str, urls: list[str], tmp: Path, args: argparse.Namespace, tag: str) -> list[Row]:
@@ -171,15 +166,13 @@ def measure(setup: str, urls: list[str], tmp: Path, args: argparse.Namespace, ta
     replicas = open_services(urls)
     try:
         seconds, latencies = drive(replicas, plan(args.charges, False, f"{tag}c"), charge)
-        rows.append(
-            Row(setup, "charges, 1,000 companies", args.charges / seconds, pct(latencies, 0.5), pct(latencies, 0.99))
-        )
+        rows.append(Row(setup, "charges, 1,000 companies", args.charges / seconds, pct(latencies, 0.5),
+                        pct(latencies, 0.99)))
         rng = random.Random(5)
         jobs = [(f"{tag}p{n}", rng.randint(1, COMPANIES)) for n in range(args.payments)]
         seconds, latencies = drive(replicas, jobs, pay)
-        rows.append(
-            Row(setup, "payments with invoice no.", args.payments / seconds, pct(latencies, 0.5), pct(latencies, 0.99))
-        )
+        rows.append(Row(setup, "payments with invoice no.", args.payments / seconds, pct(latencies, 0.5),
+                        pct(latencies, 0.99)))
     finally:
         for services in replicas:
             services.close()
@@ -232,7 +225,8 @@ def print_table(rows: list[Row], args: argparse.Namespace) -> None:
         f"{args.connections} connections for {args.seconds} s; {os.cpu_count()} cores, {datetime.now(UTC):%Y-%m-%d})\n"
     )
     header = (
-        f"| {'set-up':<25} | {'workload':<26} | {'per s':>7} | {'p50 ms':>7} | {'p99 ms':>7} | {'vs one server':>13} |"
+        f"| {'set-up':<25} | {'workload':<26} | {'per s':>7} | {'p50 ms':>7} | {'p99 ms':>7} | "
+        f"{'vs one server':>13} |"
     )
     print(header)
     print("|" + "|".join("-" * len(p) for p in header.split("|")[1:-1]) + "|")

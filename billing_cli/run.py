@@ -168,15 +168,8 @@ def run_system(plan: Plan, *, echo: Any = click.echo) -> int:
             supervisor.start(
                 ChildSpec(
                     "stripe-emulator",
-                    [
-                        python,
-                        "-m",
-                        "billing_cli.stripe_emulator",
-                        "--port",
-                        str(plan.emulator_port),
-                        "--store",
-                        str(VAR_DIR / "stripe-emulator" / "store.pickle"),
-                    ],
+                    [python, "-m", "billing_cli.stripe_emulator", "--port", str(plan.emulator_port),
+                     "--store", str(VAR_DIR / "stripe-emulator" / "store.pickle")],
                     ready=port_ready(plan.emulator_port or 0),
                     env=plan.child_env(),
                     after_start=lambda: register_emulator_webhook(plan),
@@ -186,15 +179,8 @@ def run_system(plan: Plan, *, echo: Any = click.echo) -> int:
             supervisor.start(
                 ChildSpec(
                     "mail-sink",
-                    [
-                        python,
-                        "-m",
-                        "billing_cli.mail_sink",
-                        "--port",
-                        str(plan.smtp_port),
-                        "--dir",
-                        str(VAR_DIR / "mail"),
-                    ],
+                    [python, "-m", "billing_cli.mail_sink", "--port", str(plan.smtp_port), "--dir",
+                     str(VAR_DIR / "mail")],
                     ready=port_ready(plan.smtp_port),
                     env=plan.child_env(),
                 )
@@ -215,18 +201,8 @@ def run_system(plan: Plan, *, echo: Any = click.echo) -> int:
         supervisor.start(
             ChildSpec(
                 "mcp",
-                [
-                    python,
-                    "-m",
-                    "billing_cli",
-                    "mcp",
-                    "--transport",
-                    "http",
-                    "--host",
-                    plan.host,
-                    "--port",
-                    str(plan.mcp_port),
-                ],
+                [python, "-m", "billing_cli", "mcp", "--transport", "http", "--host", plan.host,
+                 "--port", str(plan.mcp_port)],
                 ready=http_ready(f"http://{plan.host}:{plan.mcp_port}/healthz"),
                 env=plan.child_env(),
             )

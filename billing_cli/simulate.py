@@ -67,9 +67,8 @@ def call_event(event: str, call_id: str, company_id: int, start_ms: int, seconds
         "start_timestamp": start_ms,
     }
     if event == "call_ended":
-        call.update(
-            end_timestamp=start_ms + seconds * 1000, duration_ms=seconds * 1000, disconnection_reason="user_hangup"
-        )
+        call.update(end_timestamp=start_ms + seconds * 1000, duration_ms=seconds * 1000,
+                    disconnection_reason="user_hangup")
     return {"event": event, "call": call}
 
 
@@ -252,11 +251,8 @@ def simulate(calls: int, rate: float, topups: int | None, seed: int | None, as_j
         topup_count = calls // 25 if topups is None else topups
         if topup_count and (not payers or svc.stripe_services is None or not settings.stripe_test_mode):
             topup_count = 0
-            click.echo(
-                "top-ups need Stripe in test mode (or the emulator) and a company without auto top-up; "
-                "simulating calls only",
-                err=True,
-            )
+            click.echo("top-ups need Stripe in test mode (or the emulator) and a company without auto top-up; "
+                       "simulating calls only", err=True)
         topup_at = {round((i + 1) * calls / (topup_count + 1)) for i in range(topup_count)}
         started = svc.ctx.clock()
         begin = time.monotonic()

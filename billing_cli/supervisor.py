@@ -147,7 +147,8 @@ class Supervisor:
                 self._reap(child)
                 child.restarts += 1
                 self.report(
-                    f"{child.spec.name} exited with {code}; restarting (restart {child.restarts}, log {child.log_path})"
+                    f"{child.spec.name} exited with {code}; restarting (restart {child.restarts}, "
+                    f"log {child.log_path})"
                 )
                 time.sleep(min(0.5 * child.restarts, 5))
                 try:

@@ -309,7 +309,9 @@ async def _run(
         confirmation = gate.confirmation
         await services.call(app.calls.claim_confirmation, confirmation.id)
         outcome = await _execute(app, op, gate, key, f"mcp-confirmation-{confirmation.id}")
-        await services.call(app.calls.store_confirmation_result, confirmation.id, outcome.model_dump(mode="json"))
+        await services.call(
+            app.calls.store_confirmation_result, confirmation.id, outcome.model_dump(mode="json")
+        )
         return outcome
     service_idem = service_key(caller.name, key) if key else new_key()
     return await _execute(app, op, gate, key, service_idem)

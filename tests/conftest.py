@@ -67,7 +67,8 @@ def mariadb_template_url(mariadb_server: MariaDBServer | None) -> str:
         from sqlalchemy.engine import make_url
 
         base = make_url(os.environ["BILLING_TEST_MARIADB_URL"])
-        conn = pymysql.connect(host=base.host, port=base.port or 3306, user=base.username, password=base.password or "")
+        conn = pymysql.connect(host=base.host, port=base.port or 3306, user=base.username,
+                               password=base.password or "")
         with conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
             cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")

@@ -130,7 +130,7 @@ def build_routes(services: Services) -> list[Route]:
             data: Any = json.loads(await request.body())
             card = str(data["card"])
         except (ValueError, KeyError, TypeError):
-            return JSONResponse({"error": 'send {"card": "card_..."}'}, status_code=400)
+            return JSONResponse({"error": "send {\"card\": \"card_...\"}"}, status_code=400)
         try:
             result = await services.call.blocking(checkout().pay, topup_id, card)
         except BillingError as error:

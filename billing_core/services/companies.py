@@ -267,7 +267,9 @@ class CompanyService:
                     balance_values[key] = value
             if company_values:
                 conn.execute(
-                    update(companies).where(companies.c.id == company_id).values(updated_at=now, **company_values)
+                    update(companies)
+                    .where(companies.c.id == company_id)
+                    .values(updated_at=now, **company_values)
                 )
             if balance_values:
                 conn.execute(

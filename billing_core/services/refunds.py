@@ -56,9 +56,7 @@ class RefundService:
         """(company id, amount charged, amount refunded so far) of a call's charge, for previews."""
         call_id = validation.identifier(call_id, "call id")
         query = select(
-            call_charges.c.company_id,
-            call_charges.c.amount_charged,
-            call_charges.c.refunded_amount,
+            call_charges.c.company_id, call_charges.c.amount_charged, call_charges.c.refunded_amount,
             call_charges.c.currency,
         ).where(call_charges.c.call_id == call_id)
         row = self._ctx.db.read(lambda conn: conn.execute(query).first())

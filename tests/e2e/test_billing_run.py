@@ -204,3 +204,4 @@ def test_sigint_stops_every_child_and_a_second_run_reuses_the_data(system, simul
         assert [m["last4"] for m in again.json("payment-methods", "list", str(gruber["id"]))] == ["4242"]
     finally:
         again.interrupt()
+

@@ -19,16 +19,8 @@ def test_operator_releases_a_stuck_hold_once_and_a_second_release_changes_nothin
     env = clean_env(DATABASE_URL=database_url)
 
     first = run_billing(
-        "calls",
-        "release",
-        "call-stuck",
-        "--reason",
-        "call_ended dead-lettered",
-        "--actor",
-        "cli:ops",
-        "--json",
-        env=env,
-        cwd=tmp_path,
+        "calls", "release", "call-stuck", "--reason", "call_ended dead-lettered", "--actor", "cli:ops", "--json",
+        env=env, cwd=tmp_path,
     )
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout) == {

@@ -62,13 +62,8 @@ class WorkerProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop
         self.process = subprocess.Popen(
-            [find_billing(), "worker"],
-            cwd=self.workdir,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            [find_billing(), "worker"], cwd=self.workdir, env=self.env, stdin=subprocess.DEVNULL,
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         return self
 
@@ -98,13 +93,9 @@ def replicas(tmp_path: Path, galera_urls: list[str], localstripe: LocalStripe) -
     """The sidecars and workers (not started), each against its own node; stopped afterwards."""
 
     def env(node: int) -> dict[str, str]:
-        return sidecar_env(
-            galera_urls[node],
-            stripe_webhook_secret=STRIPE_WEBHOOK_SECRET,
-            retell_api_key=RETELL_API_KEY,
-            stripe_api_base=localstripe.url,
-            BILLING_WEBHOOK_WORKER="false",
-        )
+        return sidecar_env(galera_urls[node], stripe_webhook_secret=STRIPE_WEBHOOK_SECRET,
+                           retell_api_key=RETELL_API_KEY, stripe_api_base=localstripe.url,
+                           BILLING_WEBHOOK_WORKER="false")
 
     sidecars = [WebhookProcess(tmp_path / f"sidecar-node{n + 1}", env(n)) for n in SIDECAR_NODES]
     workers = [WorkerProcess(tmp_path / f"worker-node{n + 1}", env(n)) for n in WORKER_NODES]
@@ -116,14 +107,8 @@ def replicas(tmp_path: Path, galera_urls: list[str], localstripe: LocalStripe) -
 def give_buyer_data(services: Services, plan: StormPlan) -> None:
     """Full invoice addresses, so every credited Stripe payment gets its invoice number in the storm."""
     for n, company_id in enumerate(plan.expected_balance):
-        services.companies.set(
-            company_id,
-            actor="test",
-            address_line1=f"Hauptstraße {n + 1}",
-            postal_code="10115",
-            city="Berlin",
-            country="DE",
-        )
+        services.companies.set(company_id, actor="test", address_line1=f"Hauptstraße {n + 1}", postal_code="10115",
+                               city="Berlin", country="DE")
 
 
 def assert_exact_on_node(services: Services, plan: StormPlan, env: dict[str, str], cwd: Path) -> None:
@@ -190,9 +175,8 @@ def test_storm_over_two_sidecars_and_two_workers_on_galera_survives_a_node_kille
             worker.start()
         spread = random.Random(4201)
 
-        storm = Storm(
-            lambda: spread.choice(sidecars).url, plan.deliveries, senders=16, retry=True, deadline_seconds=150
-        ).start()
+        storm = Storm(lambda: spread.choice(sidecars).url, plan.deliveries, senders=16, retry=True,
+                      deadline_seconds=150).start()
         assert storm.wait_for_acks(len(plan.deliveries) // 4, timeout=90), storm.errors()
         node = galera_cluster.nodes[KILLED_NODE]
         node.kill()

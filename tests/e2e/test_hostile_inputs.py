@@ -72,16 +72,8 @@ class World:
     cases: list[Case] = field(default_factory=list)
 
 
-def retell_body(
-    event: str,
-    call_id: str,
-    company: Any,
-    *,
-    start_ms: int,
-    duration_ms: int | None = 60_000,
-    end_ms: int | None = None,
-    **call_fields: Any,
-) -> bytes:
+def retell_body(event: str, call_id: str, company: Any, *, start_ms: int, duration_ms: int | None = 60_000,
+                end_ms: int | None = None, **call_fields: Any) -> bytes:
     body = copy.deepcopy(retell_examples()[event])
     call = body["call"]
     call.update(call_id=call_id, start_timestamp=start_ms, metadata={"company_id": company}, from_number=PHONE)
@@ -97,40 +89,25 @@ def stripe_obj(kind: str, **fields: Any) -> dict[str, Any]:
 
 def prepare(svc: Services, post: Callable[[str, bytes, dict[str, str]], httpx.Response]) -> World:
     company = new_company(svc, funded="300.00")
-    paid = svc.topups.create_pending(
-        company_id=company.id,
-        amount=Money(1500, "EUR"),
-        source="payment_intent",
-        initiated_by="test",
-        idempotency_key="hostile-paid",
-    )
+    paid = svc.topups.create_pending(company_id=company.id, amount=Money(1500, "EUR"),
+                                          source="payment_intent", initiated_by="test", idempotency_key="hostile-paid")
     svc.topups.attach_stripe_ids(paid.id, stripe_payment_intent_id="pi_hostile_paid")
     svc.topups.settle(paid.id, stripe_payment_intent_id="pi_hostile_paid", stripe_charge_id="ch_hostile_paid")
-    pending = svc.topups.create_pending(
-        company_id=company.id,
-        amount=Money(1200, "EUR"),
-        source="payment_intent",
-        initiated_by="test",
-        idempotency_key="hostile-pending",
-    )
+    pending = svc.topups.create_pending(company_id=company.id, amount=Money(1200, "EUR"),
+                                             source="payment_intent", initiated_by="test",
+                                             idempotency_key="hostile-pending")
     svc.topups.attach_stripe_ids(pending.id, stripe_payment_intent_id="pi_hostile_pending")
-    checkout = svc.topups.create_pending(
-        company_id=company.id,
-        amount=Money(2000, "EUR"),
-        source="checkout",
-        initiated_by="test",
-        idempotency_key="hostile-checkout",
-    )
+    checkout = svc.topups.create_pending(company_id=company.id, amount=Money(2000, "EUR"), source="checkout",
+                                              initiated_by="test", idempotency_key="hostile-checkout")
     svc.topups.attach_stripe_ids(checkout.id, stripe_checkout_session_id="cs_hostile_checkout")
     start_ms = int(time.time() * 1000) - 600_000
     # a call that is running (its hold stays) and one that was charged (a later conflicting end must not move money)
-    for body in (
-        retell_body("call_started", "call-running", str(company.id), start_ms=start_ms),
-        retell_body("call_ended", "call-done", str(company.id), start_ms=start_ms),
-    ):
+    for body in (retell_body("call_started", "call-running", str(company.id), start_ms=start_ms),
+                 retell_body("call_ended", "call-done", str(company.id), start_ms=start_ms)):
         answer = post("/api/retell/webhook", body, retell_headers(body))
         assert answer.status_code == 200 and answer.json()["status"] == "processed", answer.text
-    return World(company.id, paid.id, "pi_hostile_paid", "ch_hostile_paid", "pi_hostile_pending", checkout.id, start_ms)
+    return World(company.id, paid.id, "pi_hostile_paid", "ch_hostile_paid", "pi_hostile_pending", checkout.id,
+                 start_ms)
 
 
 def retell_signature(body: bytes) -> dict[str, str]:
@@ -165,278 +142,107 @@ def table(w: World) -> list[Case]:
     ok_stripe = stripe_event("customer.created", stripe_obj("customer", id="cus_hostile"), event_id="evt_hostile_ok")
     now = int(time.time())
     paid_dispute = {"charge": w.paid_charge, "payment_intent": w.paid_intent, "currency": "eur", "reason": "fraudulent"}
-    pending = {
-        "id": w.pending_intent,
-        "status": "succeeded",
-        "amount": 1200,
-        "amount_received": 1200,
-        "currency": "eur",
-        "metadata": {"topup_id": "0"},
-        "latest_charge": None,
-    }
+    pending = {"id": w.pending_intent, "status": "succeeded", "amount": 1200, "amount_received": 1200,
+               "currency": "eur", "metadata": {"topup_id": "0"}, "latest_charge": None}
     return [
         # -- signature headers: every malformed one is a 400, never a 500
-        Case(
-            "stripe t=\\xb2",
-            "/api/stripe/webhook",
-            ok_stripe,
-            {"stripe-signature": b"t=\xb2,v1=" + HEX.encode()},
-            "4xx",
-        ),
-        Case(
-            "stripe unicode digits",
-            "/api/stripe/webhook",
-            ok_stripe,
-            {"stripe-signature": "t=١٠,v1=".encode() + HEX.encode()},
-            "4xx",
-        ),
-        Case(
-            "stripe 5000-digit t",
-            "/api/stripe/webhook",
-            ok_stripe,
-            {"stripe-signature": f"t={'9' * 5000},v1={HEX}"},
-            "4xx",
-        ),
-        Case(
-            "stripe duplicate t",
-            "/api/stripe/webhook",
-            ok_stripe,
-            {"stripe-signature": f"t={now},t={now},{stripe_headers(ok_stripe)['stripe-signature'].split(',')[1]}"},
-            "4xx",
-        ),
-        Case(
-            "stripe v1 non-ascii",
-            "/api/stripe/webhook",
-            ok_stripe,
-            {"stripe-signature": f"t={now},v1=".encode() + b"\xe9" * 64},
-            "4xx",
-        ),
+        Case("stripe t=\\xb2", "/api/stripe/webhook", ok_stripe, {"stripe-signature": b"t=\xb2,v1=" + HEX.encode()},
+             "4xx"),
+        Case("stripe unicode digits", "/api/stripe/webhook", ok_stripe,
+             {"stripe-signature": "t=١٠,v1=".encode() + HEX.encode()}, "4xx"),
+        Case("stripe 5000-digit t", "/api/stripe/webhook", ok_stripe,
+             {"stripe-signature": f"t={'9' * 5000},v1={HEX}"}, "4xx"),
+        Case("stripe duplicate t", "/api/stripe/webhook", ok_stripe,
+             {"stripe-signature": f"t={now},t={now},{stripe_headers(ok_stripe)['stripe-signature'].split(',')[1]}"},
+             "4xx"),
+        Case("stripe v1 non-ascii", "/api/stripe/webhook", ok_stripe,
+             {"stripe-signature": f"t={now},v1=".encode() + b"\xe9" * 64}, "4xx"),
         Case("stripe no header", "/api/stripe/webhook", ok_stripe, {}, "4xx"),
         Case("retell d=\\xe9", "/api/retell/webhook", ok_retell, {"x-retell-signature": b"v=1,d=\xe9"}, "4xx"),
-        Case(
-            "retell duplicate d",
-            "/api/retell/webhook",
-            ok_retell,
-            {"x-retell-signature": retell_headers(ok_retell)["x-retell-signature"] + f",d={HEX}"},
-            "4xx",
-        ),
-        Case(
-            "retell 5000-digit v",
-            "/api/retell/webhook",
-            ok_retell,
-            {"x-retell-signature": f"v={'1' * 5000},d={HEX}"},
-            "4xx",
-        ),
-        Case(
-            "1 MB header",
-            "/api/retell/webhook",
-            ok_retell,
-            {**retell_headers(ok_retell), "x-padding": "a" * 1_000_000},
-            "4xx",
-        ),
-        Case(
-            "2000 headers",
-            "/api/retell/webhook",
-            ok_retell,
-            [*retell_headers(ok_retell).items(), *((f"x-h{n}", "1") for n in range(2000))],
-            "4xx",
-        ),
+        Case("retell duplicate d", "/api/retell/webhook", ok_retell,
+             {"x-retell-signature": retell_headers(ok_retell)["x-retell-signature"] + f",d={HEX}"}, "4xx"),
+        Case("retell 5000-digit v", "/api/retell/webhook", ok_retell, {"x-retell-signature": f"v={'1' * 5000},d={HEX}"},
+             "4xx"),
+        Case("1 MB header", "/api/retell/webhook", ok_retell,
+             {**retell_headers(ok_retell), "x-padding": "a" * 1_000_000}, "4xx"),
+        Case("2000 headers", "/api/retell/webhook", ok_retell,
+             [*retell_headers(ok_retell).items(), *((f"x-h{n}", "1") for n in range(2000))], "4xx"),
         # -- signed bodies that cannot be read or stored: 400
         signed_retell("utf-16 body", json.dumps(json.loads(ok_retell)).encode("utf-16"), "4xx"),
         signed_retell("lone surrogate", ok_retell.replace(b'"call-x"', b'"call-\\ud800"'), "4xx"),
-        signed_retell(
-            "10,000-deep JSON", b'{"event": "call_ended", "call": ' + b"[" * 10_000 + b"]" * 10_000 + b"}", "4xx"
-        ),
+        signed_retell("10,000-deep JSON", b'{"event": "call_ended", "call": ' + b"[" * 10_000 + b"]" * 10_000 + b"}",
+                      "4xx"),
         signed_retell("call id over its column", retell_body("call_ended", "c" * 181, cid, start_ms=start), "4xx"),
-        signed_retell(
-            "event name over its column", json.dumps({"event": "e" * 70, "call": {"call_id": "call-y"}}).encode(), "4xx"
-        ),
-        signed_stripe_raw(
-            "stripe event id over its column",
-            stripe_event("customer.created", stripe_obj("customer"), event_id="evt_" + "x" * 300),
-        ),
+        signed_retell("event name over its column",
+                      json.dumps({"event": "e" * 70, "call": {"call_id": "call-y"}}).encode(), "4xx"),
+        signed_stripe_raw("stripe event id over its column",
+                          stripe_event("customer.created", stripe_obj("customer"), event_id="evt_" + "x" * 300)),
         # -- signed calls whose data are wrong: dead letters, nothing charged
-        signed_retell(
-            "duration 10^12",
-            retell_body("call_ended", "call-huge", cid, start_ms=start, duration_ms=10**12, end_ms=start + 30_000),
-            "dead",
-            "call_ended:call-huge",
-        ),
-        signed_retell(
-            "five-hour call",
-            retell_body("call_ended", "call-long", cid, start_ms=start - 5 * 3600_000, duration_ms=5 * 3600_000),
-            "dead",
-            "call_ended:call-long",
-        ),
-        signed_retell(
-            "end before start",
-            retell_body("call_ended", "call-back", cid, start_ms=start, duration_ms=30_000, end_ms=start - 60_000),
-            "dead",
-            "call_ended:call-back",
-        ),
-        signed_retell(
-            "unicode company id",
-            retell_body("call_ended", "call-uni", "١٠", start_ms=start),
-            "dead",
-            "call_ended:call-uni",
-        ),
-        signed_retell(
-            "huge company id",
-            retell_body("call_ended", "call-big", "99999999999999999999", start_ms=start),
-            "dead",
-            "call_ended:call-big",
-        ),
-        signed_retell(
-            "control characters in the number",
-            retell_body("call_ended", "call-esc", cid, start_ms=start, from_number=PHONE + "\x1b[2J" + "9" * 70),
-            "dead",
-            "call_ended:call-esc",
-        ),
-        signed_retell(
-            "unknown company",
-            retell_body("call_ended", "call-nobody", "987654321", start_ms=start),
-            "dead",
-            "call_ended:call-nobody",
-        ),
-        signed_retell(
-            "second call_ended with another duration",
-            retell_body("call_ended", "call-done", cid, start_ms=start, duration_ms=600_000),
-            "conflict",
-        ),
+        signed_retell("duration 10^12", retell_body("call_ended", "call-huge", cid, start_ms=start,
+                                                    duration_ms=10**12, end_ms=start + 30_000),
+                      "dead", "call_ended:call-huge"),
+        signed_retell("five-hour call", retell_body("call_ended", "call-long", cid, start_ms=start - 5 * 3600_000,
+                                                    duration_ms=5 * 3600_000), "dead", "call_ended:call-long"),
+        signed_retell("end before start", retell_body("call_ended", "call-back", cid, start_ms=start,
+                                                      duration_ms=30_000, end_ms=start - 60_000),
+                      "dead", "call_ended:call-back"),
+        signed_retell("unicode company id", retell_body("call_ended", "call-uni", "١٠", start_ms=start),
+                      "dead", "call_ended:call-uni"),
+        signed_retell("huge company id", retell_body("call_ended", "call-big", "99999999999999999999",
+                                                     start_ms=start), "dead", "call_ended:call-big"),
+        signed_retell("control characters in the number", retell_body(
+            "call_ended", "call-esc", cid, start_ms=start, from_number=PHONE + "\x1b[2J" + "9" * 70),
+            "dead", "call_ended:call-esc"),
+        signed_retell("unknown company", retell_body("call_ended", "call-nobody", "987654321", start_ms=start),
+                      "dead", "call_ended:call-nobody"),
+        signed_retell("second call_ended with another duration", retell_body(
+            "call_ended", "call-done", cid, start_ms=start, duration_ms=600_000), "conflict"),
         # -- signed Stripe events that must not move money
-        signed_stripe(
-            "negative_lost_dispute",
-            "charge.dispute.closed",
-            stripe_obj("dispute", id="dp_neg_lost", amount=-5000, status="lost", **paid_dispute),
-            "dead",
-        ),
-        signed_stripe(
-            "negative_dispute",
-            "charge.dispute.created",
-            stripe_obj("dispute", id="dp_neg", amount=-5000, status="needs_response", **paid_dispute),
-            "dead",
-        ),
-        signed_stripe(
-            "dispute_beyond_payment",
-            "charge.dispute.created",
-            stripe_obj("dispute", id="dp_big", amount=999_999, status="needs_response", **paid_dispute),
-            "dead",
-        ),
-        signed_stripe(
-            "usd_payment",
-            "payment_intent.succeeded",
-            stripe_obj("payment_intent", **dict(pending, currency="usd")),
-            "dead",
-        ),
-        signed_stripe(
-            "jpy_payment",
-            "payment_intent.succeeded",
-            stripe_obj("payment_intent", **dict(pending, currency="jpy")),
-            "dead",
-        ),
-        signed_stripe(
-            "livemode_payment",
-            "payment_intent.succeeded",
-            stripe_obj("payment_intent", **pending),
-            "dead",
-            livemode=True,
-        ),
-        signed_stripe(
-            "nothing_received",
-            "payment_intent.succeeded",
-            stripe_obj("payment_intent", **dict(pending, amount_received=0)),
-            "dead",
-        ),
-        signed_stripe(
-            "boolean_amount",
-            "payment_intent.succeeded",
-            stripe_obj("payment_intent", **dict(pending, amount_received=True)),
-            "dead",
-        ),
-        signed_stripe(
-            "foreign_intent_naming_our_topup",
-            "payment_intent.succeeded",
-            stripe_obj(
-                "payment_intent",
-                **dict(
-                    pending,
-                    id="pi_not_ours",
-                    amount=2000,
-                    amount_received=2000,
-                    metadata={"topup_id": str(w.checkout_topup)},
-                ),
-            ),
-            "ignored",
-        ),
-        signed_stripe(
-            "usd_refund",
-            "refund.created",
-            stripe_obj(
-                "refund",
-                id="re_usd",
-                amount=500,
-                currency="usd",
-                charge=w.paid_charge,
-                payment_intent=w.paid_intent,
-                status="succeeded",
-            ),
-            "dead",
-        ),
-        signed_stripe(
-            "refund_beyond_payment",
-            "refund.created",
-            stripe_obj(
-                "refund",
-                id="re_big",
-                amount=999_999,
-                currency="eur",
-                charge=w.paid_charge,
-                payment_intent=w.paid_intent,
-                status="succeeded",
-            ),
-            "dead",
-        ),
-        signed_stripe(
-            "negative_refund",
-            "refund.created",
-            stripe_obj(
-                "refund",
-                id="re_neg",
-                amount=-500,
-                currency="eur",
-                charge=w.paid_charge,
-                payment_intent=w.paid_intent,
-                status="succeeded",
-            ),
-            "dead",
-        ),
+        signed_stripe("negative_lost_dispute", "charge.dispute.closed",
+                      stripe_obj("dispute", id="dp_neg_lost", amount=-5000, status="lost", **paid_dispute), "dead"),
+        signed_stripe("negative_dispute", "charge.dispute.created",
+                      stripe_obj("dispute", id="dp_neg", amount=-5000, status="needs_response", **paid_dispute),
+                      "dead"),
+        signed_stripe("dispute_beyond_payment", "charge.dispute.created",
+                      stripe_obj("dispute", id="dp_big", amount=999_999, status="needs_response", **paid_dispute),
+                      "dead"),
+        signed_stripe("usd_payment", "payment_intent.succeeded",
+                      stripe_obj("payment_intent", **dict(pending, currency="usd")), "dead"),
+        signed_stripe("jpy_payment", "payment_intent.succeeded",
+                      stripe_obj("payment_intent", **dict(pending, currency="jpy")), "dead"),
+        signed_stripe("livemode_payment", "payment_intent.succeeded", stripe_obj("payment_intent", **pending), "dead",
+                      livemode=True),
+        signed_stripe("nothing_received", "payment_intent.succeeded",
+                      stripe_obj("payment_intent", **dict(pending, amount_received=0)), "dead"),
+        signed_stripe("boolean_amount", "payment_intent.succeeded",
+                      stripe_obj("payment_intent", **dict(pending, amount_received=True)), "dead"),
+        signed_stripe("foreign_intent_naming_our_topup", "payment_intent.succeeded",
+                      stripe_obj("payment_intent", **dict(pending, id="pi_not_ours", amount=2000, amount_received=2000,
+                                                         metadata={"topup_id": str(w.checkout_topup)})), "ignored"),
+        signed_stripe("usd_refund", "refund.created", stripe_obj(
+            "refund", id="re_usd", amount=500, currency="usd", charge=w.paid_charge, payment_intent=w.paid_intent,
+            status="succeeded"), "dead"),
+        signed_stripe("refund_beyond_payment", "refund.created", stripe_obj(
+            "refund", id="re_big", amount=999_999, currency="eur", charge=w.paid_charge,
+            payment_intent=w.paid_intent, status="succeeded"), "dead"),
+        signed_stripe("negative_refund", "refund.created", stripe_obj(
+            "refund", id="re_neg", amount=-500, currency="eur", charge=w.paid_charge, payment_intent=w.paid_intent,
+            status="succeeded"), "dead"),
     ]
 
 
 def snapshot(svc: Services) -> dict[str, Any]:
     def read(conn: Any) -> dict[str, Any]:
         return {
-            "balances": sorted(
-                conn.execute(select(balances.c.company_id, balances.c.balance, balances.c.reserved_balance)).all()
-            ),
+            "balances": sorted(conn.execute(select(balances.c.company_id, balances.c.balance,
+                                                   balances.c.reserved_balance)).all()),
             "ledger": conn.execute(select(func.count(), func.coalesce(func.sum(ledger.c.amount), 0))).one(),
-            "topups": sorted(
-                conn.execute(
-                    select(
-                        topups.c.id,
-                        topups.c.status,
-                        topups.c.amount,
-                        topups.c.refunded_amount,
-                        topups.c.currency,
-                        topups.c.stripe_payment_intent_id,
-                        topups.c.stripe_checkout_session_id,
-                        topups.c.stripe_charge_id,
-                    )
-                ).all()
-            ),
-            "holds": sorted(
-                conn.execute(select(reservations.c.call_id, reservations.c.status, reservations.c.amount)).all()
-            ),
+            "topups": sorted(conn.execute(select(
+                topups.c.id, topups.c.status, topups.c.amount, topups.c.refunded_amount, topups.c.currency,
+                topups.c.stripe_payment_intent_id, topups.c.stripe_checkout_session_id, topups.c.stripe_charge_id,
+            )).all()),
+            "holds": sorted(conn.execute(select(reservations.c.call_id, reservations.c.status,
+                                                reservations.c.amount)).all()),
             "charges": sorted(conn.execute(select(call_charges.c.call_id, call_charges.c.amount_charged)).all()),
             "disputes": conn.execute(select(func.count()).select_from(disputes)).scalar_one(),
         }
@@ -487,13 +293,8 @@ def test_hostile_requests_get_4xx_or_a_dead_letter_and_change_no_money(services,
     assert after == before
     ledger_check(sidecar)
     errors = services.db.read(lambda conn: [r[0] or "" for r in conn.execute(select(webhook_events.c.last_error))])
-    alerts = services.db.read(
-        lambda conn: (
-            conn.execute(select(notifications.c.payload).where(notifications.c.kind == "webhook_dead_letter"))
-            .scalars()
-            .all()
-        )
-    )
+    alerts = services.db.read(lambda conn: conn.execute(
+        select(notifications.c.payload).where(notifications.c.kind == "webhook_dead_letter")).scalars().all())
     assert any("call_too_long" in a or "CallTooLong" in a for a in alerts), alerts
     assert any("contradicts" in a for a in alerts), alerts
     assert any("EventMismatch" in a for a in alerts), alerts

@@ -36,7 +36,8 @@ def find_billing() -> str:
 
 
 BILLING = find_billing()
-SETTING_PREFIXES = ("BILLING_", "STRIPE_", "DATABASE_URL", "SMTP_URL", "RETELL_", "DEFAULT_", "PREPAID_", "AUTO_TOPUP_")
+SETTING_PREFIXES = ("BILLING_", "STRIPE_", "DATABASE_URL", "SMTP_URL", "RETELL_", "DEFAULT_", "PREPAID_",
+                    "AUTO_TOPUP_")
 
 
 class Cli:
@@ -47,9 +48,8 @@ class Cli:
         self.env.update(SELLER_ENV)
 
     def run(self, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [BILLING, *args], cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=120, check=False
-        )
+        done = subprocess.run([BILLING, *args], cwd=self.cwd, env=self.env, capture_output=True, text=True,
+                              timeout=120, check=False)
         assert done.returncode == code, f"billing {' '.join(args)} -> {done.returncode}\n{done.stdout}{done.stderr}"
         assert "Traceback" not in done.stderr, done.stderr
         return done
@@ -109,24 +109,17 @@ def test_bank_transfer_recorded_from_the_shell_is_invoiced_listed_written_out_an
     year = datetime.now(UTC).year
     company_id = add_company(cli, "Zahnarztpraxis Dr. Weber", *ADDRESS)
 
-    recorded = cli.json(
-        "topups", "record", "--company", str(company_id), "--amount", "100.00", "--reference", "RF18 5390"
-    )
+    recorded = cli.json("topups", "record", "--company", str(company_id), "--amount", "100.00",
+                        "--reference", "RF18 5390")
 
-    assert (recorded["status"], recorded["source"], recorded["reference"]) == (
-        "succeeded",
-        "bank_transfer",
-        "RF18 5390",
-    )
+    assert (recorded["status"], recorded["source"], recorded["reference"]) == ("succeeded", "bank_transfer",
+                                                                               "RF18 5390")
     assert (recorded["amount"], recorded["balance_after"], recorded["credited_now"]) == (eur(10000), eur(10000), True)
 
     [listed] = cli.json("invoices", "list")
     number = f"RE-{year}-000001"
     assert (listed["number"], listed["company_id"], listed["type"], listed["topup_id"]) == (
-        number,
-        company_id,
-        "invoice",
-        recorded["id"],
+        number, company_id, "invoice", recorded["id"],
     )
     assert (listed["net"], listed["vat"], listed["gross"]) == (eur(8403), eur(1597), eur(10000))
     assert (listed["vat_rate"], listed["vat_category"], listed["pdf_sha256"]) == ("19", "S", None)
@@ -149,10 +142,7 @@ def test_bank_transfer_recorded_from_the_shell_is_invoiced_listed_written_out_an
 
     regenerated = cli.json("invoices", "regenerate", number)
     assert (regenerated["number"], regenerated["net"], regenerated["vat"], regenerated["gross"]) == (
-        number,
-        eur(8403),
-        eur(1597),
-        eur(10000),
+        number, eur(8403), eur(1597), eur(10000),
     )
     again = tmp_path / "again.pdf"
     cli.run("invoices", "show", number, "--pdf", str(again))
@@ -173,14 +163,8 @@ def test_monthly_statement_is_written_as_a_pdf(cli, tmp_path):
     summary = cli.json("invoices", "statement", "--company", str(company_id), "--month", month, "--pdf", str(out))
 
     assert (summary["month"], summary["calls"], summary["pdf"]) == (month, 0, str(out))
-    assert summary["totals"] == {
-        "calls": 0,
-        "duration_seconds": 0,
-        "billed_seconds": 0,
-        "refunds": 0,
-        "adjustments": 0,
-        "topups": 5000,
-    }
+    assert summary["totals"] == {"calls": 0, "duration_seconds": 0, "billed_seconds": 0, "refunds": 0,
+                                 "adjustments": 0, "topups": 5000}
     text = pdf_text(out.read_bytes())
     assert f"Nutzungsübersicht {month}" in text
     assert "Zahnarztpraxis Dr. Weber" in text and "Endsaldo: 50,00 €" in text
@@ -209,16 +193,13 @@ def test_invoice_commands_fail_with_one_line_and_exit_1(cli, tmp_path):
     assert cli.fails("invoices", "show", "RE-1999-000001") == "error (not_found): invoice RE-1999-000001 does not exist"
     assert cli.fails("invoices", "show", "RE-1999-000001", "--pdf", str(out)).startswith("error (not_found):")
     assert cli.fails("invoices", "regenerate", "RE-1999-000001").startswith("error (not_found):")
-    assert (
-        cli.fails("invoices", "statement", "--company", str(company_id), "--month", "2026-13", "--pdf", str(out))
-        == "error (invalid_input): month must be between 1 and 12"
-    )
+    assert cli.fails("invoices", "statement", "--company", str(company_id), "--month", "2026-13",
+                     "--pdf", str(out)) == "error (invalid_input): month must be between 1 and 12"
     assert cli.fails("invoices", "statement", "--company", "999", "--month", "2026-11", "--pdf", str(out)).startswith(
         "error (not_found):"
     )
-    assert cli.fails(
-        "topups", "record", "--company", str(company_id), "--amount", "-5.00", "--reference", "x"
-    ).startswith("error (")
+    assert cli.fails("topups", "record", "--company", str(company_id), "--amount", "-5.00", "--reference", "x") \
+        .startswith("error (")
     assert not out.exists()
     assert cli.json("invoices", "list") == []
 
@@ -226,15 +207,7 @@ def test_invoice_commands_fail_with_one_line_and_exit_1(cli, tmp_path):
 def test_pdf_path_that_cannot_be_written_fails_with_one_line(cli, tmp_path):
     company_id = add_company(cli, "Zahnarztpraxis Dr. Weber", *ADDRESS)
 
-    line = cli.fails(
-        "invoices",
-        "statement",
-        "--company",
-        str(company_id),
-        "--month",
-        "2026-11",
-        "--pdf",
-        str(tmp_path / "missing-dir" / "statement.pdf"),
-    )
+    line = cli.fails("invoices", "statement", "--company", str(company_id), "--month", "2026-11",
+                     "--pdf", str(tmp_path / "missing-dir" / "statement.pdf"))
 
     assert line.startswith("error (") and "missing-dir" in line

@@ -107,11 +107,8 @@ async def test_read_only_token_cannot_refund_and_sees_only_what_it_may_call(
     rebound = httpx.post(  # DNS rebinding: a Host header outside BILLING_MCP_ALLOWED_HOSTS
         f"{http_server.url}/mcp",
         json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
-        headers={
-            "Authorization": f"Bearer {token}",
-            "Host": "evil.example",
-            "Accept": "application/json, text/event-stream",
-        },
+        headers={"Authorization": f"Bearer {token}", "Host": "evil.example",
+                 "Accept": "application/json, text/event-stream"},
         timeout=10,
     )
     assert rebound.status_code == 421
@@ -262,16 +259,8 @@ async def test_tokens_are_shown_once_stored_hashed_and_stop_working_when_revoked
     answer = httpx.post(f"{http_server.url}/mcp", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=10)
     assert answer.status_code == 401
     past = run_billing(
-        "tokens",
-        "create",
-        "--name",
-        "x",
-        "--scopes",
-        "billing:read",
-        "--expires",
-        "2020-01-01T00:00:00+00:00",
-        env=http_server.env,
-        cwd=http_server.workdir,
+        "tokens", "create", "--name", "x", "--scopes", "billing:read", "--expires", "2020-01-01T00:00:00+00:00",
+        env=http_server.env, cwd=http_server.workdir,
     )
     assert past.returncode == 1 and "future" in past.stderr
 

@@ -14,38 +14,13 @@ def test_invoices_wait_for_the_seller_and_issue_missing_issues_them_once_it_is_c
 ):
     without_seller = clean_env(DATABASE_URL=database_url)
     company = run_billing(
-        "companies",
-        "add",
-        "--name",
-        "Praxis Weber",
-        "--email",
-        "praxis@weber.example",
-        "--address-line1",
-        "Königsallee 12",
-        "--postal-code",
-        "40212",
-        "--city",
-        "Düsseldorf",
-        "--country",
-        "DE",
-        "--json",
-        env=without_seller,
-        cwd=tmp_path,
+        "companies", "add", "--name", "Praxis Weber", "--email", "praxis@weber.example", "--address-line1",
+        "Königsallee 12", "--postal-code", "40212", "--city", "Düsseldorf", "--country", "DE", "--json",
+        env=without_seller, cwd=tmp_path,
     )
     company_id = json.loads(company.stdout)["id"]
-    recorded = run_billing(
-        "topups",
-        "record",
-        "--company",
-        str(company_id),
-        "--amount",
-        "119.00",
-        "--reference",
-        "RF18 0001",
-        "--json",
-        env=without_seller,
-        cwd=tmp_path,
-    )
+    recorded = run_billing("topups", "record", "--company", str(company_id), "--amount", "119.00",
+                           "--reference", "RF18 0001", "--json", env=without_seller, cwd=tmp_path)
     assert recorded.returncode == 0, recorded.stderr
     assert json.loads(recorded.stdout)["balance_after"] == {"cents": 11900, "currency": "EUR"}
 

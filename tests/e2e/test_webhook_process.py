@@ -61,9 +61,8 @@ DEAD_URL = "http://127.0.0.1:1/gone"  # nothing listens on port 1: where a finis
 
 def _admin(url: str) -> pymysql.connections.Connection:
     parsed = make_url(url)
-    return pymysql.connect(
-        host=parsed.host, port=parsed.port or 3306, user=parsed.username, password=parsed.password or ""
-    )
+    return pymysql.connect(host=parsed.host, port=parsed.port or 3306, user=parsed.username,
+                           password=parsed.password or "")
 
 
 def create_mariadb_database(base_url: str, name: str) -> str:
@@ -111,13 +110,8 @@ def sidecars(tmp_path: Path, localstripe: LocalStripe) -> Iterator[Callable[[str
     made: list[WebhookProcess] = []
 
     def make(database_url: str, **extra: str) -> WebhookProcess:
-        env = sidecar_env(
-            database_url,
-            stripe_webhook_secret=STRIPE_WEBHOOK_SECRET,
-            retell_api_key=RETELL_API_KEY,
-            stripe_api_base=localstripe.url,
-            **extra,
-        )
+        env = sidecar_env(database_url, stripe_webhook_secret=STRIPE_WEBHOOK_SECRET, retell_api_key=RETELL_API_KEY,
+                          stripe_api_base=localstripe.url, **extra)
         process = WebhookProcess(tmp_path / f"sidecar-{len(made)}", env)
         made.append(process)
         return process
@@ -187,9 +181,8 @@ class StormPlan:
         return f"storm plan seed={self.seed}: {len(self.events)} events, {len(self.deliveries)} deliveries"
 
 
-def retell_body(
-    example: dict[str, Any], event: str, call_id: str, company_id: int, start_ms: int, duration_ms: int
-) -> bytes:
+def retell_body(example: dict[str, Any], event: str, call_id: str, company_id: int, start_ms: int,
+                duration_ms: int) -> bytes:
     body = copy.deepcopy(example[event])
     call = body["call"]
     call.update(call_id=call_id, start_timestamp=start_ms, metadata={"company_id": str(company_id)})
@@ -217,64 +210,28 @@ def plan_storm(services: Services, *, seed: int, events: int = 1000, companies: 
     topup_ids: list[int] = []
     for n, company in enumerate(company_ids * 2):
         amount = Money(1000 + 137 * n, "EUR")
-        topup = services.topups.create_pending(
-            company_id=company,
-            amount=amount,
-            source="payment_intent",
-            initiated_by="test",
-            idempotency_key=f"storm-{tag}-{n}",
-        )
+        topup = services.topups.create_pending(company_id=company, amount=amount, source="payment_intent",
+                                               initiated_by="test", idempotency_key=f"storm-{tag}-{n}")
         topup_ids.append(topup.id)
         expected[company] += amount.cents
         intent_id, charge_id = f"pi_storm_{tag}_{n}", f"ch_storm_{tag}_{n}"
         services.topups.attach_stripe_ids(topup.id, stripe_payment_intent_id=intent_id)  # as PaymentService does
         metadata = {"topup_id": str(topup.id), "company_id": str(company), "source": "payment_intent"}
-        intent = dict(
-            fixtures["payment_intent"],
-            id=intent_id,
-            amount=amount.cents,
-            amount_received=amount.cents,
-            currency="eur",
-            status="succeeded",
-            latest_charge=charge_id,
-            metadata=metadata,
-        )
-        plan_events.append(
-            Delivery(
-                "stripe",
-                f"stripe:evt_pi_{tag}_{n}",
-                stripe_event("payment_intent.succeeded", intent, event_id=f"evt_pi_{tag}_{n}"),
-            )
-        )
+        intent = dict(fixtures["payment_intent"], id=intent_id, amount=amount.cents, amount_received=amount.cents,
+                      currency="eur", status="succeeded", latest_charge=charge_id, metadata=metadata)
+        plan_events.append(Delivery("stripe", f"stripe:evt_pi_{tag}_{n}", stripe_event(
+            "payment_intent.succeeded", intent, event_id=f"evt_pi_{tag}_{n}")))
         statuses["processed"] += 1
         if n % 2 == 0:
-            charge = dict(
-                fixtures["charge"],
-                id=charge_id,
-                payment_intent=intent_id,
-                amount=amount.cents,
-                currency="eur",
-                paid=True,
-                status="succeeded",
-                metadata=metadata,
-            )
-            plan_events.append(
-                Delivery(
-                    "stripe",
-                    f"stripe:evt_ch_{tag}_{n}",
-                    stripe_event("charge.succeeded", charge, event_id=f"evt_ch_{tag}_{n}"),
-                )
-            )
+            charge = dict(fixtures["charge"], id=charge_id, payment_intent=intent_id, amount=amount.cents,
+                          currency="eur", paid=True, status="succeeded", metadata=metadata)
+            plan_events.append(Delivery("stripe", f"stripe:evt_ch_{tag}_{n}", stripe_event(
+                "charge.succeeded", charge, event_id=f"evt_ch_{tag}_{n}")))
             statuses["processed"] += 1
     for n in range(10):
         customer = dict(fixtures["customer"], id=f"cus_storm_{tag}_{n}")
-        plan_events.append(
-            Delivery(
-                "stripe",
-                f"stripe:evt_cus_{tag}_{n}",
-                stripe_event("customer.created", customer, event_id=f"evt_cus_{tag}_{n}"),
-            )
-        )
+        plan_events.append(Delivery("stripe", f"stripe:evt_cus_{tag}_{n}", stripe_event(
+            "customer.created", customer, event_id=f"evt_cus_{tag}_{n}")))
         statuses["ignored"] += 1
 
     retell_events = events - len(plan_events)
@@ -291,24 +248,14 @@ def plan_storm(services: Services, *, seed: int, events: int = 1000, companies: 
         calls[call_id] = (company, call_cents(duration))
         bodies[call_id] = (company, start_ms, duration)
         expected[company] -= call_cents(duration)
-        plan_events.append(
-            Delivery(
-                "retell",
-                f"retell:call_ended:{call_id}",
-                retell_body(examples, "call_ended", call_id, company, start_ms, duration),
-            )
-        )
+        plan_events.append(Delivery("retell", f"retell:call_ended:{call_id}", retell_body(
+            examples, "call_ended", call_id, company, start_ms, duration)))
     call_ids = list(calls)
     for event, count in (("call_started", started), ("call_analyzed", analyzed)):
         for call_id in rng.sample(call_ids, count):
             company, start_ms, duration = bodies[call_id]
-            plan_events.append(
-                Delivery(
-                    "retell",
-                    f"retell:{event}:{call_id}",
-                    retell_body(examples, event, call_id, company, start_ms, duration),
-                )
-            )
+            plan_events.append(Delivery("retell", f"retell:{event}:{call_id}", retell_body(
+                examples, event, call_id, company, start_ms, duration)))
     statuses["processed"] += retell_events
     assert len(plan_events) == events and len({d.event_key for d in plan_events}) == events
 
@@ -319,7 +266,8 @@ def plan_storm(services: Services, *, seed: int, events: int = 1000, companies: 
 
 def assert_exact_outcome(services: Services, plan: StormPlan, sidecar: WebhookProcess) -> None:
     """Every event stored once and processed; balances, charges and top-ups exact; the ledger check passes."""
-    wait_until(lambda: services.webhooks.backlog() == {} or None, timeout=30, what=f"an empty inbox backlog ({plan})")
+    wait_until(lambda: services.webhooks.backlog() == {} or None, timeout=30,
+               what=f"an empty inbox backlog ({plan})")
 
     def inbox(conn: Any) -> Counter[str]:
         rows = conn.execute(select(webhook_events.c.status, func.count()).group_by(webhook_events.c.status))
@@ -424,21 +372,15 @@ def test_saved_card_payment_in_localstripe_is_credited_once_by_the_answer_and_it
     services.stripe.payments.attach_payment_method(company.id, method, actor="test")
 
     outcome = services.stripe.payments.pay_with_saved_method(
-        company_id=company.id,
-        amount=eur("50.00"),
-        payment_method_id=method,
-        initiated_by="test",
+        company_id=company.id, amount=eur("50.00"), payment_method_id=method, initiated_by="test",
         idempotency_key=f"e2e-{uuid.uuid4().hex}",
     )
     assert outcome.topup.status == "succeeded"
     intent = outcome.topup.stripe_payment_intent_id
     assert intent
 
-    seen = wait_until(
-        lambda: stripe_events_about(services, intent),
-        timeout=20,
-        what=f"localstripe's events about {intent} in the sidecar's inbox",
-    )
+    seen = wait_until(lambda: stripe_events_about(services, intent), timeout=20,
+                      what=f"localstripe's events about {intent} in the sidecar's inbox")
     assert seen == {"payment_intent.succeeded": "processed"}, sidecar.log_tail()
     assert services.balances.get(company.id).balance == eur("55.00")
     assert topup_entries(services, company.id) == [5000, 500]
@@ -464,17 +406,15 @@ def test_payment_confirmed_by_the_customer_is_credited_once_by_the_localstripe_w
     # What the customer's browser does with Stripe.js and the client secret: the server hears of it by webhook only.
     http = stripe.HTTPXClient(allow_sync_methods=True)
     try:
-        client = stripe.StripeClient(LOCALSTRIPE_KEY, base_addresses={"api": localstripe.url}, http_client=http)
+        client = stripe.StripeClient(LOCALSTRIPE_KEY, base_addresses={"api": localstripe.url},
+                                     http_client=http)
         client.v1.payment_intents.update(intent, {"payment_method": method})
         assert client.v1.payment_intents.confirm(intent).status == "succeeded"
     finally:
         http.close()
 
-    wait_until(
-        lambda: services.topups.get(started.topup.id).status == "succeeded",
-        timeout=20,
-        what=f"the webhook to settle top-up {started.topup.id}",
-    )
+    wait_until(lambda: services.topups.get(started.topup.id).status == "succeeded", timeout=20,
+               what=f"the webhook to settle top-up {started.topup.id}")
     seen = wait_until(lambda: stripe_events_about(services, intent), timeout=5, what=f"events about {intent}")
     assert seen == {"payment_intent.succeeded": "processed"}
     assert services.balances.get(company.id).balance == eur("35.00")
@@ -496,9 +436,9 @@ def test_storm_of_duplicated_shuffled_events_from_16_senders_gives_exact_balance
     report(request, "storm", storm)
 
     assert storm.statuses() == Counter({200: len(plan.deliveries)}), (plan, storm.errors())
-    assert storm.outcomes() == Counter({**plan.inbox_statuses, "duplicate": len(plan.deliveries) - len(plan.events)}), (
-        plan
-    )
+    assert storm.outcomes() == Counter(
+        {**plan.inbox_statuses, "duplicate": len(plan.deliveries) - len(plan.events)}
+    ), plan
     assert_exact_outcome(services, plan, sidecar)
 
 
@@ -538,9 +478,8 @@ def test_sidecar_killed_mid_storm_loses_and_doubles_nothing_once_unacknowledged_
 
     sidecar.start()
     assert sidecar.pid != first_pid
-    resend = Storm(
-        lambda: sidecar.url, [plan.deliveries[i] for i in unacked], senders=16, retry=True, deadline_seconds=60
-    ).run()
+    resend = Storm(lambda: sidecar.url, [plan.deliveries[i] for i in unacked], senders=16, retry=True,
+                   deadline_seconds=60).run()
     report(request, "resent after the restart", resend)
     assert resend.final_statuses() == Counter({200: len(unacked)}), resend.errors()
     assert_exact_outcome(services, plan, sidecar)
@@ -600,11 +539,8 @@ def test_sidecar_answers_503_within_two_and_a_half_seconds_while_mariadb_cannot_
     examples = retell_examples()
     start_ms = int(time.time() * 1000) - 120_000
     deliveries = [
-        Delivery(
-            "retell",
-            f"retell:call_ended:unreachable-{n}",
-            retell_body(examples, "call_ended", f"unreachable-{n}", 1, start_ms, 60_000),
-        )
+        Delivery("retell", f"retell:call_ended:unreachable-{n}",
+                 retell_body(examples, "call_ended", f"unreachable-{n}", 1, start_ms, 60_000))
         for n in range(32)
     ]
     storm = Storm(lambda: sidecar.url, deliveries, senders=32, retry=False, deadline_seconds=60).run()

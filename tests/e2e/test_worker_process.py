@@ -118,25 +118,9 @@ def billing(env: dict[str, str], cwd: Path, *args: str) -> Any:
 
 def add_company(env: dict[str, str], cwd: Path, *extra: str) -> int:
     company = billing(
-        env,
-        cwd,
-        "companies",
-        "add",
-        "--name",
-        "Zahnarztpraxis Dr. Weber",
-        "--email",
-        COMPANY_MAIL,
-        "--locale",
-        "de_DE",
-        "--address-line1",
-        "Königsallee 12",
-        "--postal-code",
-        "40212",
-        "--city",
-        "Düsseldorf",
-        "--country",
-        "DE",
-        *extra,
+        env, cwd, "companies", "add", "--name", "Zahnarztpraxis Dr. Weber", "--email", COMPANY_MAIL,
+        "--locale", "de_DE", "--address-line1", "Königsallee 12", "--postal-code", "40212",
+        "--city", "Düsseldorf", "--country", "DE", *extra,
     )
     return int(company["id"])
 
@@ -155,16 +139,8 @@ def test_a_recorded_bank_transfer_ends_in_an_invoice_mail_with_the_factur_x_pdf_
     box, _ = mailbox
     company_id = add_company(operator_env, tmp_path)
     topup = billing(
-        operator_env,
-        tmp_path,
-        "topups",
-        "record",
-        "--company",
-        str(company_id),
-        "--amount",
-        "119.00",
-        "--reference",
-        "RF18 5390 0754 7034",
+        operator_env, tmp_path, "topups", "record", "--company", str(company_id), "--amount", "119.00",
+        "--reference", "RF18 5390 0754 7034",
     )
     running = workers(1)
 
@@ -190,18 +166,8 @@ def test_a_charge_below_the_threshold_ends_in_one_low_balance_mail_that_day_with
 ):
     box, _ = mailbox
     company_id = add_company(operator_env, tmp_path, "--low-balance-threshold", "20.00")
-    billing(
-        operator_env,
-        tmp_path,
-        "topups",
-        "record",
-        "--company",
-        str(company_id),
-        "--amount",
-        "25.00",
-        "--reference",
-        "RF18 0001",
-    )
+    billing(operator_env, tmp_path, "topups", "record", "--company", str(company_id), "--amount", "25.00",
+            "--reference", "RF18 0001")
     sidecar = WebhookProcess(tmp_path / "sidecar", {**operator_env, "BILLING_WEBHOOK_WORKER": "false"}).start()
     try:
         # on MariaDB one worker runs its transactions in the event loop, the other in worker threads

@@ -28,16 +28,12 @@ def new_company(
     funded: str | None = None,
 ) -> CompanyView:
     company = services.companies.add(
-        name=name,
-        email="billing@example.com",
-        actor="test",
-        rate_per_minute=Decimal(rate),
+        name=name, email="billing@example.com", actor="test", rate_per_minute=Decimal(rate),
         billing_increment_seconds=increment,
     )
     if funded is not None:
-        services.topups.record_payment(
-            company_id=company.id, amount=eur(funded), reference=f"seed-{company.id}", actor="test"
-        )
+        services.topups.record_payment(company_id=company.id, amount=eur(funded), reference=f"seed-{company.id}",
+                                       actor="test")
     return company
 
 
@@ -60,7 +56,8 @@ def charge_entries_per_call(services: Services) -> Counter[str]:
     """How many `charge` ledger entries each call id has (exactly one each when nothing was doubled)."""
     rows = services.db.read(
         lambda conn: conn.execute(
-            select(ledger.c.reference_id, func.count()).where(ledger.c.type == "charge").group_by(ledger.c.reference_id)
+            select(ledger.c.reference_id, func.count()).where(ledger.c.type == "charge")
+            .group_by(ledger.c.reference_id)
         ).all()
     )
     return Counter({row[0]: int(row[1]) for row in rows})

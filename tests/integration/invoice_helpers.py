@@ -33,17 +33,15 @@ def company_with_address(
 ) -> CompanyView:
     fields = {**MUNICH, **details}
     return services.companies.add(
-        name=name,
-        email="buchhaltung@weber.example",
-        actor="test",
-        locale=locale,
+        name=name, email="buchhaltung@weber.example", actor="test", locale=locale,
         **{k: v for k, v in fields.items() if v is not None},
     )
 
 
 def pay(services: Services, company_id: int, amount: str, reference: str = "RF18 5390") -> Any:
     """A bank transfer recorded as a succeeded top-up (the way ``billing topups record`` does it)."""
-    return services.topups.record_payment(company_id=company_id, amount=eur(amount), reference=reference, actor="test")
+    return services.topups.record_payment(company_id=company_id, amount=eur(amount), reference=reference,
+                                          actor="test")
 
 
 def ten_percent_bonus_from_100(services: Services) -> None:
@@ -109,14 +107,8 @@ def xml_totals(root: etree._Element) -> dict[str, int]:
     """The header totals of the XML in minor units (exactly: the strings must have two decimals)."""
     sums = ".//ram:SpecifiedTradeSettlementHeaderMonetarySummation/ram:"
     result = {}
-    for tag in (
-        "LineTotalAmount",
-        "TaxBasisTotalAmount",
-        "TaxTotalAmount",
-        "GrandTotalAmount",
-        "TotalPrepaidAmount",
-        "DuePayableAmount",
-    ):
+    for tag in ("LineTotalAmount", "TaxBasisTotalAmount", "TaxTotalAmount", "GrandTotalAmount",
+                "TotalPrepaidAmount", "DuePayableAmount"):
         value = Decimal(xml_text(root, sums + tag))
         assert value == value.quantize(Decimal("0.01")), (tag, value)
         result[tag] = int(value * 100)

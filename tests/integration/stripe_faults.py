@@ -47,16 +47,10 @@ class FaultyStripe(httpx.HTTPTransport):
         if self._matches(request, self.unreachable):
             raise httpx.ConnectError("connection refused (test)", request=request)
         if self._matches(request, self.reject):
-            return httpx.Response(
-                400,
-                json={
-                    "error": {
-                        "type": "invalid_request_error",
-                        "code": "charge_already_refunded",
-                        "message": "Charge has already been refunded.",
-                    }
-                },
-            )
+            return httpx.Response(400, json={"error": {
+                "type": "invalid_request_error", "code": "charge_already_refunded",
+                "message": "Charge has already been refunded.",
+            }})
         response = super().handle_request(request)
         if self._matches(request, self.lose_answer):
             response.read()
@@ -67,17 +61,13 @@ class FaultyStripe(httpx.HTTPTransport):
 
 @contextmanager
 def services_with_faults(
-    settings: Settings,
-    clock: Any,
-    api_base: str,
-    *,
-    unreachable: tuple[Rule, ...] = (),
-    lose_answer: tuple[Rule, ...] = (),
-    reject: tuple[Rule, ...] = (),
+    settings: Settings, clock: Any, api_base: str, *, unreachable: tuple[Rule, ...] = (),
+    lose_answer: tuple[Rule, ...] = (), reject: tuple[Rule, ...] = (),
 ) -> Iterator[tuple[Services, FaultyStripe]]:
     """A second copy of the system on the same database whose way to Stripe is faulty."""
     transport = FaultyStripe(unreachable=unreachable, lose_answer=lose_answer, reject=reject)
-    gateway = StripeGateway(SECRET_KEY, test_mode=True, api_base=api_base, transport=transport, max_network_retries=0)
+    gateway = StripeGateway(SECRET_KEY, test_mode=True, api_base=api_base, transport=transport,
+                            max_network_retries=0)
     built = build_services(settings, clock=clock, gateway=gateway)
     try:
         yield built, transport
@@ -89,9 +79,8 @@ def emulator_payment_intents(services: Services, customer_id: str) -> list[Any]:
     """Every PaymentIntent the emulator holds for one customer (what Stripe really created)."""
     http = stripe.HTTPXClient(allow_sync_methods=True)
     try:
-        client = stripe.StripeClient(
-            SECRET_KEY, base_addresses={"api": services.stripe.gateway.api_base}, http_client=http
-        )
+        client = stripe.StripeClient(SECRET_KEY, base_addresses={"api": services.stripe.gateway.api_base},
+                                     http_client=http)
         intents = client.v1.payment_intents.list({"limit": 100}).auto_paging_iter()
         return [pi for pi in intents if pi.customer == customer_id]
     finally:
@@ -101,9 +90,8 @@ def emulator_payment_intents(services: Services, customer_id: str) -> list[Any]:
 def emulator_refunds(services: Services, payment_intent_id: str) -> list[Any]:
     http = stripe.HTTPXClient(allow_sync_methods=True)
     try:
-        client = stripe.StripeClient(
-            SECRET_KEY, base_addresses={"api": services.stripe.gateway.api_base}, http_client=http
-        )
+        client = stripe.StripeClient(SECRET_KEY, base_addresses={"api": services.stripe.gateway.api_base},
+                                     http_client=http)
         return list(client.v1.refunds.list({"payment_intent": payment_intent_id, "limit": 100}).auto_paging_iter())
     finally:
         http.close()

@@ -22,9 +22,8 @@ def create_payment_method(services: Services, params: dict[str, Any]) -> str:
     """What a customer's browser does with Stripe.js: create a method (the emulator takes raw numbers)."""
     http = stripe.HTTPXClient(allow_sync_methods=True)
     try:
-        client = stripe.StripeClient(
-            SECRET_KEY, base_addresses={"api": services.stripe.gateway.api_base}, http_client=http
-        )
+        client = stripe.StripeClient(SECRET_KEY, base_addresses={"api": services.stripe.gateway.api_base},
+                                     http_client=http)
         return str(client.v1.payment_methods.create(params).id)  # type: ignore[arg-type]
     finally:
         http.close()
@@ -57,10 +56,7 @@ def company_with_method(
     services.stripe.payments.attach_payment_method(company.id, method, actor="test")
     services.stripe.payments.use_for_auto_topup(company.id, method, actor="test")
     services.companies.set(
-        company.id,
-        actor="test",
-        auto_topup_enabled=auto_topup,
-        auto_topup_threshold=eur(threshold),
+        company.id, actor="test", auto_topup_enabled=auto_topup, auto_topup_threshold=eur(threshold),
         auto_topup_amount=eur(amount),
     )
     return company.id, method

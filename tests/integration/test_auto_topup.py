@@ -15,11 +15,9 @@ from tests.integration.stripe_helpers import (
 
 
 def queued_kinds(services, company_id):
-    return services.db.read(
-        lambda conn: sorted(
-            conn.execute(select(notifications.c.kind).where(notifications.c.company_id == company_id)).scalars()
-        )
-    )
+    return services.db.read(lambda conn: sorted(
+        conn.execute(select(notifications.c.kind).where(notifications.c.company_id == company_id)).scalars()
+    ))
 
 
 def test_auto_topup_charges_the_saved_card_once_below_threshold(stripe_services):

@@ -89,6 +89,8 @@ def simultaneously(count: int, call: Callable[[int], Any]) -> list[Outcome]:
         return list(pool.map(one, range(count)))
 
 
+
+
 def test_hundreds_of_concurrent_charges_topups_and_refunds_end_with_exact_balances(mariadb_services):
     services = mariadb_services
     rng = random.Random(20261102)
@@ -129,13 +131,8 @@ def test_hundreds_of_concurrent_charges_topups_and_refunds_end_with_exact_balanc
         company_id = companies[n % 4].id
         cents = rng.randrange(100, 5001)
         expected[company_id] += cents
-        pay = partial(
-            services.topups.record_payment,
-            company_id=company_id,
-            amount=Money(cents, "EUR"),
-            reference=f"transfer-{n}",
-            actor="test",
-        )
+        pay = partial(services.topups.record_payment, company_id=company_id, amount=Money(cents, "EUR"),
+                      reference=f"transfer-{n}", actor="test")
         groups.append([("topup", n, pay)] * (2 if n % 10 == 0 else 1))  # 10 transfers reported twice
 
     for company_id, call_id, amount in refundable:
@@ -144,47 +141,20 @@ def test_hundreds_of_concurrent_charges_topups_and_refunds_end_with_exact_balanc
             parts = [amount // 5, amount // 4, amount // 3]
             expected[company_id] += sum(parts)
             for i, part in enumerate(parts):
-                groups.append(
-                    [
-                        (
-                            "refund",
-                            call_id,
-                            lambda call_id=call_id, part=part, i=i: services.refunds.refund_call(
-                                call_id=call_id,
-                                amount=Money(part, "EUR"),
-                                reason="goodwill",
-                                actor="agent",
-                                idempotency_key=f"{call_id}-part-{i}",
-                            ),
-                        )
-                    ]
-                )
+                groups.append([("refund", call_id, lambda call_id=call_id, part=part, i=i: services.refunds.refund_call(
+                    call_id=call_id, amount=Money(part, "EUR"), reason="goodwill", actor="agent",
+                    idempotency_key=f"{call_id}-part-{i}"))])
         else:  # one full refund, requested twice with the same idempotency key
             expected[company_id] += amount
-            full = partial(
-                services.refunds.refund_call,
-                call_id=call_id,
-                amount=None,
-                reason="dropped call",
-                actor="agent",
-                idempotency_key=f"{call_id}-full",
-            )
+            full = partial(services.refunds.refund_call, call_id=call_id, amount=None, reason="dropped call",
+                           actor="agent", idempotency_key=f"{call_id}-full")
             groups.append([("refund", call_id, full)] * 2)
 
     for n in range(20):
         company_id = companies[n % 4].id
         expected[company_id] += 150
-        groups.append(
-            [
-                (
-                    "adjustment",
-                    n,
-                    lambda company_id=company_id: services.adjustments.adjust(
-                        company_id=company_id, amount=eur("1.50"), reason="courtesy credit", actor="ops"
-                    ),
-                )
-            ]
-        )
+        groups.append([("adjustment", n, lambda company_id=company_id: services.adjustments.adjust(
+            company_id=company_id, amount=eur("1.50"), reason="courtesy credit", actor="ops"))])
 
     rng.shuffle(groups)
     ops = [op for group in groups for op in group]
@@ -228,17 +198,12 @@ def test_hundreds_of_concurrent_charges_topups_and_refunds_end_with_exact_balanc
 def test_fifty_concurrent_partial_refunds_never_exceed_the_charge(mariadb_services):
     services = mariadb_services
     company = new_company(services, rate="1.00", funded="5.00")
-    charge = services.charging.charge_call(
-        call_id="call-1", company_id=company.id, duration_seconds=600, started_at=STARTED
-    )
+    charge = services.charging.charge_call(call_id="call-1", company_id=company.id, duration_seconds=600,
+                                           started_at=STARTED)
     assert charge.amount == eur("10.00")
 
-    outcomes = simultaneously(
-        50,
-        lambda i: services.refunds.refund_call(
-            call_id="call-1", amount=eur("0.30"), reason="quality", actor=f"agent-{i}"
-        ),
-    )
+    outcomes = simultaneously(50, lambda i: services.refunds.refund_call(
+        call_id="call-1", amount=eur("0.30"), reason="quality", actor=f"agent-{i}"))
 
     succeeded = [o.result for o in outcomes if o.error is None]
     rejected = [o.error for o in outcomes if o.error is not None]
@@ -248,13 +213,9 @@ def test_fifty_concurrent_partial_refunds_never_exceed_the_charge(mariadb_servic
     # Each success saw the one before it: the running totals are 0.30, 0.60, ... 9.90, each exactly once.
     assert sorted(r.refunded_total.cents for r in succeeded) == [30 * k for k in range(1, 34)]
     assert sorted(r.balance_after.cents for r in succeeded) == [-500 + 30 * k for k in range(1, 34)]
-    row = services.db.read(
-        lambda conn: conn.execute(
-            select(call_charges.c.refunded_amount, call_charges.c.refund_status).where(
-                call_charges.c.call_id == "call-1"
-            )
-        ).one()
-    )
+    row = services.db.read(lambda conn: conn.execute(
+        select(call_charges.c.refunded_amount, call_charges.c.refund_status).where(call_charges.c.call_id == "call-1")
+    ).one())
     assert tuple(row) == (990, "partial")
     assert services.balances.get(company.id).balance.cents == 500 - 1000 + 990
     assert_ledger_ok(services)
@@ -265,9 +226,8 @@ def test_fifty_concurrent_full_refunds_of_one_charge_credit_it_once(mariadb_serv
     company = new_company(services, rate="1.00", funded="5.00")
     services.charging.charge_call(call_id="call-1", company_id=company.id, duration_seconds=600, started_at=STARTED)
 
-    outcomes = simultaneously(
-        50, lambda i: services.refunds.refund_call(call_id="call-1", amount=None, reason="dropped", actor=f"agent-{i}")
-    )
+    outcomes = simultaneously(50, lambda i: services.refunds.refund_call(
+        call_id="call-1", amount=None, reason="dropped", actor=f"agent-{i}"))
 
     succeeded = [o.result for o in outcomes if o.error is None]
     rejected = [o.error for o in outcomes if o.error is not None]
@@ -283,12 +243,8 @@ def test_fifty_concurrent_refunds_with_one_idempotency_key_post_once(mariadb_ser
     company = new_company(services, rate="1.00", funded="5.00")
     services.charging.charge_call(call_id="call-1", company_id=company.id, duration_seconds=600, started_at=STARTED)
 
-    outcomes = simultaneously(
-        50,
-        lambda i: services.refunds.refund_call(
-            call_id="call-1", amount=eur("2.50"), reason="retry storm", actor="agent", idempotency_key="ticket-77"
-        ),
-    )
+    outcomes = simultaneously(50, lambda i: services.refunds.refund_call(
+        call_id="call-1", amount=eur("2.50"), reason="retry storm", actor="agent", idempotency_key="ticket-77"))
 
     assert [o.error for o in outcomes if o.error is not None] == []
     results = [o.result for o in outcomes]
@@ -311,20 +267,11 @@ def test_racing_call_started_and_call_ended_leave_nothing_reserved_and_one_charg
         call_id, seconds = f"call-{n}", rng.randrange(1, 600)
         expected[company_id] -= expected_charge(seconds, "0.42")
         pair = [
-            (
-                "reserve",
-                call_id,
-                lambda call_id=call_id, company_id=company_id: services.charging.reserve(
-                    call_id=call_id, company_id=company_id, started_at=STARTED
-                ),
-            ),
-            (
-                "charge",
-                call_id,
-                lambda call_id=call_id, company_id=company_id, seconds=seconds: services.charging.charge_call(
-                    call_id=call_id, company_id=company_id, duration_seconds=seconds, started_at=STARTED
-                ),
-            ),
+            ("reserve", call_id, lambda call_id=call_id, company_id=company_id: services.charging.reserve(
+                call_id=call_id, company_id=company_id, started_at=STARTED)),
+            ("charge", call_id, lambda call_id=call_id, company_id=company_id, seconds=seconds:
+                services.charging.charge_call(call_id=call_id, company_id=company_id, duration_seconds=seconds,
+                                              started_at=STARTED)),
         ]
         rng.shuffle(pair)
         ops += pair  # neighbours in the queue, so the two events of one call really race
@@ -340,18 +287,12 @@ def test_racing_call_started_and_call_ended_leave_nothing_reserved_and_one_charg
             assert (call_id, charged[call_id].released_reservation) == (call_id, eur("2.10"))
         else:
             assert (call_id, hold.status, charged[call_id].released_reservation) == (
-                call_id,
-                "already_charged",
-                eur("0.00"),
-            )
+                call_id, "already_charged", eur("0.00"))
     for c in companies:
         view = services.balances.get(c.id)
         assert (view.balance.cents, view.reserved.cents) == (expected[c.id], 0)
-    active = services.db.read(
-        lambda conn: conn.execute(
-            select(func.count()).select_from(reservations).where(reservations.c.status == "active")
-        ).scalar_one()
-    )
+    active = services.db.read(lambda conn: conn.execute(
+        select(func.count()).select_from(reservations).where(reservations.c.status == "active")).scalar_one())
     assert active == 0
     assert set(charge_entries_per_call(services).items()) == {(f"call-{n}", 1) for n in range(300)}
     assert_ledger_ok(services)
@@ -360,12 +301,9 @@ def test_racing_call_started_and_call_ended_leave_nothing_reserved_and_one_charg
 def statements_waiting_for_a_row_lock(services: Services) -> int:
     """Locking SELECTs in flight on other connections (MariaDB waits for a const row in the optimizer)."""
     with services.db.engine.connect() as conn:
-        return int(
-            conn.exec_driver_sql(
-                "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
-                "WHERE DB = DATABASE() AND COMMAND = 'Query' AND INFO LIKE 'SELECT%%FOR UPDATE'"
-            ).scalar_one()
-        )
+        return int(conn.exec_driver_sql(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+            "WHERE DB = DATABASE() AND COMMAND = 'Query' AND INFO LIKE 'SELECT%%FOR UPDATE'").scalar_one())
 
 
 def test_call_started_and_call_ended_queued_on_a_locked_balance_leave_nothing_reserved(mariadb_services):
@@ -375,18 +313,10 @@ def test_call_started_and_call_ended_queued_on_a_locked_balance_leave_nothing_re
 
     def hold_the_balance_row_while_both_events_queue(conn: Connection) -> None:
         lock_balance(conn, company.id)
-        futures.append(
-            pool.submit(
-                services.charging.charge_call,
-                call_id="call-1",
-                company_id=company.id,
-                duration_seconds=90,
-                started_at=STARTED,
-            )
-        )
-        futures.append(
-            pool.submit(services.charging.reserve, call_id="call-1", company_id=company.id, started_at=STARTED)
-        )
+        futures.append(pool.submit(services.charging.charge_call, call_id="call-1", company_id=company.id,
+                                   duration_seconds=90, started_at=STARTED))
+        futures.append(pool.submit(services.charging.reserve, call_id="call-1", company_id=company.id,
+                                   started_at=STARTED))
         for _ in range(500):
             if statements_waiting_for_a_row_lock(services) == 2:
                 return
@@ -422,24 +352,10 @@ def test_deadlock_between_two_writers_locking_companies_in_opposite_orders_is_re
                 both_hold_first.wait(timeout=10)  # now each holds one row and wants the other's
             locked_second = lock_balance(conn, second)
             now = datetime.now(UTC)
-            post_entry(
-                conn,
-                locked_first,
-                type="adjustment",
-                amount=-100,
-                description=f"{name} out",
-                idempotency_key=f"adjustment:{name}:out",
-                now=now,
-            )
-            post_entry(
-                conn,
-                locked_second,
-                type="adjustment",
-                amount=100,
-                description=f"{name} in",
-                idempotency_key=f"adjustment:{name}:in",
-                now=now,
-            )
+            post_entry(conn, locked_first, type="adjustment", amount=-100, description=f"{name} out",
+                       idempotency_key=f"adjustment:{name}:out", now=now)
+            post_entry(conn, locked_second, type="adjustment", amount=100, description=f"{name} in",
+                       idempotency_key=f"adjustment:{name}:in", now=now)
 
         services.db.write(work)
 

@@ -108,6 +108,8 @@ def sqlite_services(sqlite_url: str) -> Iterator[Services]:
         built.close()
 
 
+
+
 def count_commits(services: Services) -> Callable[[], int]:
     commits = Counter[str]()
 
@@ -236,9 +238,8 @@ def test_thirty_two_threads_through_the_group_committer_end_with_exact_balances(
     ids = [c.id for c in companies]
     expected = {c.id: 20000 for c in companies}
     for n, company_id in enumerate(ids * 5):
-        services.charging.charge_call(
-            call_id=f"pre-{n}", company_id=company_id, duration_seconds=600, started_at=STARTED
-        )
+        services.charging.charge_call(call_id=f"pre-{n}", company_id=company_id, duration_seconds=600,
+                                      started_at=STARTED)
         expected[company_id] -= 420
     commits = count_commits(services)
 
@@ -246,59 +247,23 @@ def test_thirty_two_threads_through_the_group_committer_end_with_exact_balances(
     for n in range(400):
         company_id, call_id, seconds = ids[n % 4], f"call-{n}", rng.randrange(1, 900)
         expected[company_id] -= expected_charge(seconds, "0.42")
-        charge = partial(
-            services.charging.charge_call,
-            call_id=call_id,
-            company_id=company_id,
-            duration_seconds=seconds,
-            started_at=STARTED,
-        )
+        charge = partial(services.charging.charge_call, call_id=call_id, company_id=company_id,
+                         duration_seconds=seconds, started_at=STARTED)
         group = [("charge", call_id, charge)] * (2 if n % 10 == 0 else 1)  # a webhook delivered twice
         if n % 4 == 0:  # call_started racing its own call_ended
-            group.append(
-                (
-                    "reserve",
-                    call_id,
-                    partial(services.charging.reserve, call_id=call_id, company_id=company_id, started_at=STARTED),
-                )
-            )
+            group.append(("reserve", call_id, partial(services.charging.reserve, call_id=call_id,
+                                                      company_id=company_id, started_at=STARTED)))
         rng.shuffle(group)
         groups.append(group)
     for n in range(100):
         company_id, cents = ids[n % 4], rng.randrange(100, 5001)
         expected[company_id] += cents
-        groups.append(
-            [
-                (
-                    "topup",
-                    n,
-                    partial(
-                        services.topups.record_payment,
-                        company_id=company_id,
-                        amount=Money(cents, "EUR"),
-                        reference=f"transfer-{n}",
-                        actor="test",
-                    ),
-                )
-            ]
-        )
+        groups.append([("topup", n, partial(services.topups.record_payment, company_id=company_id,
+                                            amount=Money(cents, "EUR"), reference=f"transfer-{n}", actor="test"))])
     for n, company_id in enumerate(ids * 5):  # 50 refunds of 0.30 against each 4.20 charge: 14 fit
         expected[company_id] += 14 * 30
-        groups += [
-            [
-                (
-                    "refund",
-                    f"pre-{n}",
-                    partial(
-                        services.refunds.refund_call,
-                        call_id=f"pre-{n}",
-                        amount=eur("0.30"),
-                        reason="quality",
-                        actor="agent",
-                    ),
-                )
-            ]
-        ] * 50
+        groups += [[("refund", f"pre-{n}", partial(services.refunds.refund_call, call_id=f"pre-{n}",
+                                                   amount=eur("0.30"), reason="quality", actor="agent"))]] * 50
     rng.shuffle(groups)
     ops = [op for group in groups for op in group]
 
@@ -312,11 +277,8 @@ def test_thirty_two_threads_through_the_group_committer_end_with_exact_balances(
     assert_ledger_ok(services)
     per_call = charge_entries_per_call(services)
     assert set(per_call.values()) == {1} and len(per_call) == 420
-    active = services.db.read(
-        lambda conn: conn.execute(
-            select(func.count()).select_from(reservations).where(reservations.c.status == "active")
-        ).scalar_one()
-    )
+    active = services.db.read(lambda conn: conn.execute(
+        select(func.count()).select_from(reservations).where(reservations.c.status == "active")).scalar_one())
     assert active == 0
     assert commits() < len(ops), "writers were never batched into a shared commit"
 
@@ -333,40 +295,18 @@ def test_a_failing_unit_gets_its_own_error_while_the_rest_of_its_batch_commits(s
         assert release.wait(timeout=30)
 
     units: list[tuple[str, Callable[[], Any]]] = [
-        (
-            "refund too much",
-            lambda: services.refunds.refund_call(
-                call_id="call-1", amount=eur("10.01"), reason="too much", actor="agent"
-            ),
-        ),
-        (
-            "charge again with other data",
-            lambda: services.charging.charge_call(
-                call_id="call-1", company_id=company.id, duration_seconds=601, started_at=STARTED
-            ),
-        ),
-        (
-            "charge new call",
-            lambda: services.charging.charge_call(
-                call_id="call-2", company_id=company.id, duration_seconds=60, started_at=STARTED
-            ),
-        ),
-        (
-            "refund part",
-            lambda: services.refunds.refund_call(call_id="call-1", amount=eur("3.00"), reason="quality", actor="agent"),
-        ),
-        (
-            "top up",
-            lambda: services.topups.record_payment(
-                company_id=company.id, amount=eur("20.00"), reference="transfer-1", actor="ops"
-            ),
-        ),
-        (
-            "adjust",
-            lambda: services.adjustments.adjust(
-                company_id=company.id, amount=eur("1.50"), reason="courtesy", actor="ops"
-            ),
-        ),
+        ("refund too much", lambda: services.refunds.refund_call(
+            call_id="call-1", amount=eur("10.01"), reason="too much", actor="agent")),
+        ("charge again with other data", lambda: services.charging.charge_call(
+            call_id="call-1", company_id=company.id, duration_seconds=601, started_at=STARTED)),
+        ("charge new call", lambda: services.charging.charge_call(
+            call_id="call-2", company_id=company.id, duration_seconds=60, started_at=STARTED)),
+        ("refund part", lambda: services.refunds.refund_call(
+            call_id="call-1", amount=eur("3.00"), reason="quality", actor="agent")),
+        ("top up", lambda: services.topups.record_payment(
+            company_id=company.id, amount=eur("20.00"), reference="transfer-1", actor="ops")),
+        ("adjust", lambda: services.adjustments.adjust(
+            company_id=company.id, amount=eur("1.50"), reason="courtesy", actor="ops")),
     ]
     group = services.db._group
     assert group is not None
@@ -399,11 +339,8 @@ def test_a_failing_unit_gets_its_own_error_while_the_rest_of_its_batch_commits(s
     assert outcomes["top up"].credited_now
     assert not outcomes["adjust"].replayed
     assert services.balances.get(company.id).balance.cents == 2000 - 1000 - 100 + 300 + 2000 + 150
-    refunded = services.db.read(
-        lambda conn: conn.execute(
-            select(call_charges.c.refunded_amount).where(call_charges.c.call_id == "call-1")
-        ).scalar_one()
-    )
+    refunded = services.db.read(lambda conn: conn.execute(
+        select(call_charges.c.refunded_amount).where(call_charges.c.call_id == "call-1")).scalar_one())
     assert refunded == 300
     assert set(charged_call_ids(services)) == {"call-1", "call-2"}
     assert_ledger_ok(services)
@@ -427,15 +364,8 @@ def test_a_call_charged_twice_within_one_batch_posts_once_and_the_second_is_a_re
         futures = []
         for _ in range(2):
             queued = len(group._queue)
-            futures.append(
-                pool.submit(
-                    services.charging.charge_call,
-                    call_id="call-1",
-                    company_id=company.id,
-                    duration_seconds=90,
-                    started_at=STARTED,
-                )
-            )
+            futures.append(pool.submit(services.charging.charge_call, call_id="call-1", company_id=company.id,
+                                       duration_seconds=90, started_at=STARTED))
             deadline = time.monotonic() + 10
             while len(group._queue) == queued and time.monotonic() < deadline:
                 time.sleep(0.001)

@@ -34,16 +34,9 @@ def test_a_deadlock_inside_the_handler_runs_the_whole_event_again_and_charges_on
     services.db.write(
         lambda conn: conn.execute(
             insert(webhook_events),
-            {
-                "provider": "retell",
-                "event_id": "call_ended:call-deadlocked",
-                "event_type": "call_ended",
-                "payload": raw.decode(),
-                "status": "pending",
-                "attempts": 0,
-                "next_attempt_at": received,
-                "received_at": received,
-            },
+            {"provider": "retell", "event_id": "call_ended:call-deadlocked", "event_type": "call_ended",
+             "payload": raw.decode(), "status": "pending", "attempts": 0, "next_attempt_at": received,
+             "received_at": received},
         )
     )
     charge = RetellEventHandler(services.charging, max_call_seconds=services.ctx.settings.max_call_seconds)
@@ -62,19 +55,10 @@ def test_a_deadlock_inside_the_handler_runs_the_whole_event_again_and_charges_on
         """Writes a lot (so InnoDB picks the handler as the victim), locks ``other``, then waits for ``firm``."""
         with services.db.engine.connect() as conn:
             conn.begin()
-            conn.execute(
-                insert(audit_log),
-                [
-                    {
-                        "actor": "rival",
-                        "action": "test.rival",
-                        "entity_type": "test",
-                        "details": "{}",
-                        "created_at": datetime.now(UTC),
-                    }
-                    for _ in range(200)
-                ],
-            )
+            conn.execute(insert(audit_log), [
+                {"actor": "rival", "action": "test.rival", "entity_type": "test", "details": "{}",
+                 "created_at": datetime.now(UTC)} for _ in range(200)
+            ])
             conn.execute(update(companies).where(companies.c.id == other.id).values(name="Praxis Zwei"))
             conn.execute(update(companies).where(companies.c.id == firm.id).values(name="Praxis Weber"))
             conn.commit()

@@ -133,13 +133,9 @@ def test_concurrent_auto_topup_triggers_on_two_nodes_make_exactly_one_attempt(
 
     assert sorted(o.triggered for o in outcomes) == [False, True], [o.reason for o in outcomes]
     attempts = first.db.read(
-        lambda conn: (
-            conn.execute(
-                select(topups.c.status).where(topups.c.company_id == company_id, topups.c.source == "auto_topup")
-            )
-            .scalars()
-            .all()
-        )
+        lambda conn: conn.execute(
+            select(topups.c.status).where(topups.c.company_id == company_id, topups.c.source == "auto_topup")
+        ).scalars().all()
     )
     assert attempts == ["succeeded"]
     for services in (first, second):
@@ -210,15 +206,13 @@ def test_payments_settled_on_three_nodes_at_once_get_gap_free_invoice_numbers(no
     nodes = [node_services(i) for i in range(3)]
     firms = [new_company(nodes[0], name=f"Praxis {n}") for n in range(6)]
     for firm in firms:
-        nodes[0].companies.set(
-            firm.id, actor="test", address_line1="Hauptstraße 1", postal_code="10115", city="Berlin", country="DE"
-        )
+        nodes[0].companies.set(firm.id, actor="test", address_line1="Hauptstraße 1", postal_code="10115",
+                               city="Berlin", country="DE")
     before = cert_conflicts(galera_cluster)
 
     def pay(n: int) -> None:
-        nodes[n % 3].topups.record_payment(
-            company_id=firms[n % len(firms)].id, amount=Money(1000 + n, "EUR"), reference=f"transfer {n}", actor="test"
-        )
+        nodes[n % 3].topups.record_payment(company_id=firms[n % len(firms)].id, amount=Money(1000 + n, "EUR"),
+                                           reference=f"transfer {n}", actor="test")
 
     with ThreadPoolExecutor(9) as pool:
         list(pool.map(pay, range(45)))

@@ -55,18 +55,11 @@ async def test_invoice_mail_carries_the_stored_pdf_to_the_company(mailing_servic
     inbox, _ = smtp
     services = mailing_services
     company = services.companies.add(
-        name="Praxis Weber",
-        email="praxis@example.com",
-        actor="test",
-        locale="de_DE",
-        address_line1="Königsallee 12",
-        postal_code="40212",
-        city="Düsseldorf",
-        country="DE",
+        name="Praxis Weber", email="praxis@example.com", actor="test", locale="de_DE",
+        address_line1="Königsallee 12", postal_code="40212", city="Düsseldorf", country="DE",
     )
-    result = services.topups.record_payment(
-        company_id=company.id, amount=eur("100.00"), reference="RF18 1", actor="test"
-    )
+    result = services.topups.record_payment(company_id=company.id, amount=eur("100.00"), reference="RF18 1",
+                                            actor="test")
     [invoice] = services.invoices.list(company_id=company.id)
     assert result.topup.id == invoice.topup_id
 

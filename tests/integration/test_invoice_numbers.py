@@ -38,28 +38,17 @@ def pending_topups(services: Services, count: int, companies: int) -> dict[int, 
     made = {}
     for n in range(count):
         company_id, cents = owners[n % companies], 1000 + 7 * n
-        topup = services.topups.create_pending(
-            company_id=company_id,
-            amount=eur(f"{cents / 100:.2f}"),
-            source="payment_intent",
-            initiated_by="api:client",
-            idempotency_key=f"pay-{n}",
-        )
+        topup = services.topups.create_pending(company_id=company_id, amount=eur(f"{cents / 100:.2f}"),
+                                               source="payment_intent", initiated_by="api:client",
+                                               idempotency_key=f"pay-{n}")
         made[topup.id] = (company_id, cents)
     return made
 
 
 def invoice_by_topup(services: Services) -> dict[int, dict[str, Any]]:
     rows = services.db.read(
-        lambda conn: (
-            conn.execute(
-                select(
-                    invoices.c.id, invoices.c.number, invoices.c.topup_id, invoices.c.gross_amount, invoices.c.kind
-                ).order_by(invoices.c.id)
-            )
-            .mappings()
-            .all()
-        )
+        lambda conn: conn.execute(select(invoices.c.id, invoices.c.number, invoices.c.topup_id, invoices.c.gross_amount,
+                                         invoices.c.kind).order_by(invoices.c.id)).mappings().all()
     )
     return {r["topup_id"]: dict(r) for r in rows}
 
@@ -185,7 +174,9 @@ def run_settlers(url: str, orders: list[list[int]], tmp_path: Path) -> list[list
 
 
 @pytest.mark.slow
-def test_two_processes_settling_the_same_topups_on_sqlite_number_each_once_without_gap(sqlite_template, tmp_path):
+def test_two_processes_settling_the_same_topups_on_sqlite_number_each_once_without_gap(
+    sqlite_template, tmp_path
+):
     url = f"sqlite:///{tmp_path / 'billing.db'}"
     (tmp_path / "billing.db").write_bytes(Path(sqlite_template).read_bytes())
     services = build_services(make_settings(url), clock=Clock(ISSUED))
@@ -223,10 +214,7 @@ def test_a_new_year_starts_again_at_000001(services, clock):
     assert invoice_numbers(services) == ["RE-2026-000001", "RE-2026-000002", "RE-2027-000001", "RE-2027-000002"]
     assert [i.gross.cents for i in services.invoices.list()] == [1000, 2000, 3000, 4000]
     assert [i.document.issue_date.isoformat() for i in services.invoices.list()] == [
-        "2026-12-31",
-        "2026-12-31",
-        "2027-01-01",
-        "2027-01-01",
+        "2026-12-31", "2026-12-31", "2027-01-01", "2027-01-01",
     ]
     assert counters(services) == {("RE", 2026): 2, ("RE", 2027): 2}
 
@@ -235,31 +223,22 @@ def card_topup(services: Services, company_id: int, amount: str, n: int) -> int:
     method = create_card(services, "4242424242424242")
     services.stripe.payments.attach_payment_method(company_id, method, actor="test")
     return services.stripe.payments.pay_with_saved_method(
-        company_id=company_id,
-        amount=eur(amount),
-        payment_method_id=method,
-        initiated_by="api:client",
+        company_id=company_id, amount=eur(amount), payment_method_id=method, initiated_by="api:client",
         idempotency_key=f"pay-{company_id}-{n}",
     ).topup.id
 
 
 def refund_all(services: Services, topup_id: int) -> None:
-    services.stripe.topup_refunds.refund(
-        topup_id=topup_id,
-        amount=None,
-        reason="customer cancelled",
-        actor="support:anna",
-        idempotency_key=f"refund-{topup_id}",
-    )
+    services.stripe.topup_refunds.refund(topup_id=topup_id, amount=None, reason="customer cancelled",
+                                         actor="support:anna", idempotency_key=f"refund-{topup_id}")
 
 
 def test_credit_notes_have_their_own_gap_free_series_per_year(stripe_services, clock):
     services = stripe_services
     company = company_with_address(services)
     clock.now = datetime(2026, 12, 31, 22, 0, tzinfo=UTC)
-    first, second, third = (
-        card_topup(services, company.id, amount, n) for n, amount in enumerate(("10.00", "20.00", "30.00"))
-    )
+    first, second, third = (card_topup(services, company.id, amount, n)
+                            for n, amount in enumerate(("10.00", "20.00", "30.00")))
 
     refund_all(services, second)
     fourth = card_topup(services, company.id, "40.00", 4)
@@ -269,11 +248,7 @@ def test_credit_notes_have_their_own_gap_free_series_per_year(stripe_services, c
     card_topup(services, company.id, "50.00", 5)
 
     assert invoice_numbers(services, "invoice") == [
-        "RE-2026-000001",
-        "RE-2026-000002",
-        "RE-2026-000003",
-        "RE-2026-000004",
-        "RE-2027-000001",
+        "RE-2026-000001", "RE-2026-000002", "RE-2026-000003", "RE-2026-000004", "RE-2027-000001",
     ]
     assert invoice_numbers(services, "credit_note") == ["GS-2026-000001", "GS-2027-000001", "GS-2027-000002"]
     corrected = {

@@ -67,10 +67,7 @@ def test_recorded_payment_is_invoiced_as_re_000001_and_the_topup_points_to_its_i
 
     [invoice] = services.invoices.list()
     assert (invoice.number, invoice.kind, invoice.company_id, invoice.topup_id) == (
-        "RE-2026-000001",
-        "invoice",
-        company.id,
-        result.topup.id,
+        "RE-2026-000001", "invoice", company.id, result.topup.id,
     )
     assert (invoice.net.cents, invoice.vat.cents, invoice.gross.cents) == (8403, 1597, 10000)
     assert invoice.issued_at == datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -82,13 +79,8 @@ def test_recorded_payment_is_invoiced_as_re_000001_and_the_topup_points_to_its_i
 
 def test_settling_a_topup_again_issues_no_second_invoice(services):
     company = company_with_address(services)
-    pending = services.topups.create_pending(
-        company_id=company.id,
-        amount=eur("50.00"),
-        source="payment_intent",
-        initiated_by="api:client",
-        idempotency_key="pay-1",
-    )
+    pending = services.topups.create_pending(company_id=company.id, amount=eur("50.00"), source="payment_intent",
+                                             initiated_by="api:client", idempotency_key="pay-1")
     assert topup_invoice_id(services, pending.id) is None
 
     first = services.topups.settle(pending.id)
@@ -106,13 +98,8 @@ def test_settling_a_topup_again_issues_no_second_invoice(services):
 
 def test_a_settlement_that_fails_after_invoicing_takes_its_invoice_and_number_with_it(services):
     company = company_with_address(services)
-    pending = services.topups.create_pending(
-        company_id=company.id,
-        amount=eur("50.00"),
-        source="payment_intent",
-        initiated_by="api:client",
-        idempotency_key="pay-1",
-    )
+    pending = services.topups.create_pending(company_id=company.id, amount=eur("50.00"), source="payment_intent",
+                                             initiated_by="api:client", idempotency_key="pay-1")
 
     def explode(conn, topup_id):
         raise HookFailed(topup_id)
@@ -187,21 +174,15 @@ def test_english_invoice_has_english_labels_and_its_validated_xml_totals_equal_t
 
     totals = xml_totals(root)
     assert totals == {
-        "LineTotalAmount": 42017,
-        "TaxBasisTotalAmount": 42017,
-        "TaxTotalAmount": 7983,
-        "GrandTotalAmount": 50000,
-        "TotalPrepaidAmount": 50000,
-        "DuePayableAmount": 0,
+        "LineTotalAmount": 42017, "TaxBasisTotalAmount": 42017, "TaxTotalAmount": 7983,
+        "GrandTotalAmount": 50000, "TotalPrepaidAmount": 50000, "DuePayableAmount": 0,
     }
     assert shown(totals["TaxBasisTotalAmount"], "en_GB") == "€420.17"
     assert f"Total net {shown(totals['TaxBasisTotalAmount'], 'en_GB')}" in text
     assert f"VAT 19% {shown(totals['TaxTotalAmount'], 'en_GB')}" in text
     assert f"Total {shown(totals['GrandTotalAmount'], 'en_GB')}" in text
     assert amounts(invoice_row(services, "RE-2026-000001")) == (
-        totals["TaxBasisTotalAmount"],
-        totals["TaxTotalAmount"],
-        totals["GrandTotalAmount"],
+        totals["TaxBasisTotalAmount"], totals["TaxTotalAmount"], totals["GrandTotalAmount"],
     )
     assert xml_text(root, ".//rsm:ExchangedDocument/ram:ID") == "RE-2026-000001"
     assert xml_text(root, ".//rsm:ExchangedDocument/ram:TypeCode") == "380"
@@ -210,9 +191,8 @@ def test_english_invoice_has_english_labels_and_its_validated_xml_totals_equal_t
     assert xml_text(root, ".//ram:BuyerTradeParty/ram:Name") == "Weber & Sons <Dental> Ltd"
     assert xml_text(root, ".//ram:BuyerTradeParty/ram:PostalTradeAddress/ram:CityName") == "München"
     assert xml_all(root, ".//ram:ApplicableHeaderTradeSettlement/ram:ApplicableTradeTax/ram:CategoryCode") == ["S"]
-    assert xml_all(root, ".//ram:ApplicableHeaderTradeSettlement/ram:ApplicableTradeTax/ram:RateApplicablePercent") == [
-        "19.00"
-    ]
+    assert xml_all(root, ".//ram:ApplicableHeaderTradeSettlement/ram:ApplicableTradeTax/ram:RateApplicablePercent") \
+        == ["19.00"]
     assert is_pdf_a3(pdf)
 
 
@@ -220,7 +200,8 @@ def test_english_invoice_has_english_labels_and_its_validated_xml_totals_equal_t
 
 
 def test_austrian_business_with_a_valid_vat_id_gets_a_reverse_charge_invoice_in_pdf_and_xml(services):
-    company = company_with_address(services, name="Ordination Huber", locale="de_AT", vat_id=VALID_AT_VAT_ID, **VIENNA)
+    company = company_with_address(services, name="Ordination Huber", locale="de_AT", vat_id=VALID_AT_VAT_ID,
+                                   **VIENNA)
     pay(services, company.id, "100.00")
 
     row = invoice_row(services, "RE-2026-000001")
@@ -254,11 +235,8 @@ def test_vat_id_whose_check_digit_is_wrong_is_refused_and_no_company_is_created(
 def test_austrian_business_with_an_invalid_vat_id_is_charged_german_vat(services):
     company = company_with_address(services, name="Ordination Huber", **VIENNA)
     # stored before ids were checked on input: the invoice still judges the id itself
-    services.db.write(
-        lambda conn: conn.execute(
-            update(companies).where(companies.c.id == company.id).values(vat_id=INVALID_AT_VAT_ID)
-        )
-    )
+    services.db.write(lambda conn: conn.execute(
+        update(companies).where(companies.c.id == company.id).values(vat_id=INVALID_AT_VAT_ID)))
     pay(services, company.id, "100.00")
 
     row = invoice_row(services, "RE-2026-000001")
@@ -283,13 +261,8 @@ def test_vat_id_issued_by_the_sellers_own_country_never_gives_reverse_charge(ser
 
 
 def test_net_prices_put_vat_on_top_and_the_configured_seller_tax_number_is_printed(database_url, clock):
-    settings = make_settings(
-        database_url,
-        prices_include_vat=False,
-        seller_name="Muster Telefonie AG",
-        seller_tax_number="27/123/45678",
-        vat_rate="7",
-    )
+    settings = make_settings(database_url, prices_include_vat=False, seller_name="Muster Telefonie AG",
+                             seller_tax_number="27/123/45678", vat_rate="7")
     services = build_services(settings, clock=clock)
     try:
         company = company_with_address(services)
@@ -332,21 +305,15 @@ def paid_by_card(services, company_id: int, amount: str):
     method = create_card(services, "4242424242424242")
     services.stripe.payments.attach_payment_method(company_id, method, actor="test")
     return services.stripe.payments.pay_with_saved_method(
-        company_id=company_id,
-        amount=eur(amount),
-        payment_method_id=method,
-        initiated_by="api:client",
+        company_id=company_id, amount=eur(amount), payment_method_id=method, initiated_by="api:client",
         idempotency_key=f"pay-{company_id}-{amount}",
     ).topup
 
 
 def refund(services, topup_id: int, amount: str | None = None, key: str = "refund-1"):
     return services.stripe.topup_refunds.refund(
-        topup_id=topup_id,
-        amount=None if amount is None else eur(amount),
-        reason="customer cancelled",
-        actor="support:anna",
-        idempotency_key=key,
+        topup_id=topup_id, amount=None if amount is None else eur(amount), reason="customer cancelled",
+        actor="support:anna", idempotency_key=key,
     )
 
 
@@ -365,10 +332,7 @@ def test_refunded_topup_gets_a_credit_note_referring_to_its_invoice_with_the_bon
     assert amounts(invoice) == (12605, 2395, 15000)
     assert amounts(note) == (12605, 2395, 15000)
     assert (note["kind"], note["topup_id"], note["topup_refund_id"], note["corrects_invoice_id"]) == (
-        "credit_note",
-        topup.id,
-        result.id,
-        invoice["id"],
+        "credit_note", topup.id, result.id, invoice["id"],
     )
     document = json.loads(note["document"])
     assert document["corrects"] == {"number": "RE-2026-000001", "issue_date": "2026-11-02"}
@@ -440,8 +404,7 @@ def test_credit_notes_of_a_fully_refunded_topup_add_up_to_its_invoice(stripe_ser
     notes = [invoice_row(services, n) for n in invoice_numbers(services, "credit_note")]
     assert [n["gross_amount"] for n in notes] == [3333, 6667]
     assert (sum(n["net_amount"] for n in notes), sum(n["vat_amount"] for n in notes)) == (
-        invoice["net_amount"],
-        invoice["vat_amount"],
+        invoice["net_amount"], invoice["vat_amount"],
     )
 
 
@@ -452,9 +415,8 @@ def test_credit_note_blocked_by_a_missing_address_is_issued_once_the_address_is_
     refund(services, topup.id)
     assert services.invoices.list() == []
 
-    services.companies.set(
-        company.id, actor="test", address_line1="Hauptstraße 5", postal_code="80331", city="München", country="DE"
-    )
+    services.companies.set(company.id, actor="test", address_line1="Hauptstraße 5", postal_code="80331",
+                           city="München", country="DE")
     services.invoices.issue_missing()
 
     assert invoice_numbers(services) == ["RE-2026-000001", "GS-2026-000001"]
@@ -494,9 +456,8 @@ def test_company_without_address_cannot_be_invoiced_and_nothing_is_numbered(serv
     assert invoice_numbers(services) == ["RE-2026-000001"]
     assert services.invoices.get("RE-2026-000001").company_id == other.id
 
-    services.companies.set(
-        bare.id, actor="test", address_line1="Lindenweg 1", postal_code="50667", city="Köln", country="DE"
-    )
+    services.companies.set(bare.id, actor="test", address_line1="Lindenweg 1", postal_code="50667", city="Köln",
+                           country="DE")
     assert services.invoices.issue_missing() == ["RE-2026-000002"]
     assert services.invoices.issue_missing() == []
     late = services.invoices.get("RE-2026-000002")
@@ -525,8 +486,7 @@ def test_a_blocked_invoice_is_reported_once_per_topup(services):
     second = pay(services, bare.id, "20.00", reference="two")
 
     assert [json.loads(n["payload"])["topup_id"] for n in queued(services, "invoice_blocked")] == [
-        first.topup.id,
-        second.topup.id,
+        first.topup.id, second.topup.id,
     ]
 
 
@@ -560,9 +520,7 @@ def test_regenerate_keeps_number_and_amounts_and_stores_the_new_pdfs_hash(servic
     before_xml, after_xml = xml_totals(embedded_xml(first_pdf)), xml_totals(embedded_xml(second_pdf))
     assert before_xml == after_xml
     assert (after_xml["TaxBasisTotalAmount"], after_xml["TaxTotalAmount"], after_xml["GrandTotalAmount"]) == (
-        21008,
-        3992,
-        25000,
+        21008, 3992, 25000,
     )
     text = pdf_text(second_pdf)
     assert "Rechnungsdatum 02.11.2026" in text  # the issue date stays, whenever it is rendered
@@ -589,8 +547,7 @@ def test_render_pending_renders_each_invoice_once_and_queues_its_mail(services):
 
     mails = queued(services, "invoice")
     assert [(m["recipient"], m["company_id"], json.loads(m["payload"])["number"]) for m in mails] == [
-        ("company", company.id, "RE-2026-000001"),
-        ("company", company.id, "RE-2026-000002"),
+        ("company", company.id, "RE-2026-000001"), ("company", company.id, "RE-2026-000002"),
     ]
     assert json.loads(mails[1]["payload"])["gross"] == {"cents": 2000, "currency": "EUR"}
     number, pdf = services.invoice_files.pdf_by_id(json.loads(mails[0]["payload"])["invoice_id"])
@@ -629,32 +586,16 @@ def test_monthly_statement_lists_calls_refunds_and_adjustments_with_totals(servi
     doc, pdf = services.statements.statement(company.id, 2026, 11)
 
     assert doc["month"] == "2026-11"
-    assert [
-        (
-            c["call_id"],
-            c["started_at"],
-            c["caller_number"],
-            c["duration_seconds"],
-            c["billed_seconds"],
-            Decimal(c["rate_per_minute"]),
-            c["amount"],
-        )
-        for c in doc["calls"]
-    ] == [
+    assert [(c["call_id"], c["started_at"], c["caller_number"], c["duration_seconds"], c["billed_seconds"],
+             Decimal(c["rate_per_minute"]), c["amount"]) for c in doc["calls"]] == [
         ("call-a", "2026-11-02T09:55:00+01:00", None, 61, 61, Decimal("0.42"), 43),  # the seller's time zone
         ("call-b", "2026-11-02T10:20:00+01:00", None, 245, 245, Decimal("0.42"), 172),
     ]
     assert [(r["description"], r["amount"]) for r in doc["refunds"]] == [("Refund for call call-b: dropped call", 172)]
     assert [(a["description"], a["amount"]) for a in doc["adjustments"]] == [("Kulanz", 500), ("Korrektur", -100)]
     assert doc["topups"] == []
-    assert doc["totals"] == {
-        "calls": 215,
-        "duration_seconds": 306,
-        "billed_seconds": 306,
-        "refunds": 172,
-        "adjustments": 400,
-        "topups": 0,
-    }
+    assert doc["totals"] == {"calls": 215, "duration_seconds": 306, "billed_seconds": 306, "refunds": 172,
+                             "adjustments": 400, "topups": 0}
     assert (doc["opening_balance"], doc["closing_balance"]) == (10000 - 84, 10000 - 84 - 215 + 172 + 400)
 
     text = pdf_text(pdf)

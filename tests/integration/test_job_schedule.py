@@ -99,7 +99,9 @@ def claim_together(workers: list[Services]) -> Counter[str]:
     return claimed
 
 
-def test_workers_claiming_the_schedule_concurrently_run_each_job_once_per_interval(settings: Settings, clock: Clock):
+def test_workers_claiming_the_schedule_concurrently_run_each_job_once_per_interval(
+    settings: Settings, clock: Clock
+):
     workers = [build_services(settings, clock=clock) for _ in range(4)]
     try:
         for round_ in range(5):

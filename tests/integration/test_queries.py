@@ -333,12 +333,8 @@ def test_topup_refunds_and_disputes_are_listed_with_their_filters(svc: Services,
     disputes = DisputeService(svc.ctx)
     svc.db.write(
         lambda conn: refunds.record_stripe_refund_in(
-            conn,
-            topup=svc.topups.get(first),
-            stripe_refund_id="re_1",
-            amount=2_500,
-            status="succeeded",
-            our_refund_id=None,
+            conn, topup=svc.topups.get(first), stripe_refund_id="re_1", amount=2_500, status="succeeded",
+            our_refund_id=None
         )
     )
     clock.advance(hours=1)
@@ -375,12 +371,8 @@ def test_invoices_and_credit_notes_are_listed_and_shown(svc: Services, clock: Cl
     refunds.after_refund.append(svc.invoices.after_refund_in)  # as build_services wires it
     svc.db.write(
         lambda conn: refunds.record_stripe_refund_in(
-            conn,
-            topup=svc.topups.get(first),
-            stripe_refund_id="re_1",
-            amount=1_190,
-            status="succeeded",
-            our_refund_id=None,
+            conn, topup=svc.topups.get(first), stripe_refund_id="re_1", amount=1_190, status="succeeded",
+            our_refund_id=None
         )
     )
 
@@ -637,11 +629,7 @@ def test_tax_totals_sum_invoices_and_credit_notes_by_vat_treatment(svc: Services
     refunds.after_refund.append(svc.invoices.after_refund_in)
     svc.db.write(
         lambda conn: refunds.record_stripe_refund_in(
-            conn,
-            topup=svc.topups.get(first),
-            stripe_refund_id="re_1",
-            amount=1_190,
-            status="succeeded",
+            conn, topup=svc.topups.get(first), stripe_refund_id="re_1", amount=1_190, status="succeeded",
             our_refund_id=None,
         )
     )

@@ -45,21 +45,13 @@ def crash_after_stripe_succeeded(services, company_id, method, amount="50.00", k
     """The payment's phases as PaymentService runs them (same ids and keys), then the process dies."""
     topups = services.topups
     gateway = services.stripe.gateway
-    topup = topups.create_pending(
-        company_id=company_id,
-        amount=eur(amount),
-        source="payment_intent",
-        initiated_by="api:client",
-        idempotency_key=key,
-    )
+    topup = topups.create_pending(company_id=company_id, amount=eur(amount), source="payment_intent",
+                                  initiated_by="api:client", idempotency_key=key)
     topups.attach_stripe_ids(topup.id, stripe_payment_method_id=method, payment_method_type="card")
     intent = gateway.create_payment_intent(
-        amount=topup.amount.cents,
-        currency="EUR",
-        customer_id=services.stripe.payments.ensure_customer(company_id),
+        amount=topup.amount.cents, currency="EUR", customer_id=services.stripe.payments.ensure_customer(company_id),
         metadata={"topup_id": str(topup.id), "company_id": str(company_id), "source": "payment_intent"},
-        idempotency_key=f"topup:{topup.id}:payment_intent",
-        payment_method=method,
+        idempotency_key=f"topup:{topup.id}:payment_intent", payment_method=method,
     )
     topups.attach_stripe_ids(topup.id, stripe_payment_intent_id=intent.id)
     confirmed = gateway.confirm_payment_intent(
@@ -73,10 +65,7 @@ def answer_lost_after_stripe_succeeded(services, company_id, method, settings, c
     with services_with_faults(settings, clock, api_base, lose_answer=(CONFIRM_PAYMENT_INTENT,)) as (faulty, _):
         with pytest.raises(StripeUnavailable):
             faulty.stripe.payments.pay_with_saved_method(
-                company_id=company_id,
-                amount=eur("50.00"),
-                payment_method_id=method,
-                initiated_by="api:client",
+                company_id=company_id, amount=eur("50.00"), payment_method_id=method, initiated_by="api:client",
                 idempotency_key="order-1",
             )
     [topup] = services.topups.list(company_id=company_id)
@@ -84,11 +73,9 @@ def answer_lost_after_stripe_succeeded(services, company_id, method, settings, c
 
 
 def notification_count(services, company_id, kind):
-    return services.db.read(
-        lambda conn: conn.execute(
-            select(func.count()).where(notifications.c.company_id == company_id, notifications.c.kind == kind)
-        ).scalar_one()
-    )
+    return services.db.read(lambda conn: conn.execute(
+        select(func.count()).where(notifications.c.company_id == company_id, notifications.c.kind == kind)
+    ).scalar_one())
 
 
 # -- payments that succeeded at Stripe but were never settled here ---------------------------------------
@@ -102,9 +89,8 @@ def test_a_payment_stripe_took_but_we_never_settled_is_credited_once_by_reconcil
     if crash == "process_died_before_settling":
         topup = crash_after_stripe_succeeded(stripe_services, company_id, method)
     else:
-        topup = answer_lost_after_stripe_succeeded(
-            stripe_services, company_id, method, settings, clock, localstripe.url
-        )
+        topup = answer_lost_after_stripe_succeeded(stripe_services, company_id, method, settings, clock,
+                                                   localstripe.url)
     assert topup.status == "pending" and topup.stripe_payment_intent_id
     assert balance_cents(stripe_services, company_id) == 0
 
@@ -211,10 +197,7 @@ def test_an_auto_topup_left_pending_while_stripe_was_unreachable_is_finished_by_
 
 def paid_topup(services, company_id, method, amount="50.00"):
     return services.stripe.payments.pay_with_saved_method(
-        company_id=company_id,
-        amount=eur(amount),
-        payment_method_id=method,
-        initiated_by="api:client",
+        company_id=company_id, amount=eur(amount), payment_method_id=method, initiated_by="api:client",
         idempotency_key="paid-1",
     ).topup
 
@@ -268,15 +251,11 @@ def billing_command() -> str:
 
 
 def run_billing(args, *, database_url, api_base, cwd):
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.upper().startswith(("STRIPE_", "BILLING_", "DATABASE_URL", "AUTO_TOPUP", "PREPAID_"))
-    }
+    env = {k: v for k, v in os.environ.items()
+           if not k.upper().startswith(("STRIPE_", "BILLING_", "DATABASE_URL", "AUTO_TOPUP", "PREPAID_"))}
     env.update(DATABASE_URL=database_url, STRIPE_SECRET=SECRET_KEY, STRIPE_API_BASE=api_base, STRIPE_TEST_MODE="true")
-    return subprocess.run(
-        [billing_command(), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120, check=False
-    )
+    return subprocess.run([billing_command(), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120,
+                          check=False)
 
 
 def test_billing_reconcile_command_settles_what_a_crash_left_and_prints_the_change(
@@ -285,22 +264,18 @@ def test_billing_reconcile_command_settles_what_a_crash_left_and_prints_the_chan
     company_id, method = card_company(stripe_services)
     topup = crash_after_stripe_succeeded(stripe_services, company_id, method)
 
-    done = run_billing(
-        ["reconcile", "--min-age", "0", "--json"], database_url=database_url, api_base=localstripe.url, cwd=tmp_path
-    )
+    done = run_billing(["reconcile", "--min-age", "0", "--json"], database_url=database_url,
+                       api_base=localstripe.url, cwd=tmp_path)
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads(done.stdout) == {
-        "changes": [f"top-up {topup.id}: pending -> succeeded"],
-        "unchanged": 0,
-        "errors": [],
+        "changes": [f"top-up {topup.id}: pending -> succeeded"], "unchanged": 0, "errors": [],
     }
     assert stripe_services.topups.get(topup.id).status == "succeeded"
     assert balance_cents(stripe_services, company_id) == 5000
 
-    again = run_billing(
-        ["reconcile", "--min-age", "0"], database_url=database_url, api_base=localstripe.url, cwd=tmp_path
-    )
+    again = run_billing(["reconcile", "--min-age", "0"], database_url=database_url, api_base=localstripe.url,
+                        cwd=tmp_path)
 
     assert again.returncode == 0, again.stdout + again.stderr
     assert again.stdout.strip() == "0 changed, 0 unchanged, 0 errors"

@@ -65,7 +65,8 @@ def test_the_seller_alert_names_the_configuration_not_the_company(unconfigured: 
 
 
 def test_a_seller_with_a_tax_number_instead_of_a_vat_id_can_invoice(database_url: str, clock: Clock):
-    built = build_services(make_settings(database_url, seller_vat_id="", seller_tax_number="27/123/45678"), clock=clock)
+    built = build_services(make_settings(database_url, seller_vat_id="", seller_tax_number="27/123/45678"),
+                           clock=clock)
     try:
         company = company_with_address(built)
         pay(built, company.id, "10.00")
@@ -78,9 +79,8 @@ def test_the_monthly_statement_takes_the_month_of_the_sellers_calendar(services:
     company = new_company(services, funded="50.00")
     # 23:30 UTC on 30 November is 00:30 on 1 December in Berlin
     clock.now = datetime(2026, 11, 30, 23, 30, tzinfo=UTC)
-    services.charging.charge_call(
-        call_id="call-midnight", company_id=company.id, duration_seconds=60, started_at=clock.now
-    )
+    services.charging.charge_call(call_id="call-midnight", company_id=company.id, duration_seconds=60,
+                                  started_at=clock.now)
     november, _ = services.statements.statement(company.id, 2026, 11)
     december, _ = services.statements.statement(company.id, 2026, 12)
     assert [c["call_id"] for c in november["calls"]] == []
@@ -117,12 +117,8 @@ async def test_times_in_mails_are_shown_in_the_configured_time_zone(
     box = Mailbox()
     controller = Controller(box, hostname="127.0.0.1", port=free_port())
     controller.start()
-    settings = make_settings(
-        database_url,
-        smtp_url=f"smtp://127.0.0.1:{controller.port}",
-        timezone="America/New_York",
-        default_locale="en_US",
-    )
+    settings = make_settings(database_url, smtp_url=f"smtp://127.0.0.1:{controller.port}",
+                             timezone="America/New_York", default_locale="en_US")
     clock.now = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)  # 21:00 on 1 November in New York
     built = build_services(settings, clock=clock)
     try:

@@ -38,7 +38,9 @@ def gateway() -> FakePaymentGateway:
 
 @pytest.fixture
 def faked(database_url: str, clock: Clock, gateway: FakePaymentGateway) -> Iterator[Services]:
-    built = build_services(make_settings(database_url, admin_email="finance@example.com"), clock=clock, gateway=gateway)
+    built = build_services(
+        make_settings(database_url, admin_email="finance@example.com"), clock=clock, gateway=gateway
+    )
     try:
         yield built
     finally:

@@ -143,12 +143,7 @@ def checkout_session(
 def dispute(dispute_id: str, charge_id: str, intent_id: str, cents: int, status: str) -> dict[str, Any]:
     obj = copy.deepcopy(FIXTURES["dispute"])
     obj.update(
-        id=dispute_id,
-        charge=charge_id,
-        payment_intent=intent_id,
-        amount=cents,
-        currency="eur",
-        status=status,
+        id=dispute_id, charge=charge_id, payment_intent=intent_id, amount=cents, currency="eur", status=status,
         reason="fraudulent",
     )
     return obj
@@ -186,20 +181,11 @@ def money(services: Services, company_id: int) -> tuple[int, int, int]:
 
 
 def pending_topup(
-    services: Services,
-    company_id: int,
-    cents: int,
-    *,
-    key: str,
-    source: str = "payment_intent",
-    intent_id: str | None = None,
-    session_id: str | None = None,
+    services: Services, company_id: int, cents: int, *, key: str, source: str = "payment_intent",
+    intent_id: str | None = None, session_id: str | None = None,
 ) -> Topup:
     topup = services.topups.create_pending(
-        company_id=company_id,
-        amount=Money(cents, "EUR"),
-        source=source,
-        initiated_by="test",
+        company_id=company_id, amount=Money(cents, "EUR"), source=source, initiated_by="test",
         idempotency_key=key,
     )
     if intent_id is not None:  # what PaymentService does right after Stripe created the PaymentIntent
@@ -214,9 +200,7 @@ def paid_topup(services: Services, company_id: int, cents: int, *, key: str) -> 
     intent_id, charge_id = f"pi_{key}", f"ch_{key}"
     topup = pending_topup(services, company_id, cents, key=key, intent_id=intent_id)
     outcome = deliver(
-        services,
-        "payment_intent.succeeded",
-        payment_intent(topup, intent_id, "succeeded", charge=charge_id),
+        services, "payment_intent.succeeded", payment_intent(topup, intent_id, "succeeded", charge=charge_id),
         f"evt_paid_{key}",
     )
     assert outcome.status == "processed" and outcome.note == "credited"
@@ -228,16 +212,15 @@ def paid_topup(services: Services, company_id: int, cents: int, *, key: str) -> 
 
 def test_paid_checkout_session_credits_the_topup_once_however_often_it_is_reported(services: Services):
     company = new_company(services)
-    topup = pending_topup(services, company.id, 5000, key="co-1", source="checkout", session_id="cs_test_paid")
+    topup = pending_topup(services, company.id, 5000, key="co-1", source="checkout",
+                          session_id="cs_test_paid")
     session = checkout_session(topup, "cs_test_paid", "paid", intent_id="pi_co_1")
 
     first = deliver(services, "checkout.session.completed", session, "evt_cs_paid")
     again = deliver(services, "checkout.session.completed", session, "evt_cs_paid")  # redelivery, same event
     async_paid = deliver(services, "checkout.session.async_payment_succeeded", session, "evt_cs_async")
     intent = deliver(
-        services,
-        "payment_intent.succeeded",
-        payment_intent(topup, "pi_co_1", "succeeded", charge="ch_co_1"),
+        services, "payment_intent.succeeded", payment_intent(topup, "pi_co_1", "succeeded", charge="ch_co_1"),
         "evt_pi_co_1",
     )
 
@@ -254,7 +237,8 @@ def test_paid_checkout_session_credits_the_topup_once_however_often_it_is_report
 
 def test_unpaid_sepa_checkout_stays_processing_until_the_async_payment_succeeds(services: Services):
     company = new_company(services)
-    topup = pending_topup(services, company.id, 10000, key="sepa-ok", source="checkout", session_id="cs_test_sepa_ok")
+    topup = pending_topup(services, company.id, 10000, key="sepa-ok", source="checkout",
+                          session_id="cs_test_sepa_ok")
     session = checkout_session(topup, "cs_test_sepa_ok", "unpaid", intent_id="pi_sepa_ok")
 
     completed = deliver(services, "checkout.session.completed", session, "evt_sepa_completed")
@@ -277,19 +261,16 @@ def test_failed_sepa_debit_fails_the_topup_and_queues_payment_failed_mails_for_c
     services: Services,
 ):
     company = new_company(services)
-    topup = pending_topup(
-        services, company.id, 10000, key="sepa-fail", source="checkout", session_id="cs_test_sepa_fail"
-    )
+    topup = pending_topup(services, company.id, 10000, key="sepa-fail", source="checkout",
+                          session_id="cs_test_sepa_fail")
     session = checkout_session(topup, "cs_test_sepa_fail", "unpaid", intent_id="pi_sepa_fail")
     deliver(services, "checkout.session.completed", session, "evt_sepa_f_completed")
 
     failed = deliver(services, "checkout.session.async_payment_failed", session, "evt_sepa_f_failed")
     # the PaymentIntent's own failure report afterwards changes nothing and mails nobody again
     deliver(
-        services,
-        "payment_intent.payment_failed",
-        payment_intent(topup, "pi_sepa_fail", "requires_payment_method", error=DECLINE),
-        "evt_sepa_f_pi",
+        services, "payment_intent.payment_failed",
+        payment_intent(topup, "pi_sepa_fail", "requires_payment_method", error=DECLINE), "evt_sepa_f_pi",
     )
 
     assert (failed.status, failed.note) == ("processed", "top-up failed")
@@ -307,7 +288,8 @@ def test_failed_sepa_debit_fails_the_topup_and_queues_payment_failed_mails_for_c
 
 def test_expired_checkout_session_cancels_the_open_topup(services: Services):
     company = new_company(services)
-    topup = pending_topup(services, company.id, 2500, key="expire", source="checkout", session_id="cs_exp")
+    topup = pending_topup(services, company.id, 2500, key="expire", source="checkout",
+                          session_id="cs_exp")
 
     outcome = deliver(services, "checkout.session.expired", checkout_session(topup, "cs_exp", "expired"), "evt_exp")
 
@@ -320,7 +302,8 @@ def test_expired_checkout_session_cancels_the_open_topup(services: Services):
 
 def test_expired_event_for_a_paid_checkout_session_leaves_the_credit_alone(services: Services):
     company = new_company(services)
-    topup = pending_topup(services, company.id, 2500, key="paid-then-exp", source="checkout", session_id="cs_pe")
+    topup = pending_topup(services, company.id, 2500, key="paid-then-exp", source="checkout",
+                          session_id="cs_pe")
     deliver(services, "checkout.session.completed", checkout_session(topup, "cs_pe", "paid"), "evt_pe_paid")
 
     deliver(services, "checkout.session.expired", checkout_session(topup, "cs_pe", "expired"), "evt_pe_exp")
@@ -334,7 +317,8 @@ def test_checkout_amount_that_differs_from_the_topup_dead_letters_the_event_and_
     services: Services, event_type: str
 ):
     company = new_company(services)
-    topup = pending_topup(services, company.id, 5000, key="mismatch", source="checkout", session_id="cs_mismatch")
+    topup = pending_topup(services, company.id, 5000, key="mismatch", source="checkout",
+                          session_id="cs_mismatch")
     session = checkout_session(topup, "cs_mismatch", "paid", amount=500)
 
     outcome = deliver(services, event_type, session, "evt_mismatch")
@@ -354,9 +338,7 @@ def test_payment_intent_amount_that_differs_from_the_topup_is_dead_lettered(serv
     topup = pending_topup(services, company.id, 5000, key="pi-mismatch", intent_id="pi_mismatch")
 
     outcome = deliver(
-        services,
-        "payment_intent.succeeded",
-        payment_intent(topup, "pi_mismatch", "succeeded", amount=4999),
+        services, "payment_intent.succeeded", payment_intent(topup, "pi_mismatch", "succeeded", amount=4999),
         "evt_pi_mismatch",
     )
 
@@ -373,7 +355,9 @@ def intent_events(topup: Topup, key: str) -> dict[str, tuple[str, dict[str, Any]
     pi, cs, cents = f"pi_{key}", f"cs_{key}", topup.amount.cents
     return {
         "session_unpaid": ("checkout.session.completed", checkout_session(topup, cs, "unpaid", intent_id=pi)),
-        "session_paid": ("checkout.session.async_payment_succeeded", checkout_session(topup, cs, "paid", intent_id=pi)),
+        "session_paid": (
+            "checkout.session.async_payment_succeeded", checkout_session(topup, cs, "paid", intent_id=pi)
+        ),
         "processing": ("payment_intent.processing", payment_intent(topup, pi, "processing")),
         "declined": (
             "payment_intent.payment_failed",
@@ -399,7 +383,9 @@ SCENARIOS = {
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
-def test_payment_events_reach_the_same_end_in_every_order_and_with_repeats(services: Services, scenario: str):
+def test_payment_events_reach_the_same_end_in_every_order_and_with_repeats(
+    services: Services, scenario: str
+):
     names, final_status, credited = SCENARIOS[scenario]
     company = new_company(services)
     cents = 3000
@@ -495,12 +481,9 @@ def test_dashboard_refunds_reduce_the_balance_once_and_take_the_bonus_back_in_pr
 
     assert rest.note == "succeeded, already recorded"
     assert entries(services, company.id) == [
-        ("topup", 10000),
-        ("bonus", 1000),
-        ("refund", -3333),
-        ("reversal", -333),
-        ("refund", -6667),
-        ("reversal", -667),  # the last refund takes whatever bonus is left
+        ("topup", 10000), ("bonus", 1000),
+        ("refund", -3333), ("reversal", -333),
+        ("refund", -6667), ("reversal", -667),  # the last refund takes whatever bonus is left
     ]
     assert money(services, company.id) == (0, 0, 0)
     final = services.topups.get(topup.id)
@@ -515,14 +498,8 @@ def refund_service(services: Services) -> TopupRefundService:
 def stripe_answer(refund_id: str, charge_id: str, intent_id: str, cents: int) -> RefundView:
     """What Stripe's API answers for a refund that went through (phase three records it)."""
     return RefundView(
-        id=refund_id,
-        status="succeeded",
-        amount=cents,
-        currency="EUR",
-        payment_intent=intent_id,
-        charge=charge_id,
-        failure_reason=None,
-        metadata={},
+        id=refund_id, status="succeeded", amount=cents, currency="EUR", payment_intent=intent_id, charge=charge_id,
+        failure_reason=None, metadata={},
     )
 
 
@@ -530,7 +507,8 @@ def open_our_refund(services: Services, topup_id: int, cents: int, key: str) -> 
     """Phase one of TopupRefundService (the part before Stripe is called): a pending, held refund row."""
     refunds = refund_service(services)
     return services.db.write(
-        lambda conn: refunds._open(conn, topup_id, Money(cents, "EUR"), "customer asked", "test", f"topup_refund:{key}")
+        lambda conn: refunds._open(conn, topup_id, Money(cents, "EUR"), "customer asked", "test",
+                                   f"topup_refund:{key}")
     )
 
 
@@ -591,12 +569,8 @@ def test_charge_refunded_before_the_payment_settled_waits_and_is_applied_by_the_
     assert row["next_attempt_at"] > clock.now
     assert services.webhooks.process_due() == []  # not due yet
 
-    deliver(
-        services,
-        "payment_intent.succeeded",
-        payment_intent(topup, "pi_early", "succeeded", charge="ch_early"),
-        "evt_early_paid",
-    )
+    deliver(services, "payment_intent.succeeded", payment_intent(topup, "pi_early", "succeeded",
+                                                                 charge="ch_early"), "evt_early_paid")
     assert money(services, company.id) == (6000, 0, 6000)
     clock.now = row["next_attempt_at"]
     [retried] = services.webhooks.process_due()
@@ -608,7 +582,9 @@ def test_charge_refunded_before_the_payment_settled_waits_and_is_applied_by_the_
     assert_ledger_ok(services)
 
 
-def test_dashboard_refund_reported_in_the_current_api_shape_reduces_the_balance_once(services: Services, clock: Clock):
+def test_dashboard_refund_reported_in_the_current_api_shape_reduces_the_balance_once(
+    services: Services, clock: Clock
+):
     company = new_company(services)
     topup, pi, ch = paid_topup(services, company.id, 5000, key="modern")
     modern = charge(ch, pi, 5000, refunds=[refund("re_modern", ch, pi, 2000)])

@@ -71,26 +71,16 @@ class FakeStripe:
                 return handler(request)
         if request.method == "POST" and request.url.path == "/v1/customers":
             data = form(request)
-            return httpx.Response(
-                200,
-                json=fixture(
-                    "customer",
-                    id=f"cus_test{len(self.calls('POST', '/v1/customers'))}",
-                    name=data.get("name"),
-                    email=data.get("email"),
-                    metadata={"company_id": data.get("metadata[company_id]")},
-                ),
-            )
+            return httpx.Response(200, json=fixture(
+                "customer", id=f"cus_test{len(self.calls('POST', '/v1/customers'))}", name=data.get("name"),
+                email=data.get("email"), metadata={"company_id": data.get("metadata[company_id]")},
+            ))
         if request.method == "POST" and request.url.path == "/v1/checkout/sessions":
             return self.create_session(request)
         if request.method == "GET" and request.url.path.startswith("/v1/checkout/sessions/"):
             return httpx.Response(200, json=self.sessions[request.url.path.rsplit("/", 1)[1]])
-        return stripe_error(
-            404,
-            type="invalid_request_error",
-            code="resource_missing",
-            message=f"No such route: {request.method} {request.url.path}",
-        )
+        return stripe_error(404, type="invalid_request_error", code="resource_missing",
+                            message=f"No such route: {request.method} {request.url.path}")
 
     def create_session(self, request: httpx.Request) -> httpx.Response:
         key = request.headers["Idempotency-Key"]
@@ -101,19 +91,12 @@ class FakeStripe:
         data = form(request)
         session_id = f"cs_test_a1{len(self.sessions) + 1}"
         session = fixture(
-            "checkout.session",
-            id=session_id,
-            url=f"https://checkout.stripe.com/c/pay/{session_id}",
+            "checkout.session", id=session_id, url=f"https://checkout.stripe.com/c/pay/{session_id}",
             amount_total=int(data["line_items[0][price_data][unit_amount]"]),
-            currency=data["line_items[0][price_data][currency]"],
-            customer=data["customer"],
-            client_reference_id=data.get("client_reference_id"),
-            payment_intent=None,
-            status="open",
-            payment_status="unpaid",
-            success_url=data["success_url"],
-            cancel_url=data["cancel_url"],
-            metadata={k[len("metadata[") : -1]: v for k, v in data.items() if k.startswith("metadata[")},
+            currency=data["line_items[0][price_data][currency]"], customer=data["customer"],
+            client_reference_id=data.get("client_reference_id"), payment_intent=None, status="open",
+            payment_status="unpaid", success_url=data["success_url"], cancel_url=data["cancel_url"],
+            metadata={k[len("metadata["):-1]: v for k, v in data.items() if k.startswith("metadata[")},
         )
         self.sessions[session_id] = session
         self.session_by_key[key] = session_id
@@ -146,20 +129,15 @@ def mocked(settings, clock, fake) -> Iterator[Services]:
 
 def checkout(services, company_id, amount="50.00", key="checkout-1", save=False):
     return services.stripe.payments.start_checkout(
-        company_id=company_id,
-        amount=eur(amount),
-        initiated_by="mcp:claude",
-        idempotency_key=key,
+        company_id=company_id, amount=eur(amount), initiated_by="mcp:claude", idempotency_key=key,
         save_payment_method=save,
     )
 
 
 def topup_rows(services, company_id):
-    return services.db.read(
-        lambda conn: conn.execute(
-            select(topups.c.id, topups.c.status, topups.c.source).where(topups.c.company_id == company_id)
-        ).all()
-    )
+    return services.db.read(lambda conn: conn.execute(
+        select(topups.c.id, topups.c.status, topups.c.source).where(topups.c.company_id == company_id)
+    ).all())
 
 
 # -- Checkout Sessions ----------------------------------------------------------------------------------------
@@ -285,26 +263,11 @@ def test_reconcile_credits_a_checkout_session_that_was_paid(mocked, fake):
     started = checkout(mocked, company.id, "50.00")
     session = fake.sessions[started.topup.stripe_checkout_session_id]
     session.update(status="complete", payment_status="paid", payment_intent="pi_3PaidCheckout")
-    fake.route(
-        "GET",
-        "/v1/payment_intents/pi_3PaidCheckout",
-        lambda request: httpx.Response(
-            200,
-            json=fixture(
-                "payment_intent",
-                id="pi_3PaidCheckout",
-                amount=5000,
-                amount_received=5000,
-                currency="eur",
-                status="succeeded",
-                latest_charge="ch_3PaidCheckout",
-                last_payment_error=None,
-                next_action=None,
-                customer=session["customer"],
-                metadata={"topup_id": str(started.topup.id)},
-            ),
-        ),
-    )
+    fake.route("GET", "/v1/payment_intents/pi_3PaidCheckout", lambda request: httpx.Response(200, json=fixture(
+        "payment_intent", id="pi_3PaidCheckout", amount=5000, amount_received=5000, currency="eur",
+        status="succeeded", latest_charge="ch_3PaidCheckout", last_payment_error=None, next_action=None,
+        customer=session["customer"], metadata={"topup_id": str(started.topup.id)},
+    )))
 
     report = mocked.stripe.reconcile.run(min_age=timedelta(0))
 
@@ -334,18 +297,10 @@ def test_reconcile_cancels_the_topup_of_an_expired_checkout_session(mocked, fake
 
 def test_a_card_declined_for_insufficient_funds_raises_payment_declined_with_that_code(mocked, fake):
     company = new_company(mocked)
-    fake.route(
-        "POST",
-        r"/v1/payment_methods/[^/]+/attach",
-        lambda request: stripe_error(
-            402,
-            type="card_error",
-            code="card_declined",
-            decline_code="insufficient_funds",
-            message="Your card has insufficient funds.",
-            param="",
-        ),
-    )
+    fake.route("POST", r"/v1/payment_methods/[^/]+/attach", lambda request: stripe_error(
+        402, type="card_error", code="card_declined", decline_code="insufficient_funds",
+        message="Your card has insufficient funds.", param="",
+    ))
 
     with pytest.raises(PaymentDeclined) as declined:
         mocked.stripe.payments.attach_payment_method(company.id, "pm_1Declined", actor="test")
@@ -356,61 +311,30 @@ def test_a_card_declined_for_insufficient_funds_raises_payment_declined_with_tha
 
 def saved_method_routes(fake: FakeStripe, customer_id: str, confirm: Handler, after_confirm: dict[str, Any]) -> None:
     """A saved card on ``customer_id`` and a PaymentIntent whose confirm ``confirm`` answers."""
-    intent = fixture(
-        "payment_intent",
-        id="pi_3Saved",
-        amount=5000,
-        currency="eur",
-        customer=customer_id,
-        payment_method="pm_1Saved",
-        status="requires_confirmation",
-        last_payment_error=None,
-        next_action=None,
-    )
-    fake.route(
-        "GET",
-        "/v1/payment_methods/pm_1Saved",
-        lambda request: httpx.Response(
-            200, json=fixture("payment_method", id="pm_1Saved", type="card", customer=customer_id)
-        ),
-    )
+    intent = fixture("payment_intent", id="pi_3Saved", amount=5000, currency="eur", customer=customer_id,
+                     payment_method="pm_1Saved", status="requires_confirmation", last_payment_error=None,
+                     next_action=None)
+    fake.route("GET", "/v1/payment_methods/pm_1Saved", lambda request: httpx.Response(200, json=fixture(
+        "payment_method", id="pm_1Saved", type="card", customer=customer_id)))
     fake.route("POST", "/v1/payment_intents", lambda request: httpx.Response(200, json=intent))
     fake.route("POST", "/v1/payment_intents/pi_3Saved/confirm", confirm)
-    fake.route(
-        "GET", "/v1/payment_intents/pi_3Saved", lambda request: httpx.Response(200, json={**intent, **after_confirm})
-    )
-    fake.route(
-        "POST",
-        "/v1/payment_intents/pi_3Saved/cancel",
-        lambda request: httpx.Response(200, json={**intent, **after_confirm, "status": "canceled"}),
-    )
+    fake.route("GET", "/v1/payment_intents/pi_3Saved", lambda request: httpx.Response(
+        200, json={**intent, **after_confirm}))
+    fake.route("POST", "/v1/payment_intents/pi_3Saved/cancel", lambda request: httpx.Response(
+        200, json={**intent, **after_confirm, "status": "canceled"}))
 
 
 def test_a_confirm_declined_with_a_decline_code_fails_the_topup_with_that_code(mocked, fake):
     company = new_company(mocked)
     customer_id = mocked.stripe.payments.ensure_customer(company.id)
-    error = {
-        "type": "card_error",
-        "code": "card_declined",
-        "decline_code": "insufficient_funds",
-        "message": "Your card has insufficient funds.",
-    }
-    saved_method_routes(
-        fake,
-        customer_id,
-        lambda request: stripe_error(
-            402,
-            **error,
-            payment_intent={**fixture("payment_intent"), "id": "pi_3Saved", "status": "requires_payment_method"},
-        ),
-        {"status": "requires_payment_method", "last_payment_error": error},
-    )
+    error = {"type": "card_error", "code": "card_declined", "decline_code": "insufficient_funds",
+             "message": "Your card has insufficient funds."}
+    saved_method_routes(fake, customer_id, lambda request: stripe_error(402, **error, payment_intent={
+        **fixture("payment_intent"), "id": "pi_3Saved", "status": "requires_payment_method"}),
+        {"status": "requires_payment_method", "last_payment_error": error})
 
     outcome = mocked.stripe.payments.pay_with_saved_method(
-        company_id=company.id,
-        amount=eur("50.00"),
-        payment_method_id="pm_1Saved",
-        initiated_by="api:client",
+        company_id=company.id, amount=eur("50.00"), payment_method_id="pm_1Saved", initiated_by="api:client",
         idempotency_key="pay-1",
     )
 
@@ -423,26 +347,12 @@ def test_a_confirm_declined_with_a_decline_code_fails_the_topup_with_that_code(m
 def test_an_off_session_auto_topup_stripe_wants_authenticated_fails_and_asks_for_a_new_method(mocked, fake):
     company = new_company(mocked, funded="5.00")
     customer_id = mocked.stripe.payments.ensure_customer(company.id)
-    mocked.companies.set(
-        company.id,
-        actor="test",
-        auto_topup_enabled=True,
-        auto_topup_threshold=eur("10.00"),
-        auto_topup_amount=eur("50.00"),
-        stripe_payment_method_id="pm_1Saved",
-    )
-    error = {
-        "type": "card_error",
-        "code": "authentication_required",
-        "decline_code": "authentication_required",
-        "message": "Your card was declined. This transaction requires authentication.",
-    }
-    saved_method_routes(
-        fake,
-        customer_id,
-        lambda request: stripe_error(402, **error),
-        {"status": "requires_payment_method", "last_payment_error": error},
-    )
+    mocked.companies.set(company.id, actor="test", auto_topup_enabled=True, auto_topup_threshold=eur("10.00"),
+                         auto_topup_amount=eur("50.00"), stripe_payment_method_id="pm_1Saved")
+    error = {"type": "card_error", "code": "authentication_required", "decline_code": "authentication_required",
+             "message": "Your card was declined. This transaction requires authentication."}
+    saved_method_routes(fake, customer_id, lambda request: stripe_error(402, **error),
+                        {"status": "requires_payment_method", "last_payment_error": error})
 
     outcome = mocked.stripe.auto_topup.trigger(company.id)
 
@@ -456,13 +366,8 @@ def test_an_off_session_auto_topup_stripe_wants_authenticated_fails_and_asks_for
 
 def test_an_invalid_api_key_hints_at_a_test_live_mismatch_without_revealing_the_key(mocked, fake, caplog):
     company = new_company(mocked)
-    fake.route(
-        "POST",
-        "/v1/customers",
-        lambda request: stripe_error(
-            401, type="invalid_request_error", message=f"Invalid API Key provided: sk_test_****{TEST_KEY[-4:]}"
-        ),
-    )
+    fake.route("POST", "/v1/customers", lambda request: stripe_error(
+        401, type="invalid_request_error", message=f"Invalid API Key provided: sk_test_****{TEST_KEY[-4:]}"))
     caplog.set_level(logging.DEBUG)
 
     with pytest.raises(StripeConfigurationError) as refused:
@@ -478,13 +383,9 @@ def test_an_invalid_api_key_hints_at_a_test_live_mismatch_without_revealing_the_
 
 def test_a_rate_limited_request_raises_stripe_rate_limited_without_retrying(mocked, fake):
     company = new_company(mocked)
-    fake.route(
-        "POST",
-        "/v1/customers",
-        lambda request: stripe_error(
-            429, type="invalid_request_error", code="rate_limit", message="Too many requests hit the API too quickly."
-        ),
-    )
+    fake.route("POST", "/v1/customers", lambda request: stripe_error(
+        429, type="invalid_request_error", code="rate_limit",
+        message="Too many requests hit the API too quickly."))
 
     with pytest.raises(StripeRateLimited):
         mocked.stripe.payments.ensure_customer(company.id)
@@ -492,7 +393,9 @@ def test_a_rate_limited_request_raises_stripe_rate_limited_without_retrying(mock
     assert len(fake.calls("POST", "/v1/customers")) == 1
 
 
-def test_a_network_error_is_retried_with_the_same_idempotency_key_and_then_reported_unavailable(settings, clock, fake):
+def test_a_network_error_is_retried_with_the_same_idempotency_key_and_then_reported_unavailable(
+    settings, clock, fake
+):
     services = build_mocked(settings, clock, fake, retries=2)
     try:
         company = new_company(services)
@@ -504,8 +407,7 @@ def test_a_network_error_is_retried_with_the_same_idempotency_key_and_then_repor
 
         with pytest.raises(StripeUnavailable, match="safe to retry"):
             services.stripe.payments.create_payment_intent(
-                company_id=company.id, amount=eur("50.00"), initiated_by="api:client", idempotency_key="pi-1"
-            )
+                company_id=company.id, amount=eur("50.00"), initiated_by="api:client", idempotency_key="pi-1")
 
         [topup] = services.topups.list(company_id=company.id)
         attempts = fake.calls("POST", "/v1/payment_intents")
@@ -536,11 +438,8 @@ def test_an_unknown_object_is_reported_as_a_rejected_request(mocked, fake):
 
 @pytest.mark.parametrize(
     ("key", "test_mode"),
-    [
-        ("sk_live_51QxLiveSecret0123456789", True),
-        ("sk_test_51QxTestSecret0123456789", False),
-        ("rk_live_51QxRestricted0123456789", True),
-    ],
+    [("sk_live_51QxLiveSecret0123456789", True), ("sk_test_51QxTestSecret0123456789", False),
+     ("rk_live_51QxRestricted0123456789", True)],
 )
 def test_a_key_of_the_other_mode_is_refused_at_start_up(key, test_mode, tmp_path):
     with pytest.raises(StripeConfigurationError, match="STRIPE_TEST_MODE") as refused:
@@ -555,11 +454,8 @@ def test_a_key_of_the_other_mode_is_refused_at_start_up(key, test_mode, tmp_path
 
 @pytest.mark.parametrize(
     ("key", "test_mode"),
-    [
-        ("sk_test_51QxTestSecret0123456789", True),
-        ("sk_live_51QxLiveSecret0123456789", False),
-        ("rk_test_51QxRestricted0123456789", True),
-    ],
+    [("sk_test_51QxTestSecret0123456789", True), ("sk_live_51QxLiveSecret0123456789", False),
+     ("rk_test_51QxRestricted0123456789", True)],
 )
 def test_a_key_of_the_configured_mode_is_accepted(key, test_mode):
     check_key_mode(key, test_mode=test_mode)
@@ -570,3 +466,4 @@ def test_something_that_is_not_a_secret_key_is_refused(key):
     with pytest.raises(StripeConfigurationError) as refused:
         check_key_mode(key, test_mode=True)
     assert not key or key not in refused.value.message
+

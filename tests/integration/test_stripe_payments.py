@@ -44,12 +44,8 @@ def saved_card(services, company_id, number=CARD_OK):
 
 def pay(services, company_id, method, amount="50.00", key="pay-1", **kwargs):
     return services.stripe.payments.pay_with_saved_method(
-        company_id=company_id,
-        amount=eur(amount),
-        payment_method_id=method,
-        initiated_by="api:client",
-        idempotency_key=key,
-        **kwargs,
+        company_id=company_id, amount=eur(amount), payment_method_id=method, initiated_by="api:client",
+        idempotency_key=key, **kwargs,
     )
 
 
@@ -60,9 +56,8 @@ def topup_entries(services, company_id):
 def emulator_customer(services, customer_id):
     http = stripe.HTTPXClient(allow_sync_methods=True)
     try:
-        client = stripe.StripeClient(
-            SECRET_KEY, base_addresses={"api": services.stripe.gateway.api_base}, http_client=http
-        )
+        client = stripe.StripeClient(SECRET_KEY, base_addresses={"api": services.stripe.gateway.api_base},
+                                     http_client=http)
         return client.v1.customers.retrieve(customer_id)
     finally:
         http.close()
@@ -245,19 +240,13 @@ def test_sepa_debit_topup_is_credited_exactly_once(stripe_services):
 def test_sepa_debit_stays_processing_without_credit_until_stripe_confirms_it(stripe_services):
     company, method = sepa_company(stripe_services)
     pending = stripe_services.topups.create_pending(
-        company_id=company.id,
-        amount=eur("80.00"),
-        source="payment_intent",
-        initiated_by="api:client",
+        company_id=company.id, amount=eur("80.00"), source="payment_intent", initiated_by="api:client",
         idempotency_key="sepa-1",
     )
     gateway = stripe_services.stripe.gateway
     intent = gateway.create_payment_intent(
-        amount=8000,
-        currency="EUR",
-        customer_id=stripe_services.stripe.payments.ensure_customer(company.id),
-        metadata={"topup_id": str(pending.id)},
-        idempotency_key=f"topup:{pending.id}:payment_intent",
+        amount=8000, currency="EUR", customer_id=stripe_services.stripe.payments.ensure_customer(company.id),
+        metadata={"topup_id": str(pending.id)}, idempotency_key=f"topup:{pending.id}:payment_intent",
         payment_method=method,
     )
     confirmed = gateway.confirm_payment_intent(intent.id, off_session=False, idempotency_key="c")
@@ -290,10 +279,9 @@ def test_bounced_sepa_debit_stays_processing_and_reconcile_fails_it_without_cred
     assert balance_cents(stripe_services, company.id) == 0
 
     deadline = time.monotonic() + 10
-    while (
-        stripe_services.stripe.gateway.retrieve_payment_intent(outcome.topup.stripe_payment_intent_id).status
-        == "processing"
-    ):
+    while stripe_services.stripe.gateway.retrieve_payment_intent(
+        outcome.topup.stripe_payment_intent_id
+    ).status == "processing":
         assert time.monotonic() < deadline, "the emulator never failed the debit"
         time.sleep(0.1)
     report = stripe_services.stripe.reconcile.run(min_age=timedelta(0))
@@ -353,15 +341,10 @@ def test_detaching_the_auto_topup_method_switches_auto_topup_off_with_a_reason(s
     )
     assert reason and "payment method was removed" in reason
     removals = stripe_services.db.read(
-        lambda conn: (
-            conn.execute(
-                select(audit_log.c.actor).where(
-                    audit_log.c.company_id == company_id, audit_log.c.action == "auto_topup.payment_method_removed"
-                )
-            )
-            .scalars()
-            .all()
-        )
+        lambda conn: conn.execute(
+            select(audit_log.c.actor).where(audit_log.c.company_id == company_id,
+                                            audit_log.c.action == "auto_topup.payment_method_removed")
+        ).scalars().all()
     )
     assert removals == ["support:anna"]
     assert not stripe_services.stripe.auto_topup.trigger(company_id).triggered

@@ -45,13 +45,8 @@ def card_token(localstripe: LocalStripe, number: str) -> str:
     """What the Stripe.js stand-in does in the browser: a token for the card, with the publishable key."""
     response = httpx.post(
         f"{localstripe.url}/v1/tokens",
-        data={
-            "card[number]": number,
-            "card[exp_month]": "12",
-            "card[exp_year]": "2034",
-            "card[cvc]": "123",
-            "key": "pk_test_localstripe",
-        },
+        data={"card[number]": number, "card[exp_month]": "12", "card[exp_year]": "2034", "card[cvc]": "123",
+              "key": "pk_test_localstripe"},
         timeout=10,
     )
     response.raise_for_status()
@@ -148,8 +143,5 @@ async def test_the_page_exists_in_emulator_mode_only(emulator_services, stripe_s
 
 def test_the_test_checkout_needs_an_emulator(database_url):
     with pytest.raises(ValidationError, match="BILLING_TEST_CHECKOUT_URL needs STRIPE_API_BASE"):
-        make_settings(
-            database_url,
-            BILLING_TEST_CHECKOUT_URL="http://127.0.0.1:8001/test-checkout",
-            STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
-        )
+        make_settings(database_url, BILLING_TEST_CHECKOUT_URL="http://127.0.0.1:8001/test-checkout",
+                      STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET)

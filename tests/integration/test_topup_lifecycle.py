@@ -26,7 +26,6 @@ def pi(topup_id):
 def ch(topup_id):
     return f"ch_3Lifecycle{topup_id}"
 
-
 DECLINE = "Your card was declined. (card_declined)"
 
 
@@ -39,13 +38,8 @@ _keys = count(1)
 
 
 def pending(services, company_id, amount="50.00"):
-    return services.topups.create_pending(
-        company_id=company_id,
-        amount=eur(amount),
-        source="payment_intent",
-        initiated_by="api:client",
-        idempotency_key=f"lifecycle-{next(_keys)}",
-    )
+    return services.topups.create_pending(company_id=company_id, amount=eur(amount), source="payment_intent",
+                                          initiated_by="api:client", idempotency_key=f"lifecycle-{next(_keys)}")
 
 
 def deliver(services, topup_id, event):
@@ -91,7 +85,8 @@ def credits(services, topup_id):
         pytest.param(("canceled", "canceled"), "canceled", [], id="canceled-canceled"),
     ],
 )
-def test_deliveries_in_this_order_end_in_one_state_and_credit_at_most_once(services, company, events, status, credited):
+def test_deliveries_in_this_order_end_in_one_state_and_credit_at_most_once(services, company, events, status,
+                                                                          credited):
     topup = pending(services, company.id)
 
     for event in events:

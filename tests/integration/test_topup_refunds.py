@@ -25,10 +25,7 @@ def stripe_topup(services, amount, *, card=None, company=None):
     method = create_card(services, card) if card else create_card(services, "4242424242424242")
     services.stripe.payments.attach_payment_method(company.id, method, actor="test")
     outcome = services.stripe.payments.pay_with_saved_method(
-        company_id=company.id,
-        amount=eur(amount),
-        payment_method_id=method,
-        initiated_by="api:client",
+        company_id=company.id, amount=eur(amount), payment_method_id=method, initiated_by="api:client",
         idempotency_key=f"pay-{company.id}-{amount}",
     )
     return company.id, outcome.topup
@@ -40,11 +37,8 @@ def ten_percent_from_100(services):
 
 def refund(services, topup_id, amount=None, key="refund-1"):
     return services.stripe.topup_refunds.refund(
-        topup_id=topup_id,
-        amount=None if amount is None else eur(amount),
-        reason="customer cancelled",
-        actor="support:anna",
-        idempotency_key=key,
+        topup_id=topup_id, amount=None if amount is None else eur(amount), reason="customer cancelled",
+        actor="support:anna", idempotency_key=key,
     )
 
 
@@ -57,9 +51,8 @@ def refund_entries(services, company_id):
 def state(services):
     """Every row a refund may touch, to prove that a rejected one changed nothing."""
     return services.db.read(
-        lambda conn: {
-            t.name: conn.execute(select(t).order_by(t.c.id)).all() for t in (balances, ledger, topups, topup_refunds)
-        }
+        lambda conn: {t.name: conn.execute(select(t).order_by(t.c.id)).all()
+                      for t in (balances, ledger, topups, topup_refunds)}
     )
 
 

@@ -125,14 +125,12 @@ async def test_stale_and_future_signatures_are_refused(client, webhook_services)
     body = retell_call("call_ended", "call-7", 1)
     now_ms = int(time.time() * 1000)
     for skew in (-301_000, 301_000):
-        response = await client.post(
-            "/api/retell/webhook", content=body, headers=retell_headers(body, timestamp_ms=now_ms + skew)
-        )
+        response = await client.post("/api/retell/webhook", content=body,
+                                     headers=retell_headers(body, timestamp_ms=now_ms + skew))
         assert response.status_code == 400 and response.json()["error"] == "timestamp outside the tolerance"
     stale = stripe_event("payment_intent.succeeded", {"id": "pi_1", "object": "payment_intent"})
-    response = await client.post(
-        "/api/stripe/webhook", content=stale, headers=stripe_headers(stale, timestamp=int(time.time()) + 400)
-    )
+    response = await client.post("/api/stripe/webhook", content=stale,
+                                 headers=stripe_headers(stale, timestamp=int(time.time()) + 400))
     assert response.status_code == 400
     assert stored_events(webhook_services) == 0
 
@@ -156,36 +154,18 @@ async def test_unknown_stripe_event_type_is_stored_as_ignored(client, webhook_se
 
 async def test_payment_intent_succeeded_credits_the_pending_topup_once(client, webhook_services):
     company = new_company(webhook_services, funded="1.00")
-    topup = webhook_services.topups.create_pending(
-        company_id=company.id, amount=eur("50.00"), source="payment_intent", initiated_by="test", idempotency_key="k1"
-    )
+    topup = webhook_services.topups.create_pending(company_id=company.id, amount=eur("50.00"), source="payment_intent",
+                                                   initiated_by="test", idempotency_key="k1")
     webhook_services.topups.attach_stripe_ids(topup.id, stripe_payment_intent_id="pi_test_1")
-    intent = dict(
-        stripe_fixtures()["payment_intent"],
-        id="pi_test_1",
-        amount=5000,
-        amount_received=5000,
-        status="succeeded",
-        currency="eur",
-        metadata={"topup_id": str(topup.id)},
-    )
+    intent = dict(stripe_fixtures()["payment_intent"], id="pi_test_1", amount=5000, amount_received=5000,
+                  status="succeeded", currency="eur", metadata={"topup_id": str(topup.id)})
     body = stripe_event("payment_intent.succeeded", intent, event_id="evt_pi_1")
     for _ in range(2):
         response = await client.post("/api/stripe/webhook", content=body, headers=stripe_headers(body))
         assert response.status_code == 200
-    again = stripe_event(
-        "charge.succeeded",
-        dict(
-            stripe_fixtures()["charge"],
-            id="ch_1",
-            payment_intent="pi_test_1",
-            amount=5000,
-            currency="eur",
-            paid=True,
-            status="succeeded",
-        ),
-        event_id="evt_ch_1",
-    )
+    again = stripe_event("charge.succeeded", dict(stripe_fixtures()["charge"], id="ch_1", payment_intent="pi_test_1",
+                                                  amount=5000, currency="eur", paid=True, status="succeeded"),
+                         event_id="evt_ch_1")
     await client.post("/api/stripe/webhook", content=again, headers=stripe_headers(again))
     assert webhook_services.balances.get(company.id).balance == eur("51.00")
     assert webhook_services.topups.get(topup.id).status == "succeeded"

@@ -64,10 +64,7 @@ def receive(services: Services, error: BaseException, event_id: str) -> Any:
     ],
 )
 def test_failures_no_retry_can_fix_are_dead_at_once_and_described_without_data(
-    services: Services,
-    error: BaseException,
-    status: str,
-    described: str | tuple[str, ...],
+    services: Services, error: BaseException, status: str, described: str | tuple[str, ...],
     caplog: pytest.LogCaptureFixture,
 ):
     outcome = receive(services, error, f"call_ended:{type(error).__name__}")
@@ -78,11 +75,9 @@ def test_failures_no_retry_can_fix_are_dead_at_once_and_described_without_data(
     assert row["last_error"].startswith(described if isinstance(described, tuple) else (described,))
     assert PHONE not in row["last_error"] and "INSERT" not in row["last_error"]
     assert all(PHONE not in record.getMessage() + str(record.__dict__) for record in caplog.records)
-    alerts = services.db.read(
-        lambda conn: conn.execute(
-            select(notifications.c.kind, notifications.c.recipient).where(notifications.c.kind == "webhook_dead_letter")
-        ).all()
-    )
+    alerts = services.db.read(lambda conn: conn.execute(
+        select(notifications.c.kind, notifications.c.recipient).where(notifications.c.kind == "webhook_dead_letter")
+    ).all())
     assert alerts == ([("webhook_dead_letter", "admin")] if status == "dead" else [])
 
 
@@ -94,16 +89,11 @@ def test_a_lock_timeout_is_retried_and_then_answered_as_database_unavailable_sto
 
 def test_a_session_that_reports_another_payment_intent_never_overwrites_the_stored_one(services: Services):
     company = new_company(services)
-    topup = pending_topup(
-        services, company.id, 5000, key="pi-kept", source="checkout", session_id="cs_kept", intent_id="pi_ours"
-    )
+    topup = pending_topup(services, company.id, 5000, key="pi-kept", source="checkout", session_id="cs_kept",
+                          intent_id="pi_ours")
 
-    outcome = deliver(
-        services,
-        "checkout.session.completed",
-        checkout_session(topup, "cs_kept", "paid", intent_id="pi_someone_elses"),
-        "evt_pi_swap",
-    )
+    outcome = deliver(services, "checkout.session.completed",
+                      checkout_session(topup, "cs_kept", "paid", intent_id="pi_someone_elses"), "evt_pi_swap")
 
     assert outcome.status == "dead"
     current = services.topups.get(topup.id)
@@ -114,9 +104,8 @@ def test_a_session_that_reports_another_payment_intent_never_overwrites_the_stor
 def test_a_payment_we_never_created_settles_nothing_through_metadata(services: Services):
     company = new_company(services)
     topup = pending_topup(services, company.id, 1200, key="meta-only", source="checkout", session_id="cs_meta")
-    outcome = deliver(
-        services, "payment_intent.succeeded", payment_intent(topup, "pi_forged", "succeeded"), "evt_forged"
-    )
+    outcome = deliver(services, "payment_intent.succeeded", payment_intent(topup, "pi_forged", "succeeded"),
+                      "evt_forged")
 
     assert (outcome.status, outcome.note) == ("ignored", "not one of our PaymentIntents")
     current = services.topups.get(topup.id)
@@ -126,11 +115,8 @@ def test_a_payment_we_never_created_settles_nothing_through_metadata(services: S
 
 def test_ledger_check_flags_a_negative_reserved_amount(services: Services):
     company = new_company(services, funded="10.00")
-    services.db.write(
-        lambda conn: conn.execute(
-            update(balances).where(balances.c.company_id == company.id).values(reserved_balance=-5000)
-        )
-    )
+    services.db.write(lambda conn: conn.execute(
+        update(balances).where(balances.c.company_id == company.id).values(reserved_balance=-5000)))
 
     report = services.balances.check_ledger()
 

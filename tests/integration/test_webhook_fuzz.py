@@ -36,23 +36,10 @@ values = st.one_of(
 )
 CALL_FIELDS = ["call_id", "start_timestamp", "end_timestamp", "duration_ms", "metadata", "from_number", "agent_id"]
 OBJECT_FIELDS = ["id", "amount", "amount_received", "currency", "charge", "payment_intent", "status", "metadata"]
-STRIPE_TYPES = [
-    "payment_intent.succeeded",
-    "charge.dispute.created",
-    "charge.dispute.closed",
-    "refund.created",
-    "charge.refunded",
-    "checkout.session.completed",
-    "payment_method.detached",
-]
-STRIPE_OBJECTS = {
-    "payment_intent": "payment_intent",
-    "charge.dispute": "dispute",
-    "refund": "refund",
-    "charge": "charge",
-    "checkout.session": "checkout.session",
-    "payment_method": "payment_method",
-}
+STRIPE_TYPES = ["payment_intent.succeeded", "charge.dispute.created", "charge.dispute.closed", "refund.created",
+                "charge.refunded", "checkout.session.completed", "payment_method.detached"]
+STRIPE_OBJECTS = {"payment_intent": "payment_intent", "charge.dispute": "dispute", "refund": "refund",
+                  "charge": "charge", "checkout.session": "checkout.session", "payment_method": "payment_method"}
 
 
 @pytest.fixture
@@ -95,10 +82,8 @@ def answer_is_safe(app: Starlette, path: str, body: bytes, headers: dict[str, st
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    event=st.sampled_from(["call_started", "call_ended", "call_analyzed"]),
-    changes=st.dictionaries(st.sampled_from(CALL_FIELDS), values, max_size=4),
-)
+@given(event=st.sampled_from(["call_started", "call_ended", "call_analyzed"]),
+       changes=st.dictionaries(st.sampled_from(CALL_FIELDS), values, max_size=4))
 def test_signed_retell_events_with_arbitrary_fields_never_answer_5xx(fuzz, event: str, changes: dict[str, Any]):
     services, client, company_id = fuzz
     body = copy.deepcopy(retell_examples()[event])
@@ -110,24 +95,16 @@ def test_signed_retell_events_with_arbitrary_fields_never_answer_5xx(fuzz, event
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    event_type=st.sampled_from(STRIPE_TYPES),
-    changes=st.dictionaries(st.sampled_from(OBJECT_FIELDS), values, max_size=4),
-    livemode=st.sampled_from([False, True, "false", None]),
-)
-def test_signed_stripe_events_with_arbitrary_fields_never_answer_5xx(
-    fuzz, event_type: str, changes: dict[str, Any], livemode: Any
-):
+@given(event_type=st.sampled_from(STRIPE_TYPES), changes=st.dictionaries(st.sampled_from(OBJECT_FIELDS), values,
+                                                                          max_size=4),
+       livemode=st.sampled_from([False, True, "false", None]))
+def test_signed_stripe_events_with_arbitrary_fields_never_answer_5xx(fuzz, event_type: str, changes: dict[str, Any],
+                                                                      livemode: Any):
     services, client, _ = fuzz
     kind = STRIPE_OBJECTS[event_type.rsplit(".", 1)[0]]
     obj = dict(copy.deepcopy(stripe_fixtures()[kind]), **changes)
-    event = dict(
-        copy.deepcopy(stripe_fixtures()["event"]),
-        id=f"evt_fuzz_{time.time_ns()}",
-        type=event_type,
-        livemode=livemode,
-        data={"object": obj},
-    )
+    event = dict(copy.deepcopy(stripe_fixtures()["event"]), id=f"evt_fuzz_{time.time_ns()}", type=event_type,
+                 livemode=livemode, data={"object": obj})
     raw = encode(event)
     answer_is_safe(client, "/api/stripe/webhook", raw, stripe_signed(raw))
     assert_ledger_ok(services)

@@ -239,14 +239,8 @@ def test_concurrent_workers_process_each_of_200_pending_events_exactly_once(serv
 def test_a_second_worker_claims_another_due_event_while_the_first_is_busy(services: Services, clock: Clock):
     rows = [
         {
-            "provider": "retell",
-            "event_id": f"e{n}",
-            "event_type": "call_ended",
-            "payload": "{}",
-            "status": "pending",
-            "attempts": 0,
-            "next_attempt_at": clock.now,
-            "received_at": clock.now,
+            "provider": "retell", "event_id": f"e{n}", "event_type": "call_ended", "payload": "{}",
+            "status": "pending", "attempts": 0, "next_attempt_at": clock.now, "received_at": clock.now,
         }
         for n in range(3)
     ]
@@ -339,12 +333,7 @@ class Billing:
 
     def __call__(self, *args: str, code: int = 0) -> str:
         done = subprocess.run(
-            [billing_script(), *args],
-            cwd=self.cwd,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
+            [billing_script(), *args], cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=60,
             check=False,
         )
         assert done.returncode == code, f"billing {' '.join(args)} -> {done.returncode}\n{done.stdout}{done.stderr}"
@@ -372,9 +361,7 @@ def test_operator_lists_dead_events_adds_the_missing_company_and_agent_and_repla
 
         failed = sorted(billing.json("webhooks", "failed"), key=lambda e: e["event_id"])  # listed newest first
         assert [(e["event_id"], e["status"], e["attempts"]) for e in failed] == [
-            ("call_ended:call-a", "dead", 1),
-            ("call_ended:call-b", "dead", 1),
-            ("call_ended:call-c", "dead", 1),
+            ("call_ended:call-a", "dead", 1), ("call_ended:call-b", "dead", 1), ("call_ended:call-c", "dead", 1)
         ]
         assert failed[0]["last_error"] == "CompanyNotFound: company 1 does not exist"
         assert failed[2]["last_error"].startswith("NotFound: no company for Retell agent 'agent_z'")
@@ -395,8 +382,7 @@ def test_operator_lists_dead_events_adds_the_missing_company_and_agent_and_repla
         assert "calls of agent_z bill company 1" in billing("agents", "add", "agent_z", "--company", "1")
         rest = billing.json("webhooks", "replay", "--all-failed")
         assert sorted((r["event_id"], r["status"]) for r in rest) == [
-            ("call_ended:call-b", "processed"),
-            ("call_ended:call-c", "processed"),
+            ("call_ended:call-b", "processed"), ("call_ended:call-c", "processed")
         ]
 
         stats = billing.json("webhooks", "stats")

@@ -26,15 +26,8 @@ def stripe_fixtures() -> dict[str, Any]:
     return dict(json.loads((REFERENCE / "stripe-api-fixtures.json").read_text())["resources"])
 
 
-def retell_call(
-    event: str,
-    call_id: str,
-    company_id: int | None,
-    *,
-    seconds: int = 187,
-    start_ms: int | None = None,
-    agent_id: str | None = None,
-) -> bytes:
+def retell_call(event: str, call_id: str, company_id: int | None, *, seconds: int = 187,
+                start_ms: int | None = None, agent_id: str | None = None) -> bytes:
     """A Retell body shaped like the reference example, for one call."""
     body = copy.deepcopy(retell_examples()[event])
     call = body["call"]
@@ -61,12 +54,8 @@ def retell_headers(body: bytes, *, key: str = RETELL_API_KEY, timestamp_ms: int 
 
 def stripe_event(event_type: str, obj: dict[str, Any], *, event_id: str | None = None) -> bytes:
     event = copy.deepcopy(stripe_fixtures()["event"])
-    event.update(
-        id=event_id or f"evt_{abs(hash((event_type, json.dumps(obj, sort_keys=True)))):x}",
-        type=event_type,
-        data={"object": obj},
-        created=int(time.time()),
-    )
+    event.update(id=event_id or f"evt_{abs(hash((event_type, json.dumps(obj, sort_keys=True)))):x}",
+                 type=event_type, data={"object": obj}, created=int(time.time()))
     return json.dumps(event).encode()
 
 

@@ -46,11 +46,8 @@ class LocalStripe:
         # --from-scratch: never load the shared /tmp/localstripe.pickle another run may have written
         self._log = open(self.workdir / "localstripe.log", "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--from-scratch"],
-            cwd=self.workdir,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            [binary, "--port", str(self.port), "--from-scratch"], cwd=self.workdir,
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -72,9 +69,8 @@ class LocalStripe:
         httpx.delete(f"{self.url}/_config/data", timeout=5).raise_for_status()
 
     def register_webhook(self, name: str, url: str, secret: str) -> None:
-        httpx.post(
-            f"{self.url}/_config/webhooks/{name}", data={"url": url, "secret": secret}, timeout=5
-        ).raise_for_status()
+        httpx.post(f"{self.url}/_config/webhooks/{name}", data={"url": url, "secret": secret},
+                   timeout=5).raise_for_status()
 
     def stop(self) -> None:
         if self.process is not None:

@@ -48,17 +48,9 @@ class MariaDBServer:
             shutil.rmtree(self.base_dir)
         self.base_dir.mkdir(parents=True)
         subprocess.run(
-            [
-                "mariadb-install-db",
-                "--no-defaults",
-                "--user=root",
-                f"--datadir={self.datadir}",
-                "--skip-test-db",
-                "--auth-root-authentication-method=normal",
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            ["mariadb-install-db", "--no-defaults", "--user=root", f"--datadir={self.datadir}",
+             "--skip-test-db", "--auth-root-authentication-method=normal"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
         return self.launch(timeout)
 
@@ -82,10 +74,7 @@ class MariaDBServer:
         self._log = log = open(self.base_dir / "mariadb.log", "ab")  # noqa: SIM115 - closed in _reap
         mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
         self.process = subprocess.Popen(
-            [mariadbd, *self.server_args()],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            [mariadbd, *self.server_args()], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -103,20 +92,12 @@ class MariaDBServer:
     def server_args(self) -> list[str]:
         """The mariadbd command line after the binary (a Galera node adds its wsrep options)."""
         return [
-            "--no-defaults",
-            "--user=root",
-            f"--datadir={self.datadir}",
-            f"--socket={self.socket_path}",
-            f"--port={self.port}",
-            "--bind-address=127.0.0.1",
-            f"--pid-file={self.base_dir / 'mysqld.pid'}",
-            "--skip-name-resolve",
-            "--innodb-buffer-pool-size=256M",
-            "--innodb-log-file-size=256M",
-            "--innodb-flush-log-at-trx-commit=1",
-            "--max-connections=500",
-            "--character-set-server=utf8mb4",
-            "--collation-server=utf8mb4_unicode_ci",
+            "--no-defaults", "--user=root", f"--datadir={self.datadir}",
+            f"--socket={self.socket_path}", f"--port={self.port}", "--bind-address=127.0.0.1",
+            f"--pid-file={self.base_dir / 'mysqld.pid'}", "--skip-name-resolve",
+            "--innodb-buffer-pool-size=256M", "--innodb-log-file-size=256M",
+            "--innodb-flush-log-at-trx-commit=1", "--max-connections=500",
+            "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci",
         ]
 
     def _accepts_connections(self) -> bool:
@@ -143,13 +124,8 @@ class MariaDBServer:
     def stop(self) -> None:
         if self.process is None:
             return
-        subprocess.run(
-            ["mariadb-admin", f"--socket={self.socket_path}", "-uroot", "shutdown"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=60,
-            check=False,
-        )
+        subprocess.run(["mariadb-admin", f"--socket={self.socket_path}", "-uroot", "shutdown"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, check=False)
         try:
             self.process.wait(timeout=60)
         except subprocess.TimeoutExpired:

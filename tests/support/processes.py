@@ -256,9 +256,8 @@ def run_together(commands: list[list[str]], *, cwd: Path, timeout: float = 120) 
     """Start child processes, wait until each prints ``ready``, release them at once with ``go``, and return
     the JSON each prints as its last line (a child's failure fails the caller with its stderr)."""
     processes = [
-        subprocess.Popen(
-            command, cwd=cwd, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
+        subprocess.Popen(command, cwd=cwd, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
         for command in commands
     ]
     try:

@@ -135,7 +135,8 @@ class Storm:
     def _attempt(self, http: httpx.Client, index: int, delivery: Delivery) -> Attempt:
         started = time.monotonic()
         try:
-            response = http.post(f"{self.base_url()}{delivery.path}", content=delivery.body, headers=delivery.headers())
+            response = http.post(f"{self.base_url()}{delivery.path}", content=delivery.body,
+                                 headers=delivery.headers())
         except httpx.TransportError as error:
             return Attempt(index, started, time.monotonic() - started, None, type(error).__name__)
         outcome = None
@@ -144,14 +145,8 @@ class Storm:
                 outcome = str(response.json().get("status"))
             except ValueError:
                 outcome = "unreadable"
-        return Attempt(
-            index,
-            started,
-            time.monotonic() - started,
-            response.status_code,
-            None if response.status_code < 400 else response.text[:200],
-            outcome,
-        )
+        return Attempt(index, started, time.monotonic() - started, response.status_code,
+                       None if response.status_code < 400 else response.text[:200], outcome)
 
     # -- reading the results ----------------------------------------------------------------------
 

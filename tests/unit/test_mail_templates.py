@@ -88,17 +88,10 @@ def render(renderer: MailRenderer, kind: str, recipient: str, locale: str, **cha
 
 def test_every_notification_kind_has_templates_and_every_template_a_kind():
     assert {kind for kind, _ in TEMPLATES} == set(notifications.KINDS)
-    on_disk = {
-        path.relative_to(TEMPLATE_DIR).as_posix()
-        for path in TEMPLATE_DIR.rglob("*.*")
-        if "/" in path.relative_to(TEMPLATE_DIR).as_posix() and path.stem.count(".") == 1
-    }
-    expected = {
-        f"{language}/{kind}.{recipient}.{ext}"
-        for language in ("de", "en")
-        for kind, recipient in TEMPLATES
-        for ext in ("txt", "html")
-    }
+    on_disk = {path.relative_to(TEMPLATE_DIR).as_posix() for path in TEMPLATE_DIR.rglob("*.*") if "/" in
+               path.relative_to(TEMPLATE_DIR).as_posix() and path.stem.count(".") == 1}
+    expected = {f"{language}/{kind}.{recipient}.{ext}" for language in ("de", "en") for kind, recipient in TEMPLATES
+                for ext in ("txt", "html")}
     assert on_disk == expected
     assert ("payment_failed", "company") in TEMPLATES and ("payment_failed", "admin") in TEMPLATES
 

@@ -137,6 +137,5 @@ def test_signatures_from_the_past_or_the_future_are_stale():
 def test_retell_header_signed_now_verifies_against_the_clock():
     body = b'{"event": "call_started"}'
     verify_retell(body, symmetric["sign"](body.decode(), SECRET), SECRET)
-    verify_stripe(
-        body, stripe.WebhookSignature.generate_signature_header(body.decode(), SECRET, int(time.time())), SECRET
-    )
+    verify_stripe(body, stripe.WebhookSignature.generate_signature_header(body.decode(), SECRET, int(time.time())),
+                  SECRET)

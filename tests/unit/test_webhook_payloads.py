@@ -118,10 +118,8 @@ def test_any_retell_body_is_identified_or_refused_as_invalid_input(event: Any, c
 
 @pytest.mark.parametrize("name", sorted(STRIPE_MODELS))
 @settings(max_examples=40, deadline=None)
-@given(
-    key=st.sampled_from(["id", "amount", "amount_received", "currency", "charge", "payment_intent", "metadata"]),
-    value=json_values,
-)
+@given(key=st.sampled_from(["id", "amount", "amount_received", "currency", "charge", "payment_intent", "metadata"]),
+       value=json_values)
 def test_any_value_in_a_stripe_object_gives_a_bounded_model_or_invalid_payload(name: str, key: str, value: Any):
     obj = mutated(stripe_fixtures()[name], key, value)
     try:
@@ -193,7 +191,9 @@ def test_the_example_call_lasts_its_duration_rounded_up():
     assert ended_call_times(call(), max_seconds=14_400).duration_seconds == 188
 
 
-@pytest.mark.parametrize("company_id", ["\u0661\u0660", "10\x1b", "-1", "0", True, 2**63, "1e3", " 7"])
+@pytest.mark.parametrize(
+    "company_id", ["\u0661\u0660", "10\x1b", "-1", "0", True, 2**63, "1e3", " 7"]
+)
 def test_company_ids_in_call_metadata_are_ascii_digits_in_range(company_id: Any):
     with pytest.raises(InvalidPayload, match="metadata.company_id"):
         call(metadata={"company_id": company_id})
