@@ -2,9 +2,11 @@
 
     python -m bench.charges [--charges 4000] [--writers 16] [--backends sqlite,mariadb]
 
-Scenarios: 16 concurrent writers over 1,000 companies, and over one hot company. The service path is
-what the webhook and MCP processes run: ``ChargingService.charge_call`` in a worker thread
-(``anyio.to_thread``), one thread hop per transaction. Baselines do the same transaction with the raw
+Scenarios: 16 concurrent writers over 1,000 companies, and over one hot company. The service paths are
+what the webhook and MCP processes run, ``ChargingService.charge_call`` through ``services.call``: on
+MariaDB "service" runs it in the event loop on aiomysql (``BILLING_ASYNC_DB_DRIVER=aiomysql``, the default)
+and "service threads" in a worker thread on PyMySQL (``=pymysql``); on SQLite it runs in a worker thread
+(group commit). Baselines do the same transaction with the raw
 drivers (lock the balance row with the rate, read the call's hold, insert the charge and the ledger entry,
 update the balance, commit): aiomysql and pymysql on MariaDB; aiosqlite (one thread hop per statement) and
 plain sqlite3 on SQLite. The ratio compares the service with the best raw baseline of the same database.
@@ -151,12 +153,15 @@ def charge_values(call_id: str, company: int, seconds: int, balance: int, rate: 
 # -- service path ---------------------------------------------------------------------------------
 
 
-async def service_path(url: str, jobs: list[tuple[str, int, int]], writers: int) -> tuple[float, list[float]]:
-    services = build_services(Settings(_env_file=None, database_url=url))  # type: ignore[call-arg]
+async def service_path(
+    url: str, jobs: list[tuple[str, int, int]], writers: int, *, driver: str = "aiomysql"
+) -> tuple[float, list[float]]:
+    settings = Settings(_env_file=None, database_url=url, async_db_driver=driver)  # type: ignore[call-arg]
+    services = build_services(settings)
     charging = services.charging
 
     async def one(call_id: str, company: int, seconds: int) -> None:
-        await anyio.to_thread.run_sync(
+        await services.call(
             lambda: charging.charge_call(
                 call_id=call_id, company_id=company, duration_seconds=seconds, started_at=STARTED
             )
@@ -166,6 +171,10 @@ async def service_path(url: str, jobs: list[tuple[str, int, int]], writers: int)
         return await drive(jobs, writers, one)
     finally:
         services.close()
+
+
+async def service_threads(url: str, jobs: list[tuple[str, int, int]], writers: int) -> tuple[float, list[float]]:
+    return await service_path(url, jobs, writers, driver="pymysql")
 
 
 # -- raw MariaDB ----------------------------------------------------------------------------------
@@ -355,7 +364,12 @@ async def raw_sqlite3(url: str, jobs: list[tuple[str, int, int]], writers: int) 
 
 PATHS = {
     "sqlite": (("service", service_path), ("raw aiosqlite", raw_aiosqlite), ("raw sqlite3", raw_sqlite3)),
-    "mariadb": (("service", service_path), ("raw aiomysql", raw_aiomysql), ("raw pymysql", raw_pymysql)),
+    "mariadb": (
+        ("service", service_path),
+        ("raw aiomysql", raw_aiomysql),
+        ("service threads", service_threads),
+        ("raw pymysql", raw_pymysql),
+    ),
 }
 
 
@@ -394,7 +408,7 @@ def main() -> None:
                         jobs = plan(args.charges, hot, f"b{index}")
                         seconds, latencies = asyncio.run(path(url, jobs, args.writers))
                         results.append(Result(backend, scenario, name, len(jobs), seconds, latencies))
-                        print(f"  {backend:<8} {scenario:<16} {name:<14} {len(jobs) / seconds:8.0f}/s", file=sys.stderr)
+                        print(f"  {backend:<8} {scenario:<16} {name:<15} {len(jobs) / seconds:8.0f}/s", file=sys.stderr)
     finally:
         if server is not None:
             server.stop()
@@ -407,31 +421,29 @@ def print_table(results: list[Result], writers: int) -> None:
         f"\nCall charges, {writers} concurrent writers, {results[0].charges} charges per run ({os.cpu_count()} cores)\n"
     )
     header = (
-        f"| {'database':<8} | {'scenario':<16} | {'path':<14} | {'charges/s':>9} | {'p50 ms':>7} | "
+        f"| {'database':<8} | {'scenario':<16} | {'path':<15} | {'charges/s':>9} | {'p50 ms':>7} | "
         f"{'p99 ms':>7} | {'vs best raw':>11} |"
     )
     print(header)
     print("|" + "|".join("-" * (len(part)) for part in header.split("|")[1:-1]) + "|")
     for r in results:
-        raws = [o for o in results if o.database == r.database and o.scenario == r.scenario and o.path != "service"]
+        raws = [
+            o for o in results if o.database == r.database and o.scenario == r.scenario and o.path.startswith("raw")
+        ]
         best = max(raws, key=lambda o: o.per_second) if raws else None
         ratio = f"{r.per_second / best.per_second:.2f}x" if best else "-"
         print(
-            f"| {r.database:<8} | {r.scenario:<16} | {r.path:<14} | {r.per_second:>9.0f} | {r.pct(0.5):>7.2f} | "
+            f"| {r.database:<8} | {r.scenario:<16} | {r.path:<15} | {r.per_second:>9.0f} | {r.pct(0.5):>7.2f} | "
             f"{r.pct(0.99):>7.2f} | {ratio:>11} |"
         )
     print()
     for database in sorted({r.database for r in results}):
         for scenario in sorted({r.scenario for r in results}):
             rows = [r for r in results if r.database == database and r.scenario == scenario]
-            service = next((r for r in rows if r.path == "service"), None)
-            named = {r.path: r for r in rows}
-            per = (
-                [f"{p}: {service.per_second / named[p].per_second:.2f}x" for p in named if p != "service"]
-                if service
-                else []
-            )
-            print(f"{database}, {scenario}: service vs " + ", ".join(per))
+            raws = [r for r in rows if r.path.startswith("raw")]
+            for service in (r for r in rows if r.path.startswith("service")):
+                per = [f"{raw.path}: {service.per_second / raw.per_second:.2f}x" for raw in raws]
+                print(f"{database}, {scenario}: {service.path} vs " + ", ".join(per))
 
 
 if __name__ == "__main__":

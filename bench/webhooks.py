@@ -3,10 +3,11 @@
     python -m bench.webhooks [--seconds 10] [--connections 32] [--backends sqlite,mariadb]
 
 Each run starts a server process on a fresh database of 1,000 funded companies: ``billing webhooks``
-(the sidecar, worker included) or the raw baseline ``bench.raw_webhook`` (a bare Starlette endpoint that
-verifies the same signature and writes the same rows with the raw async driver). ``wrk`` (Debian's
-package) posts pre-signed events, each once, from 32 connections; it measures throughput and the
-latency to the 2xx. Both servers commit before they answer; "receipt to commit" is the charge's commit
+(the sidecar, worker included; on MariaDB once in the event loop on aiomysql, the default, and once with
+``BILLING_ASYNC_DB_DRIVER=pymysql``, worker threads) or the raw baseline ``bench.raw_webhook`` (a bare
+Starlette endpoint that verifies the same signature and writes the same rows with the raw async driver).
+``wrk`` (Debian's package) posts pre-signed events, each once, from 32 connections; it measures throughput
+and the latency to the 2xx. Both servers commit before they answer; "receipt to commit" is the charge's commit
 time minus the moment the server took the request, from the rows themselves.
 """
 
@@ -88,7 +89,9 @@ def start_server(path: str, url: str, port: int, workdir: Path, workers: int = 1
         "STRIPE_WEBHOOK_SECRET": "whsec_bench",
     }
     env.pop("STRIPE_SECRET", None)
-    if path == "sidecar":
+    # the sidecar's MariaDB path: aiomysql in the event loop (the default), or PyMySQL in worker threads
+    env["BILLING_ASYNC_DB_DRIVER"] = "pymysql" if path == "threads" else "aiomysql"
+    if path in ("sidecar", "threads"):
         command = [
             str(Path(sys.executable).with_name("billing")),
             "webhooks",
@@ -196,7 +199,7 @@ def main() -> None:
     with bench_databases(backends) as (server, tmp):
         index = 100
         for backend in backends:
-            for path in ("sidecar", "raw"):
+            for path in ("sidecar", "raw", "threads") if backend == "mariadb" else ("sidecar", "raw"):
                 index += 1
                 url = fresh_database(backend, tmp, server, index)
                 events = tmp / f"events-{index}.tsv"
@@ -227,23 +230,30 @@ def main() -> None:
     print_table(runs, args.connections, args.workers)
 
 
+LABELS = {
+    "sidecar": "billing webhooks",
+    "threads": "billing webhooks, threads",
+    "raw": "raw endpoint + driver",
+}
+
+
 def print_table(runs: list[Run], connections: int, workers: int) -> None:
     print(
         f"\nSigned Retell call_ended over HTTP (wrk, {connections} connections, {runs[0].seconds} s per run, "
         f"{workers} server process(es) per path, {os.cpu_count()} cores, {datetime.now(UTC):%Y-%m-%d})\n"
     )
     header = (
-        f"| {'database':<8} | {'path':<22} | {'events/s':>8} | {'2xx p50':>8} | {'2xx p99':>8} | "
+        f"| {'database':<8} | {'path':<25} | {'events/s':>8} | {'2xx p50':>8} | {'2xx p99':>8} | "
         f"{'receipt->commit p50':>19} | {'p99':>8} | {'non-2xx':>7} | {'vs raw':>6} |"
     )
     print(header)
     print("|" + "|".join("-" * len(p) for p in header.split("|")[1:-1]) + "|")
     for r in runs:
         raw = next(o for o in runs if o.database == r.database and o.path == "raw")
-        label = "billing webhooks" if r.path == "sidecar" else "raw endpoint + driver"
+        label = LABELS[r.path]
         committed = r.committed / r.seconds
         print(
-            f"| {r.database:<8} | {label:<22} | {committed:>8.0f} | {r.p50_ms:>6.1f}ms | {r.p99_ms:>6.1f}ms | "
+            f"| {r.database:<8} | {label:<25} | {committed:>8.0f} | {r.p50_ms:>6.1f}ms | {r.p99_ms:>6.1f}ms | "
             f"{r.commit_ms[0]:>17.1f}ms | {r.commit_ms[1]:>6.1f}ms | {r.non_2xx:>7} | "
             f"{committed / (raw.committed / raw.seconds):>5.2f}x |"
         )

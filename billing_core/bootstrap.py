@@ -126,12 +126,10 @@ def build_services(
     gateway: PaymentGateway | None = None,
 ) -> Services:
     settings = settings or Settings()
-    ctx = ServiceContext(
-        db=db or Database(settings.database_url),
-        settings=settings,
-        clock=clock,
-        call=ServiceCaller(settings.db_threads),
-    )
+    db = db or Database(settings.database_url)
+    in_loop = not db.is_sqlite and settings.async_db_driver == "aiomysql"
+    caller = ServiceCaller(settings.db_threads, in_loop=in_loop)
+    ctx = ServiceContext(db=db, settings=settings, clock=clock, call=caller)
     topups = TopupService(ctx)
     charging = ChargingService(ctx)
     invoices = InvoiceService(ctx)

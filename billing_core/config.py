@@ -8,7 +8,7 @@ integer minor units here; no float is involved at any step.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -81,7 +81,12 @@ class Settings(BaseSettings):
         Decimal("100000.00"), validation_alias=env("BILLING_MAX_OPERATION_AMOUNT")
     )
     max_rate_per_minute: DecimalText = Field(Decimal("10.00"), validation_alias=env("BILLING_MAX_RATE_PER_MINUTE"))
+    # How many service calls one async process (sidecar, worker, MCP server) runs at once: in-loop
+    # transactions on MariaDB, worker threads on SQLite and for calls that wait on Stripe or SMTP.
     db_threads: int = Field(16, ge=1, le=200, validation_alias=env("BILLING_DB_THREADS"))
+    # The MariaDB driver of the async processes: aiomysql in the event loop, or PyMySQL in worker threads
+    # (the CLI always uses PyMySQL, whatever driver name DATABASE_URL carries).
+    async_db_driver: Literal["aiomysql", "pymysql"] = Field("aiomysql", validation_alias=env("BILLING_ASYNC_DB_DRIVER"))
     # Emulator mode only (``billing run`` without STRIPE_SECRET): top-up links point to the sidecar's local
     # test checkout page under this URL instead of a Stripe Checkout Session, which localstripe lacks.
     test_checkout_url: str | None = Field(None, validation_alias=env("BILLING_TEST_CHECKOUT_URL"))

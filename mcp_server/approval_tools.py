@@ -105,7 +105,7 @@ def register_approval_tools(server: MCPServer, app: BillingApp) -> None:
                 )
             )
             if decided.status == "approved":
-                decided = await services.call(execute_approved, app, decided)
+                decided = await services.call.blocking(execute_approved, app, decided)
                 rec.outcome = "approved" if decided.status == "approved" else "approval_failed"
             else:
                 rec.outcome = "rejected"

@@ -360,6 +360,6 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
                     )
                 )
             if include_chart:
-                png = await services.call(report_chart_png, report)
+                png = await services.call.blocking(report_chart_png, report)
                 content.append(ImageContent(type="image", data=png, mime_type="image/png"))
             return CallToolResult(content=content, structured_content=data)

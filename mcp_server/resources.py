@@ -64,7 +64,7 @@ def register_resources(server: MCPServer, app: BillingApp) -> None:
             caller.require(READ)
             detail = await services.call(services.queries.invoice, number)
             caller.owns(detail.company_id, f"invoice {number} does not exist")
-            return await services.call(services.invoice_files.pdf, number)
+            return await services.call.blocking(services.invoice_files.pdf, number)
 
     @server.resource("billing://reports/daily-revenue", name="daily_revenue", mime_type="text/csv")
     async def daily_revenue() -> str:

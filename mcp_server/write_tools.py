@@ -320,7 +320,7 @@ async def _run(
 async def _execute(app: BillingApp, op: Operation, gate: Gate, key: str | None, service_idem: str) -> WriteOutcome:
     plan = gate.plan
     assert plan is not None
-    result = await app.services.call(op.execute, app.services, gate.caller.name, gate.args, service_idem)
+    result = await app.services.call.blocking(op.execute, app.services, gate.caller.name, gate.args, service_idem)
     rec = record()
     rec.outcome = "executed"
     if plan.amount is not None:

@@ -132,7 +132,7 @@ def build_routes(services: Services) -> list[Route]:
         except (ValueError, KeyError, TypeError):
             return JSONResponse({"error": "send {\"card\": \"card_...\"}"}, status_code=400)
         try:
-            result = await services.call(checkout().pay, topup_id, card)
+            result = await services.call.blocking(checkout().pay, topup_id, card)
         except BillingError as error:
             return failure(error)
         return JSONResponse(_state(result.topup.status, result.topup.failure_reason, result.client_secret))
@@ -142,7 +142,7 @@ def build_routes(services: Services) -> list[Route]:
         if topup_id is None:
             return JSONResponse({"error": "invalid link"}, status_code=404)
         try:
-            result = await services.call(checkout().finish, topup_id)
+            result = await services.call.blocking(checkout().finish, topup_id)
         except BillingError as error:
             return failure(error)
         return JSONResponse(_state(result.topup.status, result.topup.failure_reason, None))

@@ -44,7 +44,7 @@ class Job:
 async def render_invoice_pdfs(worker: Worker) -> int:
     """PDFs of newly issued invoices and credit notes, in a process pool; each first rendering queues its mail."""
     svc = worker.services
-    rendered = await svc.call(svc.invoice_files.render_pending, executor=worker.pdf_pool())
+    rendered = await svc.call.blocking(svc.invoice_files.render_pending, executor=worker.pdf_pool())
     return len(rendered)
 
 
@@ -174,7 +174,7 @@ class Worker:
             if item.kind != "auto_topup" or stripe is None:
                 continue
             try:
-                outcome = await self.services.call(stripe.auto_topup.trigger, item.company_id)
+                outcome = await self.services.call.blocking(stripe.auto_topup.trigger, item.company_id)
                 log.info(
                     "auto top-up check",
                     extra={"company_id": item.company_id, "triggered": outcome.triggered, "reason": outcome.reason},

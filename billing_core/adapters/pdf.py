@@ -22,6 +22,7 @@ from babel.numbers import format_decimal, format_percent
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from billing_core.adapters.einvoice import cii_xml
+from billing_core.concurrency import refuse_in_event_loop
 from billing_core.domain.invoice_document import InvoiceDocument
 from billing_core.domain.invoice_labels import labels, language
 from billing_core.money import Money
@@ -117,7 +118,9 @@ class WeasyPrintRenderer:
     into a process pool."""
 
     def render_invoice(self, doc: InvoiceDocument) -> bytes:
+        refuse_in_event_loop("rendering a PDF")
         return render_invoice_pdf(doc)
 
     def render_statement(self, doc: Mapping[str, Any]) -> bytes:
+        refuse_in_event_loop("rendering a PDF")
         return render_statement_pdf(doc)

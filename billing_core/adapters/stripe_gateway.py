@@ -28,6 +28,7 @@ from billing_core.adapters.stripe_objects import (
     payment_method_view,
     refund_view,
 )
+from billing_core.concurrency import refuse_in_event_loop
 from billing_core.errors import (
     AuthenticationRequired,
     PaymentDeclined,
@@ -266,6 +267,7 @@ class StripeGateway:
 
     @staticmethod
     def _raw(fn: Callable[[], T]) -> T:
+        refuse_in_event_loop("a Stripe request")
         try:
             return fn()
         except stripe.CardError:

@@ -10,6 +10,11 @@ MariaDB: READ COMMITTED with ``SELECT ... FOR UPDATE`` on the company's balance 
 lock-wait timeouts, Galera certification failures and lost connections roll back and run the whole
 function again; every write is idempotent through unique keys, so a retry after an ambiguous commit is safe.
 
+In the event loop (a service call the async entry points run through
+``greenlet_spawn``, see :mod:`billing_core.concurrency`), the same code runs on the ``sync_engine`` of an
+async engine (aiomysql): every statement awaits the driver in the loop, and retry waits sleep in the loop
+too. Outside a greenlet (the CLI, worker threads) it runs on PyMySQL. Both paths share the retry rules below.
+
 ``write`` and ``read`` are the boundary where driver errors become the core's typed errors
 (:mod:`billing_core.db.errors`): callers see ``DatabaseUnavailable``, ``DatabaseRejected`` or
 ``DatabaseNotMigrated``, never a driver exception (unique-key ``IntegrityError`` aside).
@@ -17,16 +22,19 @@ function again; every write is idempotent through unique keys, so a retry after 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, CursorResult, Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import QueuePool, StaticPool
+from sqlalchemy.util.concurrency import await_, in_greenlet
 
 from billing_core.db.errors import (
     UNAVAILABLE_MESSAGE,
@@ -38,6 +46,9 @@ from billing_core.db.errors import (
 )
 from billing_core.db.group_commit import GroupCommitter
 from billing_core.errors import DatabaseUnavailable
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -68,6 +79,19 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def _mysql_engine_options(pool_size: int) -> dict[str, Any]:
+    return {
+        "isolation_level": "READ COMMITTED",
+        "pool_size": pool_size,
+        "max_overflow": pool_size,
+        "pool_recycle": 3600,
+        "pool_timeout": 10,
+        # Every transaction ends in an explicit COMMIT or ROLLBACK (Database._transaction), so the pool's
+        # extra ROLLBACK on check-in would only cost a round trip.
+        "pool_reset_on_return": None,
+    }
+
+
 def make_engine(url: str, *, pool_size: int = 20) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
@@ -78,20 +102,62 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
         # of CPU with the GIL held), which makes reconnect storms slow. TLS is opt-in through the URL
         # (?ssl_ca=...), as it is for a database on the same host or private network.
         connect_args["ssl_disabled"] = True
-    engine = create_engine(
-        url,
-        isolation_level="READ COMMITTED",
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_recycle=3600,
-        pool_timeout=10,
-        # Every transaction ends in an explicit COMMIT or ROLLBACK (Database._transaction), so the pool's
-        # extra ROLLBACK on check-in would only cost a round trip.
-        pool_reset_on_return=None,
-        connect_args=connect_args,
-    )
+    engine = create_engine(url, connect_args=connect_args, **_mysql_engine_options(pool_size))
     event.listen(engine, "connect", _causal_reads_on_galera)
     return engine
+
+
+def make_loop_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
+    """The engine for service calls that run in the event loop: aiomysql behind a synchronous facade.
+
+    ``create_async_engine(...).sync_engine`` is an ordinary ``Engine`` whose connections await aiomysql;
+    code run under ``greenlet_spawn`` uses it unchanged. Same options and session set-up as :func:`make_engine`.
+    """
+    from sqlalchemy.ext.asyncio import create_async_engine  # only processes that run an event loop need it
+
+    parsed, connect_args = loop_connection_options(url)
+    engine = create_async_engine(parsed, connect_args=connect_args, **_mysql_engine_options(pool_size))
+    sync_engine = engine.sync_engine
+    event.listen(sync_engine, "connect", _causal_reads_on_galera)
+    # Pooled connections are closed by terminating them: inside the loop that still says goodbye to the
+    # server, and outside it (Database.dispose from synchronous code) it closes the socket at once, where a
+    # graceful close would have to wait for the loop.
+    sync_engine.dialect.do_close = sync_engine.dialect.do_terminate  # type: ignore[method-assign]
+    return engine
+
+
+def loop_connection_options(url: str) -> tuple[URL, dict[str, Any]]:
+    """The aiomysql URL and connect arguments for a ``DATABASE_URL``.
+
+    aiomysql takes TLS as an ``ssl.SSLContext``, not as PyMySQL's ``ssl_*`` URL options, so those become a
+    context that verifies the server against ``ssl_ca`` (and presents ``ssl_cert``/``ssl_key`` when given).
+    """
+    parsed = make_url(normalize_url(url)).set(drivername="mysql+aiomysql")
+    connect_args: dict[str, Any] = {"connect_timeout": 5}
+    tls = {key: value for key, value in parsed.query.items() if key.startswith("ssl")}
+    if tls:
+        context = ssl.create_default_context(cafile=_one(tls.get("ssl_ca")))
+        if cert := _one(tls.get("ssl_cert")):
+            context.load_cert_chain(cert, _one(tls.get("ssl_key")))
+        if str(_one(tls.get("ssl_check_hostname")) or "true").lower() in ("false", "0", "no"):
+            context.check_hostname = False
+        connect_args["ssl"] = context
+        parsed = parsed.difference_update_query(tls)
+    return parsed, connect_args
+
+
+def _one(value: str | tuple[str, ...] | None) -> str | None:
+    return value[-1] if isinstance(value, tuple) else value
+
+
+async def _dispose_when_the_loop_ends(engine: AsyncEngine) -> AsyncIterator[None]:
+    """Parked at its ``yield`` for the life of the loop: ``asyncio.run`` (uvicorn, anyio, pytest's runner)
+    closes every unfinished async generator before it closes the loop, and this one then closes the
+    loop's connections while the loop can still do it."""
+    try:
+        yield
+    finally:
+        await engine.dispose()
 
 
 def _causal_reads_on_galera(dbapi_connection: Any, _record: Any) -> None:
@@ -150,12 +216,25 @@ def _unavailable(_error: DBAPIError) -> DatabaseUnavailable:
     return DatabaseUnavailable(UNAVAILABLE_MESSAGE)
 
 
+def pause(seconds: float) -> None:
+    """Wait without blocking the event loop when running in it (a service call under ``greenlet_spawn``)."""
+    if in_greenlet():
+        await_(asyncio.sleep(seconds))
+    else:
+        time.sleep(seconds)
+
+
 class Database:
     """Runs functions inside write or read transactions; the only place that commits."""
 
     def __init__(self, url: str, *, attempts: int = 8, pool_size: int = 20) -> None:
         self.url = normalize_url(url)
         self.engine = make_engine(self.url, pool_size=pool_size)
+        self._pool_size = pool_size
+        # one aiomysql engine per event loop: its connections belong to the loop that opened them
+        self._loop_engines: dict[asyncio.AbstractEventLoop, Engine] = {}
+        # kept referenced until their loop ends (see _dispose_when_the_loop_ends)
+        self._loop_closers: list[tuple[asyncio.AbstractEventLoop, AsyncIterator[None]]] = []
         self.dialect = self.engine.dialect.name
         self.is_sqlite = self.dialect == "sqlite"
         self.attempts = attempts
@@ -192,12 +271,27 @@ class Database:
                 if not is_retryable(error) or attempt >= limit or gave_up:
                     raise  # typed at the boundary (write/read)
                 log.warning("transient database error, retrying", extra={"attempt": attempt})
-                time.sleep(retry_wait(attempt))
+                pause(retry_wait(attempt))
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def current_engine(self) -> Engine:
+        """aiomysql in the event loop (MariaDB, inside ``greenlet_spawn``); the synchronous engine elsewhere."""
+        if self.is_sqlite or not in_greenlet():
+            return self.engine
+        loop = asyncio.get_running_loop()
+        engine = self._loop_engines.get(loop)
+        if engine is None:  # made on first use, inside the running event loop
+            self._loop_closers = [(other, closer) for other, closer in self._loop_closers if not other.is_closed()]
+            async_engine = make_loop_engine(self.url, pool_size=self._pool_size)
+            closer = _dispose_when_the_loop_ends(async_engine)
+            await_(anext(closer))
+            self._loop_closers.append((loop, closer))
+            engine = self._loop_engines[loop] = async_engine.sync_engine
+        return engine
 
     @contextmanager
     def _transaction(self, *, write: bool) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
+        with self.current_engine().connect() as conn:
             if self.is_sqlite:
                 conn = conn.execution_options(sqlite_begin="IMMEDIATE" if write else "DEFERRED")
             conn.begin()
@@ -213,11 +307,16 @@ class Database:
 
     def ping(self) -> bool:
         try:
-            with self.engine.connect() as conn:
+            with self.current_engine().connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
             return True
         except DBAPIError:
             return False
 
     def dispose(self) -> None:
+        """Close the pooled connections, the event loops' ones included."""
         self.engine.dispose()
+        while self._loop_engines:
+            loop, engine = self._loop_engines.popitem()
+            if not loop.is_closed():  # a closed loop's connections were closed as it ended
+                engine.dispose()

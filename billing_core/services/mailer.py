@@ -271,7 +271,7 @@ class MailerService:
             loader = self._attachments
             if loader is None:
                 raise RuntimeError(f"no attachment loader is configured for {row.kind} mails")
-            files = await self._ctx.call(loader, row)
+            files = await self._ctx.call.blocking(loader, row)  # may render the PDF
         message = EmailMessage()
         message["Subject"] = rendered.subject
         message["To"] = _recipient_header(to, company.name if company and row.recipient == "company" else None)

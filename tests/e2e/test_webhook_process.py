@@ -109,9 +109,9 @@ def sidecars(tmp_path: Path, localstripe: LocalStripe) -> Iterator[Callable[[str
     """Makes ``billing webhooks`` processes (not started) for a database URL; stops them all afterwards."""
     made: list[WebhookProcess] = []
 
-    def make(database_url: str) -> WebhookProcess:
+    def make(database_url: str, **extra: str) -> WebhookProcess:
         env = sidecar_env(database_url, stripe_webhook_secret=STRIPE_WEBHOOK_SECRET, retell_api_key=RETELL_API_KEY,
-                          stripe_api_base=localstripe.url)
+                          stripe_api_base=localstripe.url, **extra)
         process = WebhookProcess(tmp_path / f"sidecar-{len(made)}", env)
         made.append(process)
         return process
@@ -439,6 +439,23 @@ def test_storm_of_duplicated_shuffled_events_from_16_senders_gives_exact_balance
     assert storm.outcomes() == Counter(
         {**plan.inbox_statuses, "duplicate": len(plan.deliveries) - len(plan.events)}
     ), plan
+    assert_exact_outcome(services, plan, sidecar)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
+def test_storm_through_the_pymysql_thread_path_gives_the_same_exact_balances(
+    services, private_database_url, sidecars, request
+):
+    """The storm above runs the sidecar's transactions in the event loop (aiomysql, the default on MariaDB);
+    ``BILLING_ASYNC_DB_DRIVER=pymysql`` runs them in worker threads, with the same outcome."""
+    plan = plan_storm(services, seed=4103)
+    sidecar = sidecars(private_database_url, BILLING_ASYNC_DB_DRIVER="pymysql").start()
+
+    storm = Storm(lambda: sidecar.url, plan.deliveries, senders=16, deadline_seconds=60).run()
+    report(request, "storm, pymysql threads", storm)
+
+    assert storm.statuses() == Counter({200: len(plan.deliveries)}), (plan, storm.errors())
     assert_exact_outcome(services, plan, sidecar)
 
 
