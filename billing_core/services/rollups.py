@@ -209,7 +209,7 @@ class StatisticsRollups:
 
     @contextmanager
     def _repeatable_read(self) -> Iterator[Connection]:
-        with self._ctx.db.engine.connect() as conn:
+        with self._ctx.db.current_engine().connect() as conn:
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
             with conn.begin():
                 yield conn
