@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 import pytest
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, LargeBinary, func, literal, select, update
 from sqlalchemy.util.concurrency import await_, in_greenlet
 
 from billing_core.bootstrap import Services, build_services
@@ -209,3 +209,17 @@ def test_the_event_loops_connections_are_closed_when_its_loop_ends(path_services
     while open_connections() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert open_connections() == 0
+
+
+def test_binary_parameters_reach_the_database_on_both_paths(path_services: Services):
+    """aiomysql escapes bytes with a PyMySQL helper that PyMySQL 1.2 removed (hence the pin below 1.2): the
+    roll-ups' company lists are binary, so a broken pair would fail every fold in the event loop."""
+    payload = bytes(range(256))
+
+    def hex_of(services: Services) -> str:
+        return services.db.read(lambda c: c.execute(select(func.hex(literal(payload, LargeBinary)))).scalar_one())
+
+    async def main() -> str:
+        return await path_services.call(hex_of, path_services)
+
+    assert anyio.run(main).lower() == payload.hex()
