@@ -16,13 +16,6 @@ from billing_core.money import Money
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(mcp)
-    cli.add_command(tokens)
-    cli.add_command(approvals)
-    cli.add_command(audit)
-
-
 @click.command()
 @click.option("--transport", type=click.Choice(["stdio", "http"]), default="stdio", show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)

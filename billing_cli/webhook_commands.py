@@ -29,12 +29,6 @@ if TYPE_CHECKING:
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(webhooks)
-    cli.add_command(worker)
-    cli.add_command(agents)
-
-
 @click.group(invoke_without_command=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=AsciiInt(1, 65535), default=8001, show_default=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -532,3 +533,15 @@ def test_whole_operator_session_on_mariadb(mariadb_template_url, tmp_path):
         "error (invalid_amount): '12.345' has more than 2 decimal places for EUR"
     )
     ledger_check_names_the_tampered_company(cli, tamper_sqlalchemy(mariadb_template_url), ids["Alpine Physio AG"])
+
+
+def test_help_lists_every_command_without_importing_any_command_module() -> None:
+    # The group loads a command's module when that command runs (billing_cli.main.COMMANDS), so a start
+    # of `billing mcp` does not pay for the Stripe, PDF and server code of the others.
+    probe = (
+        "import sys; from billing_cli.main import COMMANDS, cli; cli.main(['--help'], standalone_mode=False); "
+        "print(sorted({path.split(':')[0] for path, _ in COMMANDS.values()} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert "  mcp " in out and "  worker " in out
+    assert out.strip().splitlines()[-1] == "[]"
