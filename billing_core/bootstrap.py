@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from billing_core.adapters.pdf import WeasyPrintRenderer
 from billing_core.concurrency import ServiceCaller
@@ -24,7 +25,6 @@ from billing_core.services.context import ServiceContext, utcnow
 from billing_core.services.disputes import DisputeService
 from billing_core.services.invoice_files import InvoiceFileService
 from billing_core.services.invoices import InvoiceService
-from billing_core.services.mailer import MailerService, NotificationRow
 from billing_core.services.payments import PaymentService, forget_payment_method_in
 from billing_core.services.reconcile import ReconcileService
 from billing_core.services.refunds import RefundService
@@ -36,6 +36,9 @@ from billing_core.services.topups import TopupService
 from billing_core.services.webhooks.inbox import InboxSettings, WebhookInbox
 from billing_core.services.webhooks.retell_events import RetellEventHandler
 from billing_core.services.webhooks.stripe_events import StripeEventHandler
+
+if TYPE_CHECKING:
+    from billing_core.services.mailer import MailerService, NotificationRow
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,7 @@ def build_mailer(ctx: ServiceContext, files: InvoiceFileService) -> MailerServic
     if not ctx.settings.smtp_url:
         return None
     from billing_core.adapters.mail import SmtpMailSender
+    from billing_core.services.mailer import MailerService  # Jinja2 mail templates: only where mail is sent
 
     def invoice_pdf(row: NotificationRow) -> list[tuple[str, bytes, str]]:
         number, pdf = files.pdf_by_id(int(row.payload["invoice_id"]))
