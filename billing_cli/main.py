@@ -13,17 +13,19 @@ from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from functools import wraps
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from pydantic import BaseModel
 
-from billing_core.bootstrap import Services, build_services
-from billing_core.config import Settings
 from billing_core.errors import BillingError
 from billing_core.money import Money
 from billing_core.queries import MAX_LIMIT, MoneyView, Page
 from billing_core.queries.base import DEFAULT_LIMIT
+
+if TYPE_CHECKING:
+    from billing_core.bootstrap import Services
+    from billing_core.config import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -39,6 +41,7 @@ def default_actor() -> str:
 def services(settings: Settings | None = None) -> Iterator[Services]:
     """The services on ``settings``, by default the environment's completed by a running ``billing run``."""
     from billing_cli.local_system import local_settings
+    from billing_core.bootstrap import build_services  # every service: only for commands that use them
 
     built = build_services(settings or local_settings())
     try:
