@@ -20,8 +20,7 @@ from pydantic import BaseModel
 
 from billing_core.errors import BillingError
 from billing_core.money import Money
-from billing_core.queries import MAX_LIMIT, MoneyView, Page
-from billing_core.queries.base import DEFAULT_LIMIT
+from billing_core.read_models.base import DEFAULT_LIMIT, MAX_LIMIT, MoneyView, Page
 
 if TYPE_CHECKING:
     from billing_core.bootstrap import Services

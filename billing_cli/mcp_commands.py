@@ -188,7 +188,7 @@ def audit(
     limit: int, cursor: str | None, actor: str | None, tool: str | None, company_id: int | None, as_json: bool
 ) -> None:
     """The audit log, newest first: every MCP tool call and every change made through the CLI or services."""
-    from billing_core.queries.operations import AuditFilters
+    from billing_core.read_models.operations import AuditFilters
     from billing_core.services.tool_calls import TOOL_CALL_ACTION
 
     filters = AuditFilters(

@@ -23,8 +23,8 @@ from billing_cli.main import (
 )
 from billing_cli.money_commands import topups
 from billing_core.money import Money
-from billing_core.queries.base import build
-from billing_core.queries.payments import TopupFilters
+from billing_core.read_models.base import build
+from billing_core.read_models.payments import TopupFilters
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 actor_option = click.option("--actor", default=default_actor, show_default="cli:<user>")

@@ -20,8 +20,8 @@ from billing_cli.main import (
     services,
 )
 from billing_core.config import Settings
-from billing_core.queries import MAX_LIMIT
-from billing_core.queries.operations import WebhookFilters
+from billing_core.read_models.base import MAX_LIMIT
+from billing_core.read_models.operations import WebhookFilters
 
 if TYPE_CHECKING:
     from webhook_app.worker import Worker

@@ -10,8 +10,8 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from billing_core.money import Money
-from billing_core.queries import Page
-from billing_core.queries.operations import AuditEntry, AuditFilters
+from billing_core.read_models.base import Page
+from billing_core.read_models.operations import AuditEntry, AuditFilters
 from billing_core.services.approvals import Approval
 from billing_core.services.tool_calls import TOOL_CALL_ACTION
 from mcp_server.app import BillingApp, record, tool_errors

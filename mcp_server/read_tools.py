@@ -15,12 +15,12 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, EmbeddedResource, ImageContent, TextContent, TextResourceContents, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from billing_core.queries import Page
-from billing_core.queries.companies import BalanceOverview, CompanyMatch, LowBalanceCompany, LowBalanceFilters
-from billing_core.queries.invoices import InvoiceDetail, InvoiceFilters, InvoiceSummary
-from billing_core.queries.ledger import CallChargeView, LedgerEntryView, LedgerFilters
-from billing_core.queries.operations import WebhookEventView, WebhookFilters
-from billing_core.queries.payments import (
+from billing_core.read_models.base import Page
+from billing_core.read_models.companies import BalanceOverview, CompanyMatch, LowBalanceCompany, LowBalanceFilters
+from billing_core.read_models.invoices import InvoiceDetail, InvoiceFilters, InvoiceSummary
+from billing_core.read_models.ledger import CallChargeView, LedgerEntryView, LedgerFilters
+from billing_core.read_models.operations import WebhookEventView, WebhookFilters
+from billing_core.read_models.payments import (
     DisputeFilters,
     DisputeView,
     TopupFilters,
@@ -28,8 +28,8 @@ from billing_core.queries.payments import (
     TopupRefundView,
     TopupView,
 )
-from billing_core.queries.periods import Period
-from billing_core.queries.statistics import PaymentStatistics
+from billing_core.read_models.periods import Period
+from billing_core.read_models.statistics import PaymentStatistics
 from mcp_server.app import BillingApp, tool_errors
 from mcp_server.caller import READ, Caller
 from mcp_server.reports import FinancialReport, build_report, report_chart_png, report_csv

@@ -10,8 +10,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from billing_core.bootstrap import Services
-from billing_core.queries.periods import Period
-from billing_core.queries.statistics import PaymentStatistics, TaxTotals
+from billing_core.read_models.periods import Period
+from billing_core.read_models.statistics import PaymentStatistics, TaxTotals
 
 ReportType = Literal["summary", "detailed", "tax"]
 

@@ -9,7 +9,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 
 from billing_core.errors import BillingError
-from billing_core.queries.ledger import LedgerFilters
+from billing_core.read_models.ledger import LedgerFilters
 from mcp_server.app import BillingApp
 from mcp_server.caller import READ, Caller
 from mcp_server.read_tools import as_data
