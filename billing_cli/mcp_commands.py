@@ -22,26 +22,32 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 def mcp(transport: str, host: str, port: int) -> None:
     """Serve the MCP server: over stdio for a local client (logs go to stderr), or over HTTP at /mcp."""
-    from billing_core.bootstrap import build_services
     from mcp_server.settings import McpSettings
 
     logging.basicConfig(
         stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     settings = McpSettings()
+    if transport == "stdio":
+        from mcp_server.server import build_server
+        from mcp_server.services_on_demand import ServicesOnDemand
+
+        # The client lists the tools first: the database and the services are built on the first call.
+        on_demand = ServicesOnDemand.from_settings(Settings())
+        try:
+            build_server(on_demand, settings=settings).run("stdio")
+        finally:
+            on_demand.close()
+        return
+    import uvicorn
+
+    from billing_core.bootstrap import build_services
+    from mcp_server.http import build_http_app
+
     built = build_services(Settings())
     try:
-        if transport == "stdio":
-            from mcp_server.server import build_server
-
-            build_server(built, settings=settings).run("stdio")
-        else:
-            import uvicorn
-
-            from mcp_server.http import build_http_app
-
-            app = build_http_app(built, settings=settings, host=host, port=port)
-            uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=5)
+        app = build_http_app(built, settings=settings, host=host, port=port)
+        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=5)
     finally:
         built.close()
 

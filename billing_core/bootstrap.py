@@ -6,12 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from billing_core.adapters.pdf import WeasyPrintRenderer
 from billing_core.concurrency import ServiceCaller
 from billing_core.config import Settings
 from billing_core.db.database import Database
-from billing_core.errors import StripeConfigurationError
+from billing_core.errors import DatabaseMisconfigured, StripeConfigurationError
 from billing_core.ports import PaymentGateway
 from billing_core.queries import Queries
 from billing_core.services.adjustments import AdjustmentService
@@ -119,19 +120,45 @@ def build_mailer(ctx: ServiceContext, files: InvoiceFileService) -> MailerServic
     return MailerService(ctx, sender, attachments=invoice_pdf)
 
 
+def open_database(url: str) -> Database:
+    """The database of DATABASE_URL; a URL that cannot work is :class:`DatabaseMisconfigured`, not a traceback.
+
+    Nothing is connected yet: an unreachable server or a missing schema shows on the first transaction."""
+    try:
+        return Database(url)
+    except Exception as error:  # not a URL, an unknown dialect, a driver that is not installed
+        raise DatabaseMisconfigured(
+            f"DATABASE_URL cannot be used ({type(error).__name__}: {_reason(error, url)}); "
+            "expected e.g. sqlite:////absolute/path/billing.db or mysql+pymysql://user:password@host/billing"
+        ) from None
+
+
+def _reason(error: Exception, url: str) -> str:
+    """The error's first line, without the URL's password should a driver quote it."""
+    text = (str(error).strip().splitlines() or [""])[0][:200]
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    return text.replace(password, "***") if password else text
+
+
 def build_services(
     settings: Settings | None = None,
     *,
     clock: Callable[[], datetime] = utcnow,
     db: Database | None = None,
     gateway: PaymentGateway | None = None,
+    call: ServiceCaller | None = None,
 ) -> Services:
+    """Every service on ``settings``. ``call`` is the process's one hop to the services' threads, when the
+    caller needs it before the services exist (``billing mcp`` builds them on the first tool call)."""
     settings = settings or Settings()
     ctx = ServiceContext(
-        db=db or Database(settings.database_url),
+        db=db or open_database(settings.database_url),
         settings=settings,
         clock=clock,
-        call=ServiceCaller(settings.db_threads),
+        call=call or ServiceCaller(settings.db_threads),
     )
     topups = TopupService(ctx)
     charging = ChargingService(ctx)
