@@ -24,8 +24,12 @@ def mcp(transport: str, host: str, port: int) -> None:
     """Serve the MCP server: over stdio for a local client (logs go to stderr), or over HTTP at /mcp."""
     from mcp_server.settings import McpSettings
 
+    # force: the group put a NullHandler on the root logger, which would make this call a no-op
     logging.basicConfig(
-        stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        stream=sys.stderr,
+        level=logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        force=True,
     )
     settings = McpSettings()
     if transport == "stdio":

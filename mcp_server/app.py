@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from mcp.server.mcpserver.exceptions import ToolError
 
-from billing_core.errors import BillingError
+from billing_core.errors import BillingError, DatabaseError
 from mcp_server.caller import Caller, current_caller
 from mcp_server.services_on_demand import ServicesOnDemand
 from mcp_server.settings import McpSettings
@@ -111,6 +111,8 @@ def tool_errors() -> Iterator[None]:
     except ToolError:
         raise
     except BillingError as error:
+        if isinstance(error, DatabaseError):  # the operator's to fix (an outage, no schema): say so on stderr too
+            log.error("tool call failed: %s: %s", error.code, error.message)
         raise ToolError(f"{error.code}: {error.message}") from None
     except Exception:
         log.exception("tool failed unexpectedly")

@@ -96,14 +96,16 @@ class BuildServicesFirst:
                 await self.services.ready()
             except BillingError as error:
                 log.error("cannot serve %s: %s: %s", ctx.method, error.code, error.message)
-                return _failure(ctx.method, f"{error.code}: {error.message}")
+                return _failure(ctx, f"{error.code}: {error.message}")
             except Exception:
                 log.exception("cannot serve %s: building the services failed", ctx.method)
-                return _failure(ctx.method, "internal_error: the server could not start its billing services")
+                return _failure(ctx, "internal_error: the server could not start its billing services")
         return await call_next(ctx)
 
 
-def _failure(method: str, message: str) -> HandlerResult:
-    if method == "tools/call":
-        return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
+def _failure(ctx: ServerRequestContext[Any, Any], message: str) -> HandlerResult:
+    if ctx.method == "tools/call":  # worded like every other tool error (the SDK's prefix)
+        tool = str(dict(ctx.params or {}).get("name", ""))[:64]
+        text = f"Error executing tool {tool}: {message}"
+        return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
     raise MCPError(code=INTERNAL_ERROR, message=message)
