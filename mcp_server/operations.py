@@ -30,7 +30,8 @@ Reason = Field(min_length=1, max_length=500, description="Why, in a few words; r
 
 
 class Args(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # built on the first call: tools/list needs only the fields (the tools' parameters come from them)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class RefundCallArgs(Args):

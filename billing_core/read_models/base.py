@@ -40,7 +40,9 @@ def build(model: type[M], **values: Any) -> M:
 class ReadModel(BaseModel):
     """A frozen answer of the read side."""
 
-    model_config = ConfigDict(frozen=True)
+    # Validators are built on first use: a process builds only those of the models it uses (a start of
+    # `billing mcp` needs the JSON schemas of the tools' answers, not every filter and view).
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
 
 @lru_cache(maxsize=8192)
