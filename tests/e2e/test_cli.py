@@ -509,6 +509,13 @@ def test_command_on_an_unreachable_database_exits_1_saying_it_is_unavailable(tmp
     assert "secret-pw" not in line
 
 
+@pytest.mark.parametrize("url", ["not a database url", "nosuchdb://billing:secret-pw@db.example/billing"])
+def test_command_with_a_database_url_that_cannot_work_exits_1_saying_so(tmp_path, url):
+    line = Cli(url, tmp_path).fails("companies", "list")
+    assert line.startswith("error (database_misconfigured): DATABASE_URL cannot be used (")
+    assert "secret-pw" not in line
+
+
 def test_second_rate_for_the_same_instant_exits_1_with_one_line(migrated, demo):
     weber = str(demo["Zahnarztpraxis Dr. Weber"])
     migrated.json("companies", "set", weber, "--rate", "0.50", "--effective-from", "2030-01-01T00:00:00+00:00")
