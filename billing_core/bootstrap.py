@@ -100,9 +100,9 @@ def build_gateway(settings: Settings) -> PaymentGateway | None:
     secret = settings.stripe_secret.get_secret_value()
     if not secret:
         return None
-    from billing_core.adapters.stripe_gateway import StripeGateway  # the SDK is slow to import; only when used
+    from billing_core.adapters.stripe_on_demand import StripeOnDemand  # the SDK: imported on the first Stripe call
 
-    return StripeGateway(secret, test_mode=settings.stripe_test_mode, api_base=settings.stripe_api_base)
+    return StripeOnDemand(secret, test_mode=settings.stripe_test_mode, api_base=settings.stripe_api_base)
 
 
 def build_mailer(ctx: ServiceContext, files: InvoiceFileService) -> MailerService | None:

@@ -101,7 +101,8 @@ async def test_tools_list_loads_no_database_stripe_or_pdf_code_and_the_first_cal
         assert result.structured_content is not None
         assert result.structured_content["balance"]["cents"] == 4200
         after_call = imported_modules(stderr_log)
-        assert {"sqlalchemy", "billing_core.bootstrap", "stripe"} <= after_call
+        assert {"sqlalchemy", "billing_core.bootstrap"} <= after_call  # built on the first call
+        assert loaded(after_call, ("stripe", "weasyprint")) == []  # a balance needs neither Stripe nor PDFs
     assert log_lines(stderr_log) == []
 
 
