@@ -48,7 +48,7 @@ class ServicesOnDemand:
         call = ServiceCaller(settings.db_threads)
 
         def build() -> Services:
-            from billing_core.bootstrap import build_services  # SQLAlchemy, every service, Stripe: imported here
+            from billing_core.bootstrap import build_services  # SQLAlchemy and every service: imported here
 
             return build_services(settings, call=call)
 
