@@ -12,7 +12,8 @@ services on the first call, so this is where that cost went). On a busy machine 
 widely; the CPU time of the process shows the work done, whatever else runs.
 
 The children may write bytecode caches (PYTHONDONTWRITEBYTECODE is dropped for them), as an installed
-package has them; one unmeasured start of each server writes them first, and that start is shown apart.
+package has them; one unmeasured start of each server writes them where missing, and its tools/list time is
+shown apart ("warm-up"): the first start after an install or an edit, which compiles, is that slow.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def main() -> None:
     print(f"{runs} runs each: median, min, max in seconds; ratio of the medians to the bare server's")
     print(
         f"{'server':<18} {'tools/list (wall)':>21} {'ratio':>5}  {'process CPU':>21} {'ratio':>5}"
-        f"  {'first get_balance':>21} {'ratio':>5}  first start"
+        f"  {'first get_balance':>21} {'ratio':>5}  warm-up"
     )
     for name, t in results.items():
         print(
