@@ -9,10 +9,11 @@ observed from outside while it runs.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -160,18 +161,27 @@ async def test_a_database_url_that_cannot_work_is_a_clear_tool_error_and_one_log
 
 
 @pytest.fixture
-def unmigrated_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def unmigrated_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if backend == "sqlite":
-        return f"sqlite:///{tmp_path / 'unmigrated.db'}"
-    url = make_url(str(request.getfixturevalue("mariadb_template_url"))).set(database="billing_unmigrated")
-    conn = pymysql.connect(host=url.host, port=url.port or 3306, user=url.username, password=url.password or "")
+        yield f"sqlite:///{tmp_path / 'unmigrated.db'}"
+        return
+    name = f"billing_unmigrated_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+    url = make_url(str(request.getfixturevalue("mariadb_template_url"))).set(database=name)
+
+    def run(statement: str) -> None:
+        conn = pymysql.connect(host=url.host, port=url.port or 3306, user=url.username, password=url.password or "")
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statement)
+        finally:
+            conn.close()
+
+    run(f"DROP DATABASE IF EXISTS `{name}`")
+    run(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
     try:
-        with conn.cursor() as cur:
-            cur.execute("DROP DATABASE IF EXISTS billing_unmigrated")
-            cur.execute("CREATE DATABASE billing_unmigrated CHARACTER SET utf8mb4")
+        yield url.render_as_string(hide_password=False)
     finally:
-        conn.close()
-    return url.render_as_string(hide_password=False)
+        run(f"DROP DATABASE IF EXISTS `{name}`")
 
 
 async def test_an_unmigrated_database_is_a_clear_tool_error_and_a_clear_log_line(
