@@ -24,7 +24,7 @@ from billing_cli.main import (
     services,
 )
 from billing_core.money import Money
-from billing_core.queries.companies import CompanyOverview
+from billing_core.read_models.companies import CompanyOverview
 
 ADDRESS_OPTIONS = ("vat_id", "tax_number", "address_line1", "address_line2", "postal_code", "city", "country")
 

@@ -36,20 +36,19 @@ def ensure_sqlite_folder(url: str) -> None:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def register(cli: click.Group) -> None:
-    @cli.command()
-    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-    @handles_errors
-    def demo(as_json: bool) -> None:
-        """Load demo companies, top-ups and calls when the database is empty; show balances."""
-        with services(demo_settings(Settings())) as svc:
-            seeded = load_demo_data(svc, actor=default_actor())
-            listing = svc.companies.list()
-        emit(
-            {"seeded": seeded, "companies": [c.as_json() for c in listing]},
-            as_json,
-            lambda: _print_balances(listing, seeded=seeded),
-        )
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handles_errors
+def demo(as_json: bool) -> None:
+    """Load demo companies, top-ups and calls when the database is empty; show balances."""
+    with services(demo_settings(Settings())) as svc:
+        seeded = load_demo_data(svc, actor=default_actor())
+        listing = svc.companies.list()
+    emit(
+        {"seeded": seeded, "companies": [c.as_json() for c in listing]},
+        as_json,
+        lambda: _print_balances(listing, seeded=seeded),
+    )
 
 
 def _print_balances(listing: list[CompanyView], *, seeded: bool) -> None:

@@ -16,9 +16,8 @@ from billing_cli.main import (
     script_json,
     services,
 )
-from billing_core.queries import MAX_LIMIT
-from billing_core.queries.base import build
-from billing_core.queries.invoices import InvoiceFilters
+from billing_core.read_models.base import MAX_LIMIT, build
+from billing_core.read_models.invoices import InvoiceFilters
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 

@@ -19,8 +19,8 @@ from billing_cli.main import (
     script_json,
     services,
 )
-from billing_core.queries.base import build
-from billing_core.queries.ledger import LedgerFilters
+from billing_core.read_models.base import build
+from billing_core.read_models.ledger import LedgerFilters
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 

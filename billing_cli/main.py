@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import importlib
 import json
 import logging
 import re
@@ -12,17 +13,18 @@ from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from functools import wraps
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from pydantic import BaseModel
 
-from billing_core.bootstrap import Services, build_services
-from billing_core.config import Settings
 from billing_core.errors import BillingError
 from billing_core.money import Money
-from billing_core.queries import MAX_LIMIT, MoneyView, Page
-from billing_core.queries.base import DEFAULT_LIMIT
+from billing_core.read_models.base import DEFAULT_LIMIT, MAX_LIMIT, MoneyView, Page
+
+if TYPE_CHECKING:
+    from billing_core.bootstrap import Services
+    from billing_core.config import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,6 +40,7 @@ def default_actor() -> str:
 def services(settings: Settings | None = None) -> Iterator[Services]:
     """The services on ``settings``, by default the environment's completed by a running ``billing run``."""
     from billing_cli.local_system import local_settings
+    from billing_core.bootstrap import build_services  # every service: only for commands that use them
 
     built = build_services(settings or local_settings())
     try:
@@ -178,8 +181,94 @@ limit_option = click.option(
 cursor_option = click.option("--cursor", default=None, help="Continue after the previous page (its next_cursor).")
 
 
+# Every command as (module:attribute, short help). The group imports a command's module only when that command
+# runs, so `billing mcp` does not load the Stripe, PDF and server code of the other commands; `billing --help`
+# lists the commands from here. tests/unit/test_cli_commands.py checks the table against the commands.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "adjust": (
+        "billing_cli.money_commands:adjust",
+        "Manual credit or debit of a company's balance (needs a reason; audited).",
+    ),
+    "agents": ("billing_cli.webhook_commands:agents", "Which company a Retell agent's calls bill."),
+    "approvals": (
+        "billing_cli.mcp_commands:approvals",
+        "Four-eyes requests filed by MCP tools above the configured limits.",
+    ),
+    "audit": (
+        "billing_cli.mcp_commands:audit",
+        "The audit log, newest first: every MCP tool call and every change made through the CLI or services.",
+    ),
+    "auto-topup": ("billing_cli.stripe_commands:auto_topup", "Automatic top-ups."),
+    "bonus-rules": ("billing_cli.money_commands:bonus_rules", "Bonus credit on large top-ups."),
+    "calls": ("billing_cli.money_commands:calls", "Call charges."),
+    "companies": (
+        "billing_cli.companies:companies",
+        "Manage companies, their rates, increments, thresholds and auto top-up settings.",
+    ),
+    "db": ("billing_cli.db:db", "Database schema."),
+    "demo": (
+        "billing_cli.db:demo",
+        "Load demo companies, top-ups and calls when the database is empty; show balances.",
+    ),
+    "invoices": ("billing_cli.invoice_commands:invoices", "Invoices, credit notes and monthly usage statements."),
+    "ledger": ("billing_cli.ledger:ledger", "Balances, ledger history and the ledger check."),
+    "mcp": (
+        "billing_cli.mcp_commands:mcp",
+        "Serve the MCP server: over stdio for a local client (logs go to stderr), or over HTTP at /mcp.",
+    ),
+    "payment-methods": ("billing_cli.stripe_commands:payment_methods", "A company's saved cards and SEPA mandates."),
+    "reconcile": (
+        "billing_cli.stripe_commands:reconcile",
+        "Settle top-ups, auto top-ups and refunds left pending by a crash, from Stripe's answer.",
+    ),
+    "run": (
+        "billing_cli.run:run_command",
+        "Everything for local use: migrate, demo data when empty, webhooks + worker, MCP over HTTP, and without "
+        "STRIPE_SECRET the Stripe emulator and a mail sink.",
+    ),
+    "simulate": (
+        "billing_cli.simulate:simulate",
+        "Drive signed Retell calls and emulator top-ups against the running system (`billing run`).",
+    ),
+    "tokens": ("billing_cli.mcp_commands:tokens", "Bearer tokens for the MCP server over HTTP."),
+    # stripe_commands adds its sub-commands (list, checkout, refund) to money_commands' group
+    "topups": ("billing_cli.stripe_commands:topups", "Top-ups."),
+    "webhooks": (
+        "billing_cli.webhook_commands:webhooks",
+        "Serve the webhook sidecar (with no sub-command), or operate its inbox.",
+    ),
+    "worker": (
+        "billing_cli.webhook_commands:worker",
+        "Run a standalone worker: inbox retries and follow-ups, and every scheduled job (invoice PDFs, mail, "
+        "alerts, auto top-up sweep, expiry of stale call holds).",
+    ),
+}
+
+
 class BillingGroup(click.Group):
-    """A bad argument is one line and exit 1, like every other refused input (no usage text, no traceback)."""
+    """Loads its commands lazily from COMMANDS (click's documented LazyGroup pattern). A bad argument is one
+    line and exit 1, like every other refused input (no usage text, no traceback)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *super().list_commands(ctx)})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            self.add_command(load_command(cmd_name), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from the table's short help, without importing any command."""
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            command = self.commands.get(name) or click.Command(name, help=COMMANDS[name][1])
+            rows.append((name, command.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         if not kwargs.get("standalone_mode", True):
@@ -205,29 +294,9 @@ def cli() -> None:
     logging.getLogger().addHandler(logging.NullHandler())
 
 
-def register() -> None:
-    from billing_cli import (
-        companies,
-        db,
-        invoice_commands,
-        ledger,
-        mcp_commands,
-        money_commands,
-        run,
-        simulate,
-        stripe_commands,
-        webhook_commands,
-    )
-
-    for group in (db.db, companies.companies, ledger.ledger, invoice_commands.invoices):
-        cli.add_command(group)
-    money_commands.register(cli)
-    stripe_commands.register(cli, money_commands.topups)
-    webhook_commands.register(cli)
-    db.register(cli)
-    mcp_commands.register(cli)
-    cli.add_command(run.run_command)
-    cli.add_command(simulate.simulate)
-
-
-register()
+def load_command(name: str) -> click.Command:
+    module_name, attribute = COMMANDS[name][0].split(":")
+    command = getattr(importlib.import_module(module_name), attribute)
+    if not isinstance(command, click.Command):  # pragma: no cover - the table test guards this
+        raise TypeError(f"{COMMANDS[name][0]} is not a click command")
+    return command

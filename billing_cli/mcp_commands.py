@@ -16,39 +16,42 @@ from billing_core.money import Money
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(mcp)
-    cli.add_command(tokens)
-    cli.add_command(approvals)
-    cli.add_command(audit)
-
-
 @click.command()
 @click.option("--transport", type=click.Choice(["stdio", "http"]), default="stdio", show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 def mcp(transport: str, host: str, port: int) -> None:
     """Serve the MCP server: over stdio for a local client (logs go to stderr), or over HTTP at /mcp."""
-    from billing_core.bootstrap import build_services
     from mcp_server.settings import McpSettings
 
+    # force: the group put a NullHandler on the root logger, which would make this call a no-op
     logging.basicConfig(
-        stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        stream=sys.stderr,
+        level=logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        force=True,
     )
     settings = McpSettings()
+    if transport == "stdio":
+        from mcp_server.server import build_server
+        from mcp_server.services_on_demand import ServicesOnDemand
+
+        # The client lists the tools first: the database and the services are built on the first call.
+        on_demand = ServicesOnDemand.from_settings(Settings())
+        try:
+            build_server(on_demand, settings=settings).run("stdio")
+        finally:
+            on_demand.close()
+        return
+    import uvicorn
+
+    from billing_core.bootstrap import build_services
+    from mcp_server.http import build_http_app
+
     built = build_services(Settings())
     try:
-        if transport == "stdio":
-            from mcp_server.server import build_server
-
-            build_server(built, settings=settings).run("stdio")
-        else:
-            import uvicorn
-
-            from mcp_server.http import build_http_app
-
-            app = build_http_app(built, settings=settings, host=host, port=port)
-            uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=5)
+        app = build_http_app(built, settings=settings, host=host, port=port)
+        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=5)
     finally:
         built.close()
 
@@ -195,7 +198,7 @@ def audit(
     limit: int, cursor: str | None, actor: str | None, tool: str | None, company_id: int | None, as_json: bool
 ) -> None:
     """The audit log, newest first: every MCP tool call and every change made through the CLI or services."""
-    from billing_core.queries.operations import AuditFilters
+    from billing_core.read_models.operations import AuditFilters
     from billing_core.services.tool_calls import TOOL_CALL_ACTION
 
     filters = AuditFilters(

@@ -25,13 +25,6 @@ actor_option = click.option("--actor", default=default_actor, show_default="cli:
 key_option = click.option("--idempotency-key", default=None, help="Repeat a command safely with the same key.")
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(adjust)
-    cli.add_command(calls)
-    cli.add_command(topups)
-    cli.add_command(bonus_rules)
-
-
 @click.command()
 @click.argument("company_id", type=ID)
 @click.option("--amount", required=True, help="Signed decimal: 50.00 credits, -10.00 debits.")

@@ -21,21 +21,13 @@ from billing_cli.main import (
     parse_datetime,
     services,
 )
+from billing_cli.money_commands import topups
 from billing_core.money import Money
-from billing_core.queries.base import build
-from billing_core.queries.payments import TopupFilters
+from billing_core.read_models.base import build
+from billing_core.read_models.payments import TopupFilters
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 actor_option = click.option("--actor", default=default_actor, show_default="cli:<user>")
-
-
-def register(cli: click.Group, topups: click.Group) -> None:
-    topups.add_command(list_topups)
-    topups.add_command(checkout)
-    topups.add_command(refund_topup)
-    cli.add_command(payment_methods)
-    cli.add_command(auto_topup)
-    cli.add_command(reconcile)
 
 
 @click.command(name="list")
@@ -235,3 +227,9 @@ def reconcile(min_age: int, as_json: bool) -> None:
     emit(report.as_json(), as_json, human)
     if report.errors:
         sys.exit(1)
+
+
+# `billing topups` is money_commands' group with the Stripe sub-commands added here (see billing_cli.main.COMMANDS)
+topups.add_command(list_topups)
+topups.add_command(checkout)
+topups.add_command(refund_topup)

@@ -20,19 +20,13 @@ from billing_cli.main import (
     services,
 )
 from billing_core.config import Settings
-from billing_core.queries import MAX_LIMIT
-from billing_core.queries.operations import WebhookFilters
+from billing_core.read_models.base import MAX_LIMIT
+from billing_core.read_models.operations import WebhookFilters
 
 if TYPE_CHECKING:
     from webhook_app.worker import Worker
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(webhooks)
-    cli.add_command(worker)
-    cli.add_command(agents)
 
 
 @click.group(invoke_without_command=True)

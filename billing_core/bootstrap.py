@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from billing_core.adapters.pdf import WeasyPrintRenderer
 from billing_core.concurrency import ServiceCaller
 from billing_core.config import Settings
 from billing_core.db.database import Database
-from billing_core.errors import StripeConfigurationError
+from billing_core.errors import DatabaseMisconfigured, StripeConfigurationError
 from billing_core.ports import PaymentGateway
 from billing_core.queries import Queries
 from billing_core.services.adjustments import AdjustmentService
@@ -24,7 +26,6 @@ from billing_core.services.context import ServiceContext, utcnow
 from billing_core.services.disputes import DisputeService
 from billing_core.services.invoice_files import InvoiceFileService
 from billing_core.services.invoices import InvoiceService
-from billing_core.services.mailer import MailerService, NotificationRow
 from billing_core.services.payments import PaymentService, forget_payment_method_in
 from billing_core.services.reconcile import ReconcileService
 from billing_core.services.refunds import RefundService
@@ -37,6 +38,9 @@ from billing_core.services.topups import TopupService
 from billing_core.services.webhooks.inbox import InboxSettings, WebhookInbox
 from billing_core.services.webhooks.retell_events import RetellEventHandler
 from billing_core.services.webhooks.stripe_events import StripeEventHandler
+
+if TYPE_CHECKING:
+    from billing_core.services.mailer import MailerService, NotificationRow
 
 
 @dataclass(frozen=True)
@@ -99,9 +103,9 @@ def build_gateway(settings: Settings) -> PaymentGateway | None:
     secret = settings.stripe_secret.get_secret_value()
     if not secret:
         return None
-    from billing_core.adapters.stripe_gateway import StripeGateway  # the SDK is slow to import; only when used
+    from billing_core.adapters.stripe_on_demand import StripeOnDemand  # the SDK: imported on the first Stripe call
 
-    return StripeGateway(secret, test_mode=settings.stripe_test_mode, api_base=settings.stripe_api_base)
+    return StripeOnDemand(secret, test_mode=settings.stripe_test_mode, api_base=settings.stripe_api_base)
 
 
 def build_mailer(ctx: ServiceContext, files: InvoiceFileService) -> MailerService | None:
@@ -109,6 +113,7 @@ def build_mailer(ctx: ServiceContext, files: InvoiceFileService) -> MailerServic
     if not ctx.settings.smtp_url:
         return None
     from billing_core.adapters.mail import SmtpMailSender
+    from billing_core.services.mailer import MailerService  # Jinja2 mail templates: only where mail is sent
 
     def invoice_pdf(row: NotificationRow) -> list[tuple[str, bytes, str]]:
         number, pdf = files.pdf_by_id(int(row.payload["invoice_id"]))
@@ -118,18 +123,46 @@ def build_mailer(ctx: ServiceContext, files: InvoiceFileService) -> MailerServic
     return MailerService(ctx, sender, attachments=invoice_pdf)
 
 
+def open_database(url: str) -> Database:
+    """The database of DATABASE_URL; a URL that cannot work is :class:`DatabaseMisconfigured`, not a traceback.
+
+    Nothing is connected yet: an unreachable server or a missing schema shows on the first transaction."""
+    try:
+        return Database(url)
+    except Exception as error:  # not a URL, an unknown dialect, a driver that is not installed
+        raise DatabaseMisconfigured(
+            f"DATABASE_URL cannot be used ({type(error).__name__}: {_reason(error, url)}); "
+            "expected e.g. sqlite:////absolute/path/billing.db or mysql+pymysql://user:password@host/billing"
+        ) from None
+
+
+def _reason(error: Exception, url: str) -> str:
+    """The error's first line, without the URL's password should a driver quote it."""
+    text = (str(error).strip().splitlines() or [""])[0][:200]
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    return text.replace(password, "***") if password else text
+
+
 def build_services(
     settings: Settings | None = None,
     *,
     clock: Callable[[], datetime] = utcnow,
     db: Database | None = None,
     gateway: PaymentGateway | None = None,
+    call: ServiceCaller | None = None,
 ) -> Services:
+    """Every service on ``settings``. ``call`` is the process's one hop to the services' threads, when the
+    caller needs it before the services exist (``billing mcp`` builds them on the first tool call)."""
     settings = settings or Settings()
-    db = db or Database(settings.database_url)
-    in_loop = not db.is_sqlite and settings.async_db_driver == "aiomysql"
-    caller = ServiceCaller(settings.db_threads, in_loop=in_loop)
-    ctx = ServiceContext(db=db, settings=settings, clock=clock, call=caller)
+    ctx = ServiceContext(
+        db=db or open_database(settings.database_url),
+        settings=settings,
+        clock=clock,
+        call=call or ServiceCaller.for_settings(settings),
+    )
     topups = TopupService(ctx)
     charging = ChargingService(ctx)
     invoices = InvoiceService(ctx)

@@ -18,10 +18,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import anyio
-from sqlalchemy.util.concurrency import greenlet_spawn, in_greenlet
+
+if TYPE_CHECKING:
+    from billing_core.config import Settings
+
+# SQLAlchemy's greenlet helpers are imported where they are used: `billing mcp` makes its caller before it
+# loads SQLAlchemy (the services are built on the first tool call).
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -32,6 +37,13 @@ class ServiceCaller:
         self.limit = limit
         self.in_loop = in_loop
         self._limiter: anyio.CapacityLimiter | None = None
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> ServiceCaller:
+        """The caller of a process on ``settings``: database-only calls in the event loop on MariaDB with
+        aiomysql, in worker threads on SQLite or with ``BILLING_ASYNC_DB_DRIVER=pymysql``."""
+        sqlite = settings.database_url.split(":", 1)[0].split("+", 1)[0] == "sqlite"
+        return cls(settings.db_threads, in_loop=not sqlite and settings.async_db_driver == "aiomysql")
 
     @property
     def limiter(self) -> anyio.CapacityLimiter:
@@ -44,6 +56,8 @@ class ServiceCaller:
         """Run a database-only ``fn(*args, **kwargs)``: in the event loop when it can, else in a thread."""
         if not self.in_loop:
             return await self.blocking(fn, *args, **kwargs)
+        from sqlalchemy.util.concurrency import greenlet_spawn
+
         async with self.limiter:
             # Shielded like a worker thread, which runs to its end whatever happens to the caller: a
             # transaction that started commits or rolls back on its own terms, never half-way through COMMIT.
@@ -62,5 +76,7 @@ def refuse_in_event_loop(what: str) -> None:
     That happens only when an async entry point runs such a call with ``services.call`` instead of
     ``services.call.blocking``: a programming error the MariaDB tests of that entry point then catch.
     """
+    from sqlalchemy.util.concurrency import in_greenlet
+
     if in_greenlet():
         raise RuntimeError(f"{what} would block the event loop; run this service call with `services.call.blocking`")

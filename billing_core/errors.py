@@ -22,10 +22,11 @@
     │   └── InvalidTopupState
     ├── InsufficientBalance        a debit or reservation the available balance cannot cover
     ├── BillingDisabled            prepaid billing is switched off for the company
-    ├── DatabaseError              the database failed (raised only by billing_core.db, never a driver error)
+    ├── DatabaseError              the database failed (raised by billing_core.db and bootstrap, never a driver error)
     │   ├── DatabaseUnavailable    the database could not be reached; retry later (retryable)
     │   ├── DatabaseRejected       the database refused the data (too long, out of range); never retry
-    │   └── DatabaseNotMigrated    the schema is missing or old: run `billing db upgrade`
+    │   ├── DatabaseNotMigrated    the schema is missing or old: run `billing db upgrade`
+    │   └── DatabaseMisconfigured  DATABASE_URL cannot be used (not a URL, unknown database, driver missing)
     └── PaymentError               Stripe said no, or could not be asked
         ├── PaymentDeclined        the bank declined (decline_code says why)
         ├── AuthenticationRequired the payment needs the customer (3-D Secure) but they are not present
@@ -195,6 +196,13 @@ class DatabaseNotMigrated(DatabaseError):
     """A table or column is missing: the database was never migrated, or not to this version."""
 
     code = "database_not_migrated"
+
+
+class DatabaseMisconfigured(DatabaseError):
+    """DATABASE_URL cannot be used: it is not a database URL, names an unknown database, or its driver is
+    not installed. Only a change of configuration helps."""
+
+    code = "database_misconfigured"
 
 
 class PaymentError(BillingError):

@@ -6,19 +6,24 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from mcp.server.mcpserver.exceptions import ToolError
 
-from billing_core.bootstrap import Services
-from billing_core.errors import BillingError
-from billing_core.services.api_tokens import ApiTokenService
-from billing_core.services.approvals import ApprovalService
-from billing_core.services.tool_calls import ToolCallStore
+from billing_core.errors import BillingError, DatabaseError
 from mcp_server.caller import Caller, current_caller
+from mcp_server.services_on_demand import ServicesOnDemand
 from mcp_server.settings import McpSettings
+
+if TYPE_CHECKING:
+    from billing_core.bootstrap import Services
+    from billing_core.services.api_tokens import ApiTokenService
+    from billing_core.services.approvals import ApprovalService
+    from billing_core.services.tool_calls import ToolCallStore
 
 log = logging.getLogger("mcp_server")
 
@@ -44,17 +49,39 @@ def record() -> CallRecord:
 
 @dataclass
 class BillingApp:
-    services: Services
+    """``services`` may be given built, or :class:`ServicesOnDemand` that builds them on the first call that
+    needs them (``billing mcp`` over stdio); tools reach them through :attr:`services` at call time."""
+
+    source: Services | ServicesOnDemand
     settings: McpSettings
     local_caller: Caller
-    tokens: ApiTokenService = field(init=False)
-    approvals: ApprovalService = field(init=False)
-    calls: ToolCallStore = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.tokens = ApiTokenService(self.services.ctx)
-        self.approvals = ApprovalService(self.services.ctx)
-        self.calls = ToolCallStore(self.services.ctx)
+    @cached_property
+    def on_demand(self) -> ServicesOnDemand:
+        source = self.source
+        return source if isinstance(source, ServicesOnDemand) else ServicesOnDemand.built(source)
+
+    @property
+    def services(self) -> Services:
+        return self.on_demand.get()
+
+    @cached_property
+    def tokens(self) -> ApiTokenService:
+        from billing_core.services.api_tokens import ApiTokenService
+
+        return ApiTokenService(self.services.ctx)
+
+    @cached_property
+    def approvals(self) -> ApprovalService:
+        from billing_core.services.approvals import ApprovalService
+
+        return ApprovalService(self.services.ctx)
+
+    @cached_property
+    def calls(self) -> ToolCallStore:
+        from billing_core.services.tool_calls import ToolCallStore
+
+        return ToolCallStore(self.services.ctx)
 
     def caller(self) -> Caller:
         caller = current_caller(self.local_caller)
@@ -84,6 +111,8 @@ def tool_errors() -> Iterator[None]:
     except ToolError:
         raise
     except BillingError as error:
+        if isinstance(error, DatabaseError):  # the operator's to fix (an outage, no schema): say so on stderr too
+            log.error("tool call failed: %s: %s", error.code, error.message)
         raise ToolError(f"{error.code}: {error.message}") from None
     except Exception:
         log.exception("tool failed unexpectedly")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -10,15 +10,16 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from billing_core.money import Money
-from billing_core.queries import Page
-from billing_core.queries.operations import AuditEntry, AuditFilters
-from billing_core.services.approvals import Approval
-from billing_core.services.tool_calls import TOOL_CALL_ACTION
+from billing_core.read_models.base import Page
+from billing_core.read_models.operations import AuditEntry, AuditFilters
 from mcp_server.app import BillingApp, record, tool_errors
 from mcp_server.caller import APPROVE, READ
 from mcp_server.models import Amount, ApprovalList, ApprovalView
 from mcp_server.operations import OPERATIONS
 from mcp_server.read_tools import as_data
+
+if TYPE_CHECKING:
+    from billing_core.services.approvals import Approval
 
 
 def approval_view(approval: Approval) -> ApprovalView:
@@ -57,8 +58,6 @@ def execute_approved(app: BillingApp, approval: Approval) -> Approval:
 
 
 def register_approval_tools(server: MCPServer, app: BillingApp) -> None:
-    services = app.services
-
     @server.tool(
         name="list_pending_approvals",
         annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
@@ -71,7 +70,9 @@ def register_approval_tools(server: MCPServer, app: BillingApp) -> None:
         with tool_errors():
             caller = app.caller()
             caller.require(APPROVE)
-            items = await services.call(lambda: app.approvals.pending(company_id=caller.company_id, limit=limit + 1))
+            items = await app.services.call(
+                lambda: app.approvals.pending(company_id=caller.company_id, limit=limit + 1)
+            )
             return ApprovalList(items=[approval_view(a) for a in items[:limit]], has_more=len(items) > limit)
 
     @server.tool(
@@ -92,20 +93,20 @@ def register_approval_tools(server: MCPServer, app: BillingApp) -> None:
         with tool_errors():
             caller = app.caller()
             caller.require(APPROVE)
-            pending = await services.call(app.approvals.get, approval_id)
+            pending = await app.services.call(app.approvals.get, approval_id)
             if pending.company_id is not None:
                 caller.owns(pending.company_id, f"approval request {approval_id} does not exist")
             elif caller.company_id is not None:
                 raise ToolError(f"approval request {approval_id} does not exist")
             rec = record()
             rec.company_id = pending.company_id
-            decided = await services.call(
+            decided = await app.services.call(
                 lambda: app.approvals.decide(
                     approval_id, approve=decision == "approve", decided_by=caller.name, reason=reason
                 )
             )
             if decided.status == "approved":
-                decided = await services.call.blocking(execute_approved, app, decided)
+                decided = await app.services.call.blocking(execute_approved, app, decided)
                 rec.outcome = "approved" if decided.status == "approved" else "approval_failed"
             else:
                 rec.outcome = "rejected"
@@ -126,6 +127,8 @@ def register_approval_tools(server: MCPServer, app: BillingApp) -> None:
         company_id: Annotated[int | None, Field(None, ge=1, description="Only entries about this company.")] = None,
     ) -> Page[AuditEntry]:
         """Who did what and when: every MCP tool call (arguments, outcome) and every other change, newest first."""
+        from billing_core.services.tool_calls import TOOL_CALL_ACTION
+
         with tool_errors():
             caller = app.caller()
             caller.require(READ)
@@ -135,5 +138,5 @@ def register_approval_tools(server: MCPServer, app: BillingApp) -> None:
                 entity_id=tool,
                 company_id=caller.company(company_id),
             )
-            page = await services.call(lambda: services.queries.audit_log(filters, limit=limit, cursor=cursor))
+            page = await app.services.call(lambda: app.services.queries.audit_log(filters, limit=limit, cursor=cursor))
             return as_data(page)

@@ -17,6 +17,7 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel
 
+from billing_core.errors import BillingError
 from mcp_server.app import BillingApp, CallRecord, current_record
 from mcp_server.caller import current_caller
 from mcp_server.text import capped
@@ -141,6 +142,8 @@ class Guards:
                     message=message,
                 )
             )
+        except BillingError as error:  # the database is down or has no schema: one line, the answer still goes out
+            log.error("could not write the audit row of a tool call: %s: %s", error.code, error.message)
         except Exception:  # the call's own answer must not be lost to a failed audit write; it is logged
             log.exception("could not write the audit row of a tool call")
 

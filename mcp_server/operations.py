@@ -13,23 +13,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from billing_core.bootstrap import Services
 from billing_core.errors import InvalidInput, InvalidTopupState, NotFound, RefundExceedsCharge
 from billing_core.money import Money
-from billing_core.services.invoice_resend import resend_invoice
 from mcp_server.caller import ADJUST, ADMIN, REFUND, Caller
 from mcp_server.models import Amount, Preview
+
+if TYPE_CHECKING:
+    from billing_core.bootstrap import Services
 
 MAX_CENTS = 10**12  # ten billion in major units: far above any real amount, well inside BIGINT
 Reason = Field(min_length=1, max_length=500, description="Why, in a few words; recorded in the ledger and audit log.")
 
 
 class Args(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # built on the first call: tools/list needs only the fields (the tools' parameters come from them)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class RefundCallArgs(Args):
@@ -113,8 +115,8 @@ class Plan:
     limit: Literal["refund", "adjustment"] | None = None
 
 
-Planner = Callable[[Services, Caller, Any], Plan]
-Executor = Callable[[Services, str, Any, str], dict[str, Any]]
+Planner = Callable[["Services", Caller, Any], Plan]
+Executor = Callable[["Services", str, Any, str], dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,6 +428,8 @@ def plan_resend_invoice(services: Services, caller: Caller, args: ResendInvoiceA
 
 
 def execute_resend_invoice(services: Services, actor: str, args: ResendInvoiceArgs, key: str) -> dict[str, Any]:
+    from billing_core.services.invoice_resend import resend_invoice
+
     result = resend_invoice(services.ctx, args.number, actor=actor, request_key=key)
     return {
         "number": result.number,

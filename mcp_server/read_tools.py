@@ -15,12 +15,12 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, EmbeddedResource, ImageContent, TextContent, TextResourceContents, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from billing_core.queries import Page
-from billing_core.queries.companies import BalanceOverview, CompanyMatch, LowBalanceCompany, LowBalanceFilters
-from billing_core.queries.invoices import InvoiceDetail, InvoiceFilters, InvoiceSummary
-from billing_core.queries.ledger import CallChargeView, LedgerEntryView, LedgerFilters
-from billing_core.queries.operations import WebhookEventView, WebhookFilters
-from billing_core.queries.payments import (
+from billing_core.read_models.base import Page
+from billing_core.read_models.companies import BalanceOverview, CompanyMatch, LowBalanceCompany, LowBalanceFilters
+from billing_core.read_models.invoices import InvoiceDetail, InvoiceFilters, InvoiceSummary
+from billing_core.read_models.ledger import CallChargeView, LedgerEntryView, LedgerFilters
+from billing_core.read_models.operations import WebhookEventView, WebhookFilters
+from billing_core.read_models.payments import (
     DisputeFilters,
     DisputeView,
     TopupFilters,
@@ -28,8 +28,8 @@ from billing_core.queries.payments import (
     TopupRefundView,
     TopupView,
 )
-from billing_core.queries.periods import Period
-from billing_core.queries.statistics import PaymentStatistics
+from billing_core.read_models.periods import Period
+from billing_core.read_models.statistics import PaymentStatistics
 from mcp_server.app import BillingApp, tool_errors
 from mcp_server.caller import READ, Caller
 from mcp_server.reports import FinancialReport, build_report, report_chart_png, report_csv
@@ -109,8 +109,6 @@ def _period(start: date | None, end: date | None, days: int, app: BillingApp) ->
 
 
 def register_read_tools(server: MCPServer, app: BillingApp) -> None:
-    services = app.services
-
     def reader() -> Caller:
         caller = app.caller()
         caller.require(READ)
@@ -131,7 +129,7 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
         """Find companies by name, email, Stripe customer id or Retell agent id."""
         with tool_errors():
             caller = reader()
-            found = await services.call(lambda: services.queries.find_companies(query, limit=limit + 1))
+            found = await app.services.call(lambda: app.services.queries.find_companies(query, limit=limit + 1))
             if caller.company_id is not None:
                 found = tuple(m for m in found if m.id == caller.company_id)
             return as_data(CompanyMatches(items=list(found[:limit]), has_more=len(found) > limit))
@@ -144,7 +142,7 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
         with tool_errors():
             cid = reader().company(company_id)
             assert cid is not None
-            return await services.call(services.queries.balance, cid)
+            return await app.services.call(app.services.queries.balance, cid)
 
     @server.tool(name="get_payment_overview", annotations=READ_ONLY, structured_output=True)
     async def get_payment_overview(
@@ -159,7 +157,7 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
         with tool_errors():
             cid = reader().company(company_id)
             period = _period(start, end, days, app)
-            q = services.queries
+            q = app.services.queries
 
             def work() -> PaymentOverview:
                 low = q.low_balance_companies(limit=OVERVIEW_ITEMS)
@@ -172,7 +170,7 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
                     recent_activity=q.ledger_entries(LedgerFilters(company_id=cid), limit=OVERVIEW_ITEMS),
                 )
 
-            return as_data(await services.call(work))
+            return as_data(await app.services.call(work))
 
     @server.tool(name="get_customer_payment_history", annotations=READ_ONLY, structured_output=True)
     async def get_customer_payment_history(
@@ -184,7 +182,7 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
         with tool_errors():
             cid = reader().company(company_id)
             assert cid is not None
-            q = services.queries
+            q = app.services.queries
 
             def work() -> CustomerPaymentHistory:
                 return CustomerPaymentHistory(
@@ -194,7 +192,7 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
                     disputes=q.disputes(DisputeFilters(company_id=cid), limit=20),
                 )
 
-            return as_data(await services.call(work))
+            return as_data(await app.services.call(work))
 
     @server.tool(name="list_transactions", annotations=READ_ONLY, structured_output=True)
     async def list_transactions(
@@ -212,7 +210,9 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
         with tool_errors():
             cid = reader().company(company_id)
             filters = LedgerFilters(company_id=cid, types=tuple(types) if types else None, since=since, until=until)
-            page = await services.call(lambda: services.queries.ledger_entries(filters, limit=limit, cursor=cursor))
+            page = await app.services.call(
+                lambda: app.services.queries.ledger_entries(filters, limit=limit, cursor=cursor)
+            )
             return as_data(page)
 
     @server.tool(name="list_topups", annotations=READ_ONLY, structured_output=True)
@@ -242,7 +242,7 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
                     "until": until,
                 }
             )
-            page = await services.call(lambda: services.queries.topups(filters, limit=limit, cursor=cursor))
+            page = await app.services.call(lambda: app.services.queries.topups(filters, limit=limit, cursor=cursor))
             return as_data(page)
 
     @server.tool(name="list_low_balance_companies", annotations=READ_ONLY, structured_output=True)
@@ -257,8 +257,8 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
         with tool_errors():
             caller = reader()
             filters = LowBalanceFilters(auto_topup_enabled=auto_topup_enabled)
-            page = await services.call(
-                lambda: services.queries.low_balance_companies(filters, limit=limit, cursor=cursor)
+            page = await app.services.call(
+                lambda: app.services.queries.low_balance_companies(filters, limit=limit, cursor=cursor)
             )
             if caller.company_id is not None:
                 own = tuple(c for c in page.items if c.company_id == caller.company_id)
@@ -272,7 +272,7 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
         """What a call cost: duration, billed seconds, rate, amount charged, refunded so far and refund status."""
         with tool_errors():
             caller = reader()
-            view = await services.call(services.queries.call_charge, call_id)
+            view = await app.services.call(app.services.queries.call_charge, call_id)
             caller.owns(view.company_id, f"no charge for call {call_id}")
             return view
 
@@ -291,7 +291,7 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
         with tool_errors():
             cid = reader().company(company_id)
             filters = InvoiceFilters(company_id=cid, type=type, since=since, until=until)
-            return await services.call(lambda: services.queries.invoices(filters, limit=limit, cursor=cursor))
+            return await app.services.call(lambda: app.services.queries.invoices(filters, limit=limit, cursor=cursor))
 
     @server.tool(name="get_invoice", annotations=READ_ONLY, structured_output=True)
     async def get_invoice(
@@ -300,7 +300,7 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
         """One invoice or credit note with everything printed on it (the PDF is billing://invoices/{number})."""
         with tool_errors():
             caller = reader()
-            detail = await services.call(services.queries.invoice, number)
+            detail = await app.services.call(app.services.queries.invoice, number)
             caller.owns(detail.company_id, f"invoice {number} does not exist")
             return as_data(detail)
 
@@ -324,7 +324,9 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
             filters = WebhookFilters(
                 statuses=tuple(statuses) if statuses else None, provider=provider, since=since, until=until
             )
-            page = await services.call(lambda: services.queries.webhook_events(filters, limit=limit, cursor=cursor))
+            page = await app.services.call(
+                lambda: app.services.queries.webhook_events(filters, limit=limit, cursor=cursor)
+            )
             return as_data(page)
 
     @server.tool(name="generate_financial_report", annotations=READ_ONLY)
@@ -345,7 +347,7 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
         with tool_errors():
             cid = reader().company(company_id)
             period = _period(start, end, days, app)
-            report = await services.call(lambda: build_report(services, report_type, period, cid))
+            report = await app.services.call(lambda: build_report(app.services, report_type, period, cid))
             data = report.model_dump(mode="json")
             content: list[Any] = [TextContent(type="text", text=report.headline)]
             if include_csv:
@@ -360,6 +362,6 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
                     )
                 )
             if include_chart:
-                png = await services.call.blocking(report_chart_png, report)
+                png = await app.services.call.blocking(report_chart_png, report)
                 content.append(ImageContent(type="image", data=png, mime_type="image/png"))
             return CallToolResult(content=content, structured_content=data)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import base64
 import csv
 import io
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
-from billing_core.bootstrap import Services
-from billing_core.queries.periods import Period
-from billing_core.queries.statistics import PaymentStatistics, TaxTotals
+from billing_core.read_models.periods import Period
+from billing_core.read_models.statistics import PaymentStatistics, TaxTotals
+
+if TYPE_CHECKING:
+    from billing_core.bootstrap import Services
 
 ReportType = Literal["summary", "detailed", "tax"]
 

@@ -9,7 +9,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 
 from billing_core.errors import BillingError
-from billing_core.queries.ledger import LedgerFilters
+from billing_core.read_models.ledger import LedgerFilters
 from mcp_server.app import BillingApp
 from mcp_server.caller import READ, Caller
 from mcp_server.read_tools import as_data
@@ -36,14 +36,12 @@ def _company(app: BillingApp, company_id: str) -> int:
 
 
 def register_resources(server: MCPServer, app: BillingApp) -> None:
-    services = app.services
-
     @server.resource("billing://companies/{company_id}/balance", name="company_balance", mime_type="application/json")
     async def company_balance(company_id: str) -> str:
         """A company's balance, reserved and available amounts and low-balance threshold (JSON)."""
         with resource_errors():
             cid = _company(app, company_id)
-            view = await services.call(services.queries.balance, cid)
+            view = await app.services.call(app.services.queries.balance, cid)
             return view.model_dump_json()
 
     @server.resource(
@@ -53,7 +51,9 @@ def register_resources(server: MCPServer, app: BillingApp) -> None:
         """A company's latest 50 ledger entries, newest first (JSON page; list_transactions pages further)."""
         with resource_errors():
             cid = _company(app, company_id)
-            page = await services.call(lambda: services.queries.ledger_entries(LedgerFilters(company_id=cid), limit=50))
+            page = await app.services.call(
+                lambda: app.services.queries.ledger_entries(LedgerFilters(company_id=cid), limit=50)
+            )
             return as_data(page).model_dump_json()
 
     @server.resource("billing://invoices/{number}", name="invoice_pdf", mime_type="application/pdf")
@@ -62,9 +62,9 @@ def register_resources(server: MCPServer, app: BillingApp) -> None:
         with resource_errors():
             caller = app.caller()
             caller.require(READ)
-            detail = await services.call(services.queries.invoice, number)
+            detail = await app.services.call(app.services.queries.invoice, number)
             caller.owns(detail.company_id, f"invoice {number} does not exist")
-            return await services.call.blocking(services.invoice_files.pdf, number)
+            return await app.services.call.blocking(app.services.invoice_files.pdf, number)
 
     @server.resource("billing://reports/daily-revenue", name="daily_revenue", mime_type="text/csv")
     async def daily_revenue() -> str:
@@ -74,6 +74,6 @@ def register_resources(server: MCPServer, app: BillingApp) -> None:
         with resource_errors():
             caller = app.caller()
             caller.require(READ)
-            period = services.queries.period(30)
-            report = await services.call(lambda: build_report(services, "detailed", period, caller.company_id))
+            period = app.services.queries.period(30)
+            report = await app.services.call(lambda: build_report(app.services, "detailed", period, caller.company_id))
             return report_csv(report)

@@ -1,14 +1,16 @@
-"""``build_server(services)``: the billing MCP server, with no module-level state."""
+"""``build_server(services)``: the billing MCP server, with no module-level state.
+
+``services`` may also be :class:`~mcp_server.services_on_demand.ServicesOnDemand`: ``billing mcp`` over stdio
+answers ``initialize`` and ``tools/list`` without building them (see that module)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp.server import MCPServer
 from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 
-from billing_core.bootstrap import Services
 from mcp_server.app import BillingApp
 from mcp_server.approval_tools import register_approval_tools
 from mcp_server.caller import APPROVE, READ, Caller
@@ -17,8 +19,12 @@ from mcp_server.operations import OPERATIONS
 from mcp_server.prompts import register_prompts
 from mcp_server.read_tools import READ_TOOLS, register_read_tools
 from mcp_server.resources import register_resources
+from mcp_server.services_on_demand import BuildServicesFirst, ServicesOnDemand
 from mcp_server.settings import McpSettings
 from mcp_server.write_tools import register_write_tools
+
+if TYPE_CHECKING:
+    from billing_core.bootstrap import Services
 
 INSTRUCTIONS = """\
 Billing for AI phone assistants: companies keep a prepaid balance that calls consume per second.
@@ -40,7 +46,7 @@ def tool_scopes() -> dict[str, str]:
 
 
 def build_server(
-    services: Services,
+    services: Services | ServicesOnDemand,
     *,
     settings: McpSettings | None = None,
     local_caller: Caller | None = None,
@@ -65,6 +71,7 @@ def build_server(
         auth=auth,
         log_level="WARNING",
     )
+    server.middleware.append(BuildServicesFirst(app.on_demand))  # outermost: Guards' audit needs the services
     server.middleware.append(Guards(app, tool_scopes()))
     register_read_tools(server, app)
     register_write_tools(server, app)

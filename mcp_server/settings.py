@@ -7,8 +7,8 @@ from decimal import Decimal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from billing_core.domain.scopes import parse_scopes
 from billing_core.errors import InvalidInput
-from billing_core.services.api_tokens import parse_scopes
 
 CONFIRMATION_PATHS = ("elicitation", "token")
 

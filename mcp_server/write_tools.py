@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, Elicit, ElicitationResult, MCPServer, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
@@ -22,11 +22,13 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from billing_core.money import Money
-from billing_core.services.tool_calls import Confirmation, arguments_hash, service_key
 from mcp_server.app import BillingApp, record, tool_errors
 from mcp_server.caller import Caller
 from mcp_server.models import Amount, WriteOutcome
 from mcp_server.operations import OPERATIONS, Args, Operation, Plan, new_key
+
+if TYPE_CHECKING:
+    from billing_core.services.tool_calls import Confirmation
 
 CONTROL = ("idempotency_key", "confirmation_token")
 
@@ -148,11 +150,12 @@ def register_write_tools(server: MCPServer, app: BillingApp) -> None:
 
 
 def _register(server: MCPServer, app: BillingApp, op: Operation) -> None:
-    services = app.services
     ctx_param = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)
     arg_params = _argument_params(op)
 
     def gate_sync(caller: Caller, values: dict[str, Any], elicitable: bool) -> Gate:
+        from billing_core.services.tool_calls import arguments_hash
+
         caller.require(op.scope)
         args = _business_args(op, values)
         digest = arguments_hash(op.name, args.model_dump(mode="json"))
@@ -167,7 +170,7 @@ def _register(server: MCPServer, app: BillingApp, op: Operation) -> None:
             confirmation = app.calls.check_confirmation(token, caller=caller.name, tool=op.name, args_hash=digest)
             if confirmation.result is not None:
                 return Gate("replay", caller, args, digest, replay=confirmation.result)
-        plan = op.plan(services, caller, args)
+        plan = op.plan(app.services, caller, args)
         if _over_limit(app, caller, plan) is not None:
             return Gate("approval", caller, args, digest, plan=plan)
         if confirmation is not None:
@@ -187,7 +190,7 @@ def _register(server: MCPServer, app: BillingApp, op: Operation) -> None:
     async def gate(ctx: Context[Any, Any], **values: Any) -> Gate:
         with tool_errors():
             caller = app.caller()
-            return await services.call(gate_sync, caller, values, can_elicit(ctx))
+            return await app.services.call(gate_sync, caller, values, can_elicit(ctx))
 
     _set_signature(gate, [*arg_params, ctx_param], Gate)
 
@@ -233,6 +236,8 @@ def _register(server: MCPServer, app: BillingApp, op: Operation) -> None:
 async def _run(
     app: BillingApp, op: Operation, gate: Gate, consent: ElicitationResult[Confirm], key: str | None
 ) -> WriteOutcome:
+    from billing_core.services.tool_calls import service_key
+
     services = app.services
     caller = gate.caller
     rec = record()

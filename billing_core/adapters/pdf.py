@@ -14,28 +14,35 @@ from datetime import date, datetime
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from babel import Locale
-from babel.dates import format_date, format_datetime
-from babel.numbers import format_decimal, format_percent
-from jinja2 import Environment, FileSystemLoader, select_autoescape
-
-from billing_core.adapters.einvoice import cii_xml
 from billing_core.concurrency import refuse_in_event_loop
-from billing_core.domain.invoice_document import InvoiceDocument
 from billing_core.domain.invoice_labels import labels, language
 from billing_core.money import Money
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
+
+    from billing_core.domain.invoice_document import InvoiceDocument
+
+# Babel, Jinja2, lxml and WeasyPrint are imported where a document is rendered: every process builds the
+# renderer, few render (`billing mcp` starts without them).
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates" / "invoices"
 
 
 @cache
 def _environment() -> Environment:
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
     return Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
 
 
 def _helpers(locale: str, currency: str) -> dict[str, Any]:
+    from babel import Locale
+    from babel.dates import format_date, format_datetime
+    from babel.numbers import format_decimal, format_percent
+
     def money(cents: int) -> str:
         return Money(int(cents), currency).format(locale)
 
@@ -94,6 +101,8 @@ def render_invoice_pdf(doc: InvoiceDocument) -> bytes:
     """
     from facturx import xml_check_xsd
     from weasyprint import HTML, Attachment
+
+    from billing_core.adapters.einvoice import cii_xml
 
     xml = cii_xml(doc)
     xml_check_xsd(xml, flavor="factur-x", level="en16931")

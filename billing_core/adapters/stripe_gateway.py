@@ -18,6 +18,7 @@ import stripe
 from stripe.params import PaymentIntentConfirmParams, PaymentIntentCreateParams
 from stripe.params.checkout import SessionCreateParams
 
+from billing_core.adapters.stripe_keys import check_key_mode
 from billing_core.adapters.stripe_objects import (
     CheckoutSessionView,
     PaymentIntentView,
@@ -43,23 +44,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PAYMENT_METHOD_TYPES = ("card", "sepa_debit")
-
-
-def check_key_mode(secret_key: str, *, test_mode: bool) -> None:
-    """Refuse to start when STRIPE_TEST_MODE and the key's prefix disagree (the classic 'Invalid API Key')."""
-    if not secret_key:
-        raise StripeConfigurationError("STRIPE_SECRET is not set")
-    prefix = secret_key.split("_", 2)
-    if len(prefix) < 3 or prefix[0] not in ("sk", "rk") or prefix[1] not in ("test", "live"):
-        raise StripeConfigurationError(
-            "STRIPE_SECRET does not look like a Stripe secret key (sk_test_... or sk_live_...)"
-        )
-    is_test_key = prefix[1] == "test"
-    if is_test_key != test_mode:
-        mode = "test" if test_mode else "live"
-        raise StripeConfigurationError(
-            f"STRIPE_TEST_MODE says {mode} mode but STRIPE_SECRET is a {prefix[1]} key; use keys of one mode"
-        )
 
 
 class _HttpxClient(stripe.HTTPXClient):

@@ -11,8 +11,8 @@ from sqlalchemy import Connection
 from billing_core.queries import companies as company_reads
 from billing_core.queries import invoices as invoice_reads
 from billing_core.queries import ledger, operations, payments, statistics
-from billing_core.queries.base import DEFAULT_LIMIT, Page
-from billing_core.queries.periods import Period
+from billing_core.read_models.base import DEFAULT_LIMIT, Page
+from billing_core.read_models.periods import Period
 from billing_core.services.context import ServiceContext
 
 T = TypeVar("T")

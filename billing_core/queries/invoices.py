@@ -4,57 +4,19 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field
 from sqlalchemy import Connection, select
 
 from billing_core.db.tables import companies, invoices
 from billing_core.errors import NotFound
-from billing_core.queries.base import (
-    DEFAULT_LIMIT,
-    AwareTimestamp,
-    MoneyView,
-    Page,
-    ReadModel,
-    Timestamp,
-    keyset_page,
-    narrowed,
-)
+from billing_core.queries.base import keyset_page, narrowed
+from billing_core.read_models.base import DEFAULT_LIMIT, MoneyView, Page
+from billing_core.read_models.invoices import InvoiceDetail, InvoiceFilters, InvoiceKind, InvoiceSummary
 
-InvoiceKind = Literal["invoice", "credit_note"]
-
-
-class InvoiceSummary(ReadModel):
-    """An issued invoice (for a top-up) or credit note (for a top-up refund)."""
-
-    id: int
-    number: str
-    type: InvoiceKind = Field(description="invoice or credit_note.")
-    company_id: int
-    topup_id: int
-    topup_refund_id: int | None
-    corrects_invoice_id: int | None = Field(description="For a credit note: the invoice it corrects.")
-    net: MoneyView
-    vat: MoneyView
-    gross: MoneyView
-    vat_rate: str = Field(description="VAT rate in percent, as printed (e.g. '19').")
-    vat_category: str = Field(description="EN 16931 VAT category code (S, AE, ...).")
-    issued_at: Timestamp
-    rendered_at: Timestamp | None = Field(description="When the PDF was rendered; null while it is pending.")
-    pdf_sha256: str | None
-
-
-class InvoiceDetail(InvoiceSummary):
-    document: dict[str, Any] = Field(description="Everything printed on it (seller, buyer, lines, totals).")
-
-
-class InvoiceFilters(ReadModel):
-    company_id: int | None = Field(None, ge=1)
-    type: InvoiceKind | None = None
-    since: AwareTimestamp | None = Field(None, description="Issued at or after this instant.")
-    until: AwareTimestamp | None = Field(None, description="Issued before this instant.")
-
+# The models of these reads are in billing_core.read_models (loadable without SQLAlchemy); they can still
+# be imported from here.
+__all__ = ["InvoiceDetail", "InvoiceFilters", "InvoiceKind", "InvoiceSummary"]
 
 _SUMMARY_COLUMNS = [c for c in invoices.c if c.name not in ("pdf", "document")]
 

@@ -2,50 +2,26 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field
 from sqlalchemy import Connection, select
 
 from billing_core.db.tables import call_charges, companies, ledger
 from billing_core.errors import CallChargeNotFound
-from billing_core.queries.base import (
-    DEFAULT_LIMIT,
-    AwareTimestamp,
-    MoneyView,
-    Page,
-    ReadModel,
-    Timestamp,
-    keyset_page,
-    narrowed,
+from billing_core.queries.base import keyset_page, narrowed
+from billing_core.read_models.base import DEFAULT_LIMIT, MoneyView, Page
+from billing_core.read_models.ledger import (
+    CallChargeFilters,
+    CallChargeView,
+    EntryType,
+    LedgerEntryView,
+    LedgerFilters,
+    RefundStatus,
 )
 
-EntryType = Literal["topup", "bonus", "charge", "refund", "adjustment", "reversal"]
-RefundStatus = Literal["none", "partial", "full"]
-
-
-class LedgerEntryView(ReadModel):
-    """One append-only ledger entry: a signed amount and the balance before and after it."""
-
-    id: int
-    company_id: int
-    type: EntryType
-    amount: MoneyView = Field(description="Signed: credits positive, debits negative.")
-    balance_before: MoneyView
-    balance_after: MoneyView
-    description: str
-    reference_type: str | None = Field(description="What caused it: call_charge, topup, topup_refund, dispute, ...")
-    reference_id: str | None
-    actor: str | None
-    created_at: Timestamp
-
-
-class LedgerFilters(ReadModel):
-    company_id: int | None = Field(None, ge=1, description="One company's ledger; all companies when null.")
-    types: tuple[EntryType, ...] | None = Field(None, description="Only these entry types.")
-    since: AwareTimestamp | None = Field(None, description="Entries at or after this instant.")
-    until: AwareTimestamp | None = Field(None, description="Entries before this instant.")
+# The models of these reads are in billing_core.read_models (loadable without SQLAlchemy); they can still
+# be imported from here.
+__all__ = ["CallChargeFilters", "CallChargeView", "EntryType", "LedgerEntryView", "LedgerFilters", "RefundStatus"]
 
 
 def _ledger_entry(row: Any) -> LedgerEntryView:
@@ -94,31 +70,6 @@ def list_ledger_entries(
         cursor=cursor,
         company_id=filters.company_id,
     )
-
-
-class CallChargeView(ReadModel):
-    """A billed call: duration, the rate used, what was charged and what was refunded."""
-
-    id: int
-    call_id: str
-    company_id: int
-    duration_seconds: int
-    billed_seconds: int = Field(description="Duration rounded up to the billing increment.")
-    rate_per_minute: Decimal
-    billing_increment_seconds: int
-    amount_charged: MoneyView
-    refunded: MoneyView
-    refund_status: RefundStatus
-    call_started_at: Timestamp
-    call_ended_at: Timestamp | None
-    charged_at: Timestamp
-
-
-class CallChargeFilters(ReadModel):
-    company_id: int | None = Field(None, ge=1)
-    refund_status: RefundStatus | None = Field(None, description="none, partial or full.")
-    since: AwareTimestamp | None = Field(None, description="Charged at or after this instant.")
-    until: AwareTimestamp | None = Field(None, description="Charged before this instant.")
 
 
 def _call_charge(row: Any) -> CallChargeView:

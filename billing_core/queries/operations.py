@@ -3,52 +3,34 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field
 from sqlalchemy import Connection, func, select
 
 from billing_core.db.tables import audit_log, notifications, webhook_events
-from billing_core.queries.base import (
-    DEFAULT_LIMIT,
-    AwareTimestamp,
-    MoneyView,
-    Page,
-    ReadModel,
-    Timestamp,
-    keyset_page,
-    narrowed,
+from billing_core.queries.base import keyset_page, narrowed
+from billing_core.read_models.base import DEFAULT_LIMIT, MoneyView, Page
+from billing_core.read_models.operations import (
+    AuditEntry,
+    AuditFilters,
+    OutboxFilters,
+    OutboxMail,
+    WebhookEventView,
+    WebhookFilters,
+    WebhookStatus,
 )
 
-
-class AuditEntry(ReadModel):
-    """Who changed what: a setting change or money movement by a person or a tool."""
-
-    id: int
-    actor: str
-    action: str
-    entity_type: str
-    entity_id: str | None
-    company_id: int | None
-    details: dict[str, Any] = Field(description="What changed (old and new values, amounts, reasons).")
-    outcome: str | None = Field(
-        None,
-        description="MCP tool calls: executed, ok, replayed, confirmation_required, approval_requested, declined, "
-        "approved, rejected, refused, error, failed, rate_limited, input_required.",
-    )
-    amount: MoneyView | None = Field(None, description="MCP tool calls: the money the call moved.")
-    created_at: Timestamp
-
-
-class AuditFilters(ReadModel):
-    actor: str | None = Field(None, max_length=200, description="Exactly this actor, e.g. cli:anna or mcp:support.")
-    action: str | None = Field(None, max_length=64, description="Exactly this action, e.g. balance.adjust.")
-    entity_id: str | None = Field(
-        None, max_length=128, description="Exactly this entity, e.g. a tool name with action mcp.tool_call."
-    )
-    company_id: int | None = Field(None, ge=1)
-    since: AwareTimestamp | None = None
-    until: AwareTimestamp | None = None
+# The models of these reads are in billing_core.read_models (loadable without SQLAlchemy); they can still
+# be imported from here.
+__all__ = [
+    "AuditEntry",
+    "AuditFilters",
+    "OutboxFilters",
+    "OutboxMail",
+    "WebhookEventView",
+    "WebhookFilters",
+    "WebhookStatus",
+]
 
 
 def _audit(row: Any, locale: str) -> AuditEntry:
@@ -105,32 +87,6 @@ def list_audit_log(
     )
 
 
-WebhookStatus = Literal["pending", "processed", "ignored", "failed", "dead"]
-
-
-class WebhookEventView(ReadModel):
-    """A received webhook in the inbox (its payload is not shown; it is customer- and provider-controlled)."""
-
-    id: int
-    provider: str = Field(description="stripe or retell.")
-    event_id: str
-    event_type: str
-    status: WebhookStatus
-    attempts: int
-    last_error: str | None
-    received_at: Timestamp
-    processed_at: Timestamp | None
-    next_attempt_at: Timestamp
-
-
-class WebhookFilters(ReadModel):
-    provider: Literal["stripe", "retell"] | None = None
-    statuses: tuple[WebhookStatus, ...] | None = Field(None, description="e.g. ['dead', 'failed'].")
-    event_type: str | None = Field(None, max_length=64, description="Exactly this type, e.g. call_ended.")
-    since: AwareTimestamp | None = Field(None, description="Received at or after this instant.")
-    until: AwareTimestamp | None = Field(None, description="Received before this instant.")
-
-
 _EVENT_COLUMNS = [c for c in webhook_events.c if c.name != "payload"]
 
 
@@ -167,29 +123,6 @@ def list_webhook_events(
         cursor=cursor,
         oldest_first=oldest_first,
     )
-
-
-class OutboxMail(ReadModel):
-    """A mail in the outbox: queued with the billing change, sent later by the worker."""
-
-    id: int
-    company_id: int | None
-    kind: str = Field(description="e.g. invoice, low_balance, topup_failed.")
-    recipient: str = Field(description="company or admin.")
-    status: Literal["pending", "sent", "failed"]
-    attempts: int
-    last_error: str | None
-    next_attempt_at: Timestamp
-    created_at: Timestamp
-    sent_at: Timestamp | None
-
-
-class OutboxFilters(ReadModel):
-    company_id: int | None = Field(None, ge=1)
-    kind: str | None = Field(None, max_length=48)
-    statuses: tuple[Literal["pending", "sent", "failed"], ...] | None = None
-    since: AwareTimestamp | None = Field(None, description="Queued at or after this instant.")
-    until: AwareTimestamp | None = Field(None, description="Queued before this instant.")
 
 
 _MAIL_COLUMNS = [c for c in notifications.c if c.name not in ("payload", "dedupe_key")]

@@ -2,58 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field
 from sqlalchemy import Connection, select
 
 from billing_core.db.tables import companies, disputes, topup_refunds, topups
 from billing_core.errors import TopupNotFound
-from billing_core.queries.base import (
-    DEFAULT_LIMIT,
-    AwareTimestamp,
-    MoneyView,
-    Page,
-    ReadModel,
-    Timestamp,
-    keyset_page,
-    narrowed,
+from billing_core.queries.base import keyset_page, narrowed
+from billing_core.read_models.base import DEFAULT_LIMIT, MoneyView, Page
+from billing_core.read_models.payments import (
+    DisputeFilters,
+    DisputeView,
+    TopupFilters,
+    TopupMethod,
+    TopupRefundFilters,
+    TopupRefundView,
+    TopupStatus,
+    TopupView,
 )
 
-TopupStatus = Literal["pending", "processing", "succeeded", "failed", "canceled", "partially_refunded", "refunded"]
-TopupMethod = Literal["checkout", "payment_intent", "auto_topup", "bank_transfer", "manual"]
-
-
-class TopupView(ReadModel):
-    """A top-up: requested, paid or failed; ``source`` is how it was paid."""
-
-    id: int
-    company_id: int
-    amount: MoneyView
-    bonus: MoneyView
-    status: str
-    source: str = Field(description="checkout, payment_intent, auto_topup, bank_transfer or manual.")
-    payment_method_type: str | None = Field(description="card, sepa_debit, ... when Stripe reported it.")
-    reference: str | None
-    initiated_by: str | None
-    stripe_payment_intent_id: str | None
-    stripe_checkout_session_id: str | None
-    stripe_charge_id: str | None
-    stripe_payment_method_id: str | None
-    checkout_url: str | None
-    refunded: MoneyView
-    failure_reason: str | None
-    failure_code: str | None
-    created_at: Timestamp
-    succeeded_at: Timestamp | None
-
-
-class TopupFilters(ReadModel):
-    company_id: int | None = Field(None, ge=1)
-    statuses: tuple[TopupStatus, ...] | None = Field(None, description="e.g. ['failed'] to find failed payments.")
-    methods: tuple[TopupMethod, ...] | None = Field(None, description="How it was paid (the top-up's source).")
-    since: AwareTimestamp | None = Field(None, description="Created at or after this instant.")
-    until: AwareTimestamp | None = Field(None, description="Created before this instant.")
+# The models of these reads are in billing_core.read_models (loadable without SQLAlchemy); they can still
+# be imported from here.
+__all__ = [
+    "DisputeFilters",
+    "DisputeView",
+    "TopupFilters",
+    "TopupMethod",
+    "TopupRefundFilters",
+    "TopupRefundView",
+    "TopupStatus",
+    "TopupView",
+]
 
 
 def _topup(row: Any) -> TopupView:
@@ -117,32 +96,6 @@ def topup(conn: Connection, topup_id: int) -> TopupView:
     return _topup(row)
 
 
-class TopupRefundView(ReadModel):
-    """Money sent back to the card or account for a top-up (pending until Stripe settles it)."""
-
-    id: int
-    topup_id: int
-    company_id: int
-    amount: MoneyView
-    bonus_reversed: MoneyView = Field(description="The share of the bonus taken back with this refund.")
-    status: str = Field(description="pending, succeeded or failed.")
-    source: str = Field(description="ours (through billing) or stripe_dashboard.")
-    reason: str
-    actor: str
-    stripe_refund_id: str | None
-    failure_reason: str | None
-    created_at: Timestamp
-    updated_at: Timestamp
-
-
-class TopupRefundFilters(ReadModel):
-    company_id: int | None = Field(None, ge=1)
-    topup_id: int | None = Field(None, ge=1)
-    statuses: tuple[Literal["pending", "succeeded", "failed"], ...] | None = None
-    since: AwareTimestamp | None = Field(None, description="Created at or after this instant.")
-    until: AwareTimestamp | None = Field(None, description="Created before this instant.")
-
-
 def _refund(row: Any) -> TopupRefundView:
     currency, locale = row["currency"], row["locale"]
     return TopupRefundView(
@@ -189,28 +142,6 @@ def list_topup_refunds(
         cursor=cursor,
         company_id=filters.company_id,
     )
-
-
-class DisputeView(ReadModel):
-    """A card dispute on a top-up; its amount is held until Stripe closes it."""
-
-    id: int
-    stripe_dispute_id: str
-    stripe_charge_id: str
-    topup_id: int
-    company_id: int
-    amount: MoneyView
-    status: str = Field(description="open, won or lost.")
-    reason: str | None
-    created_at: Timestamp
-    closed_at: Timestamp | None
-
-
-class DisputeFilters(ReadModel):
-    company_id: int | None = Field(None, ge=1)
-    statuses: tuple[Literal["open", "won", "lost"], ...] | None = None
-    since: AwareTimestamp | None = Field(None, description="Opened at or after this instant.")
-    until: AwareTimestamp | None = Field(None, description="Opened before this instant.")
 
 
 def _dispute(row: Any) -> DisputeView:

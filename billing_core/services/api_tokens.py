@@ -17,27 +17,16 @@ from sqlalchemy import Connection, insert, select, update
 
 from billing_core.db.database import inserted_id
 from billing_core.db.tables import api_tokens, companies
+from billing_core.domain.scopes import parse_scopes
 from billing_core.errors import CompanyNotFound, InvalidInput, NotFound
 from billing_core.services import audit, validation
 from billing_core.services.context import ServiceContext
 
-SCOPES = ("billing:read", "billing:refund", "billing:adjust", "billing:approve", "billing:admin")
 TOKEN_PREFIX = "bk_"
 
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def parse_scopes(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """Known scopes only, in their canonical order; an unknown one is an error (a typo must not pass silently)."""
-    items = text.replace(",", " ").split() if isinstance(text, str) else list(text)
-    unknown = sorted(set(items) - set(SCOPES))
-    if unknown:
-        raise InvalidInput(f"unknown scopes: {', '.join(unknown)} (known: {', '.join(SCOPES)})")
-    if not items:
-        raise InvalidInput("at least one scope is required")
-    return tuple(s for s in SCOPES if s in items)
 
 
 @dataclass(frozen=True, slots=True)

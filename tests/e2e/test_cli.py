@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -508,6 +509,13 @@ def test_command_on_an_unreachable_database_exits_1_saying_it_is_unavailable(tmp
     assert "secret-pw" not in line
 
 
+@pytest.mark.parametrize("url", ["not a database url", "nosuchdb://billing:secret-pw@db.example/billing"])
+def test_command_with_a_database_url_that_cannot_work_exits_1_saying_so(tmp_path, url):
+    line = Cli(url, tmp_path).fails("companies", "list")
+    assert line.startswith("error (database_misconfigured): DATABASE_URL cannot be used (")
+    assert "secret-pw" not in line
+
+
 def test_second_rate_for_the_same_instant_exits_1_with_one_line(migrated, demo):
     weber = str(demo["Zahnarztpraxis Dr. Weber"])
     migrated.json("companies", "set", weber, "--rate", "0.50", "--effective-from", "2030-01-01T00:00:00+00:00")
@@ -532,3 +540,15 @@ def test_whole_operator_session_on_mariadb(mariadb_template_url, tmp_path):
         "error (invalid_amount): '12.345' has more than 2 decimal places for EUR"
     )
     ledger_check_names_the_tampered_company(cli, tamper_sqlalchemy(mariadb_template_url), ids["Alpine Physio AG"])
+
+
+def test_help_lists_every_command_without_importing_any_command_module() -> None:
+    # The group loads a command's module when that command runs (billing_cli.main.COMMANDS), so a start
+    # of `billing mcp` does not pay for the Stripe, PDF and server code of the others.
+    probe = (
+        "import sys; from billing_cli.main import COMMANDS, cli; cli.main(['--help'], standalone_mode=False); "
+        "print(sorted({path.split(':')[0] for path, _ in COMMANDS.values()} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert "  mcp " in out and "  worker " in out
+    assert out.strip().splitlines()[-1] == "[]"

@@ -20,13 +20,13 @@ from billing_core.db.tables import webhook_events
 from billing_core.errors import CompanyNotFound, InvalidCursor, InvalidInput, NotFound
 from billing_core.money import Money
 from billing_core.queries import MAX_LIMIT, MoneyView, Page
-from billing_core.queries.base import build
 from billing_core.queries.companies import CompanyFilters, LowBalanceFilters
 from billing_core.queries.invoices import InvoiceFilters
 from billing_core.queries.ledger import CallChargeFilters, LedgerFilters
 from billing_core.queries.operations import AuditFilters, OutboxFilters, WebhookFilters
 from billing_core.queries.payments import DisputeFilters, TopupFilters, TopupRefundFilters
 from billing_core.queries.periods import Period
+from billing_core.read_models.base import build
 from billing_core.services.disputes import DisputeService
 from billing_core.services.topup_refunds import TopupRefundService
 from tests.conftest import Clock, make_settings
