@@ -17,6 +17,9 @@ them run at once in the process.
 from __future__ import annotations
 
 import functools
+import os
+import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
@@ -80,3 +83,15 @@ def refuse_in_event_loop(what: str) -> None:
 
     if in_greenlet():
         raise RuntimeError(f"{what} would block the event loop; run this service call with `services.call.blocking`")
+
+
+def exit_with_parent(parent: int) -> None:
+    """Process-pool initializer: the pool's process ends when ``parent`` (the process that made the pool) is
+    gone, even after a SIGKILL, which no one else would tell it about: an orphaned pool would live on."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()

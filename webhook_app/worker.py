@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from datetime import datetime, timedelta
 import anyio
 
 from billing_core.bootstrap import Services
+from billing_core.concurrency import exit_with_parent
 from billing_core.config import Settings
 from billing_core.errors import BillingError
 from billing_core.services.webhooks.inbox import EventOutcome, FollowUp
@@ -212,6 +214,9 @@ class Worker:
         """Made on first use; fresh processes (spawn), never forks of a process that runs threads."""
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
-                self.services.ctx.settings.pdf_processes, mp_context=multiprocessing.get_context("spawn")
+                self.services.ctx.settings.pdf_processes,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=exit_with_parent,
+                initargs=(os.getpid(),),
             )
         return self._pool

@@ -226,3 +226,43 @@ def test_a_worker_without_smtp_still_queues_the_low_balance_alert(
         worker.stop()
     [alert] = low_balance_mails(services)
     assert alert.company_id == company.id and alert.status == "pending"  # waits for a worker with SMTP
+
+
+def children_of(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def running_pid(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's exit status waits for whoever reaps it in a container)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_the_pdf_processes_end_when_their_worker_is_killed(
+    tmp_path: Path, operator_env: dict[str, str], mailbox: tuple[Mailbox, int], workers: Any
+):
+    box, _ = mailbox
+    company_id = add_company(operator_env, tmp_path)
+    billing(operator_env, tmp_path, "topups", "record", "--company", str(company_id), "--amount", "119.00",
+            "--reference", "RF18 0002")
+    [worker] = workers(1)
+    box.wait_for("invoice", why=logs([worker]))  # the PDF was rendered: the pool's processes exist
+    assert worker.process is not None
+    pool = children_of(worker.process.pid)
+    assert pool, "the worker rendered a PDF without a process pool"
+    worker.process.kill()
+    worker.process.wait()
+    deadline = time.monotonic() + 15
+    while (alive := {pid for pid in pool if running_pid(pid)}) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive, f"orphaned PDF processes: {sorted(alive)}"
