@@ -17,6 +17,7 @@ from billing_core.errors import BillingError
 from billing_core.services.api_tokens import ApiTokenService
 from billing_core.services.approvals import ApprovalService
 from billing_core.services.tool_calls import ToolCallStore
+from mcp_server.audit import AuditWriter
 from mcp_server.caller import Caller, current_caller
 from mcp_server.settings import McpSettings
 
@@ -50,11 +51,13 @@ class BillingApp:
     tokens: ApiTokenService = field(init=False)
     approvals: ApprovalService = field(init=False)
     calls: ToolCallStore = field(init=False)
+    audit: AuditWriter = field(init=False)
 
     def __post_init__(self) -> None:
         self.tokens = ApiTokenService(self.services.ctx)
         self.approvals = ApprovalService(self.services.ctx)
         self.calls = ToolCallStore(self.services.ctx)
+        self.audit = AuditWriter(self.services, self.calls)
 
     def caller(self) -> Caller:
         caller = current_caller(self.local_caller)

@@ -128,21 +128,17 @@ class Guards:
     async def _audit(
         self, caller: str, tool: str, arguments: Any, rec: CallRecord, outcome: str, message: str | None
     ) -> None:
-        try:
-            await self.app.services.call(
-                lambda: self.app.calls.record(
-                    actor=caller,
-                    tool=tool or "(none)",
-                    outcome=outcome,
-                    arguments=_capped_arguments(arguments),
-                    company_id=rec.company_id,
-                    amount=rec.amount,
-                    currency=rec.currency,
-                    message=message,
-                )
-            )
-        except Exception:  # the call's own answer must not be lost to a failed audit write; it is logged
-            log.exception("could not write the audit row of a tool call")
+        row = self.app.calls.audit_row(
+            actor=caller,
+            tool=tool or "(none)",
+            outcome=outcome,
+            arguments=_capped_arguments(arguments),
+            company_id=rec.company_id,
+            amount=rec.amount,
+            currency=rec.currency,
+            message=message,
+        )
+        await self.app.audit.write(row)  # committed before the call answers; a failure is logged, not raised
 
 
 def _capped_arguments(arguments: Any) -> dict[str, Any]:

@@ -70,10 +70,35 @@ class ToolCallStore:
         currency: str | None = None,
         message: str | None = None,
     ) -> None:
+        values = self.audit_row(
+            actor=actor,
+            tool=tool,
+            outcome=outcome,
+            arguments=arguments,
+            company_id=company_id,
+            amount=amount,
+            currency=currency,
+            message=message,
+        )
+        self.record_rows([values])
+
+    def audit_row(
+        self,
+        *,
+        actor: str,
+        tool: str,
+        outcome: str,
+        arguments: dict[str, Any],
+        company_id: int | None = None,
+        amount: int | None = None,
+        currency: str | None = None,
+        message: str | None = None,
+    ) -> dict[str, Any]:
+        """The audit row of one tool call, stamped now (for :meth:`record_rows`)."""
         details: dict[str, Any] = {"arguments": arguments}
         if message:
             details["message"] = message[:500]
-        values = {
+        return {
             "actor": actor[:200],
             "action": TOOL_CALL_ACTION,
             "entity_type": "mcp_tool",
@@ -85,7 +110,11 @@ class ToolCallStore:
             "currency": currency,
             "created_at": self._ctx.clock(),
         }
-        self._ctx.db.write(lambda conn: conn.execute(insert(audit_log).values(**values)))
+
+    def record_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Write the audit rows of several tool calls in one transaction (one multi-row INSERT)."""
+        if rows:
+            self._ctx.db.write(lambda conn: conn.execute(insert(audit_log), rows))
 
     def moved_today(self, actor: str, currency: str, *, since: datetime) -> int:
         """Minor units the caller's executed tool calls moved since ``since`` (absolute values)."""
