@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from mcp.server.mcpserver.exceptions import ToolError
+from sqlalchemy import Connection
 
 from billing_core.bootstrap import Services
 from billing_core.errors import BillingError
@@ -22,6 +24,7 @@ from mcp_server.caller import Caller, current_caller
 from mcp_server.settings import McpSettings
 
 log = logging.getLogger("mcp_server")
+T = TypeVar("T")
 
 
 @dataclass
@@ -33,6 +36,9 @@ class CallRecord:
     amount: int | None = None
     currency: str | None = None
     caller: str | None = None
+    tool: str | None = None  # set by the audit middleware, with the capped arguments
+    arguments: dict[str, Any] | None = None
+    audited: bool = False  # the row is written already (read_audited)
 
 
 current_record: ContextVar[CallRecord | None] = ContextVar("billing_mcp_call_record", default=None)
@@ -58,6 +64,24 @@ class BillingApp:
         self.approvals = ApprovalService(self.services.ctx)
         self.calls = ToolCallStore(self.services.ctx)
         self.audit = AuditWriter(self.services, self.calls)
+
+    async def read_audited(self, work: Callable[[Connection], T]) -> T:
+        """Run a read tool's ``work`` and write the call's audit row in the same transaction.
+
+        The rows and reads of concurrent calls share one thread hop and one transaction (see
+        :mod:`mcp_server.audit`). Outside the audit middleware (no call record) it is a plain read.
+        """
+        rec = record()
+        if rec.tool is None or rec.caller is None:
+            return await self.services.call(self.services.ctx.db.read, work)
+        row = self.calls.audit_row(
+            actor=rec.caller, tool=rec.tool, outcome="ok", arguments=rec.arguments or {}, company_id=rec.company_id
+        )
+
+        def written(outcome: str) -> None:
+            rec.audited, rec.outcome = True, outcome
+
+        return await self.audit.read_and_write(work, row, written=written)
 
     def caller(self) -> Caller:
         caller = current_caller(self.local_caller)

@@ -84,7 +84,7 @@ class Guards:
         params = dict(ctx.params or {})
         tool = str(params.get("name", ""))[:64]
         arguments = params.get("arguments") or {}
-        rec = CallRecord(caller=caller.name)
+        rec = CallRecord(caller=caller.name, tool=tool or "(none)", arguments=_capped_arguments(arguments))
         if wait:
             await self._audit(caller.name, tool, arguments, rec, "rate_limited", self._limited_text(wait))
             raise MCPError(code=RATE_LIMITED, message=self._limited_text(wait))
@@ -100,6 +100,8 @@ class Guards:
         finally:
             current_record.reset(token)
         data = _dump(result)
+        if rec.audited and (not data.get("isError") or rec.outcome == "error"):
+            return result  # the tool's read wrote the row in its own transaction (BillingApp.read_audited)
         if data.get("isError"):
             texts = [c.get("text", "") for c in data.get("content", []) if isinstance(c, dict)]
             message = " ".join(texts)

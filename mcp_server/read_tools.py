@@ -16,7 +16,13 @@ from mcp.types import CallToolResult, EmbeddedResource, ImageContent, TextConten
 from pydantic import BaseModel, Field
 
 from billing_core.queries import Page
-from billing_core.queries.companies import BalanceOverview, CompanyMatch, LowBalanceCompany, LowBalanceFilters
+from billing_core.queries.companies import (
+    BalanceOverview,
+    CompanyMatch,
+    LowBalanceCompany,
+    LowBalanceFilters,
+    balance_overview,
+)
 from billing_core.queries.invoices import InvoiceDetail, InvoiceFilters, InvoiceSummary
 from billing_core.queries.ledger import CallChargeView, LedgerEntryView, LedgerFilters
 from billing_core.queries.operations import WebhookEventView, WebhookFilters
@@ -144,7 +150,7 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
         with tool_errors():
             cid = reader().company(company_id)
             assert cid is not None
-            return await services.call(services.queries.balance, cid)
+            return await app.read_audited(lambda conn: balance_overview(conn, cid))
 
     @server.tool(name="get_payment_overview", annotations=READ_ONLY, structured_output=True)
     async def get_payment_overview(

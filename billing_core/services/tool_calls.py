@@ -114,7 +114,13 @@ class ToolCallStore:
     def record_rows(self, rows: list[dict[str, Any]]) -> None:
         """Write the audit rows of several tool calls in one transaction (one multi-row INSERT)."""
         if rows:
-            self._ctx.db.write(lambda conn: conn.execute(insert(audit_log), rows))
+            self._ctx.db.write(lambda conn: self.insert_rows(conn, rows))
+
+    @staticmethod
+    def insert_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
+        """Insert audit rows inside the caller's transaction."""
+        if rows:
+            conn.execute(insert(audit_log), rows)
 
     def moved_today(self, actor: str, currency: str, *, since: datetime) -> int:
         """Minor units the caller's executed tool calls moved since ``since`` (absolute values)."""

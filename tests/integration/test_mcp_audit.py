@@ -53,6 +53,19 @@ async def test_concurrent_calls_are_each_audited_before_they_answer(services: Se
     assert all(rows >= count for count, rows in rows_seen_by_answer), rows_seen_by_answer
 
 
+async def test_a_read_that_fails_is_audited_once_with_its_error(services: Services) -> None:
+    async with connect(services, "legacy") as client:
+        answer = await client.call_tool("get_balance", {"company_id": 987654})
+    rows = services.ctx.db.read(
+        lambda conn: conn.execute(
+            select(audit_log.c.outcome, audit_log.c.details).where(audit_log.c.entity_id == "get_balance")
+        ).all()
+    )
+    assert answer.is_error and "company_not_found" in answer.content[0].text  # type: ignore[union-attr]
+    assert [outcome for outcome, _ in rows] == ["error"]
+    assert "company_not_found" in rows[0][1] and '"company_id": 987654' in rows[0][1]
+
+
 async def test_a_row_the_database_refuses_costs_no_other_call_its_row(
     services: Services, caplog: pytest.LogCaptureFixture
 ) -> None:
