@@ -7,7 +7,6 @@ limit) is audited as well as one that ran.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import time
 from dataclasses import dataclass
@@ -20,8 +19,6 @@ from pydantic import BaseModel
 from mcp_server.app import BillingApp, CallRecord, current_record
 from mcp_server.caller import current_caller
 from mcp_server.text import capped
-
-log = logging.getLogger("mcp_server")
 
 RATE_LIMITED = -32029  # an implementation-defined JSON-RPC server error
 LIMITED_METHODS = ("tools/call", "resources/read", "prompts/get")
@@ -134,7 +131,7 @@ class Guards:
             actor=caller,
             tool=tool or "(none)",
             outcome=outcome,
-            arguments=_capped_arguments(arguments),
+            arguments=rec.arguments if rec.arguments is not None else _capped_arguments(arguments),
             company_id=rec.company_id,
             amount=rec.amount,
             currency=rec.currency,
