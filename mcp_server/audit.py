@@ -1,13 +1,15 @@
-"""Group commit for the audit rows of tool calls: concurrent calls share one thread hop and one transaction.
+"""The audit rows of tool calls, each committed before its call answers; on SQLite, group-committed.
 
-Every tool call waits until its audit row is committed before it answers, as it did when each call wrote its
-own row. Rows that arrive while a batch is being written queue up; when that batch is committed, the first
-waiting call writes all of them at once (one multi-row INSERT, one COMMIT, on SQLite one fsync). Under load a
-call costs a share of one transaction instead of a transaction of its own; alone, it costs what it did.
+Every tool call waits until its audit row is committed before it answers. On SQLite the rows of concurrent
+calls share a transaction: rows that arrive while a batch is being written queue up, and when that batch is
+committed, the first waiting call writes all of them at once (one thread hop, one multi-row INSERT, one
+COMMIT and fsync). On MariaDB every row has a transaction of its own, run concurrently: the server shares
+the fsyncs of concurrent commits itself, and a queue in front of it only made calls wait for each other's
+round trips (measured with ``bench/mcp_http.py``).
 
-A light read tool (``get_balance``, through ``BillingApp.read_audited``) sends its read along: the read runs
-in the batch's transaction, just before the rows are written, so the call needs no thread hop and no
-transaction of its own, and its row says how the read ended.
+A light read tool (``get_balance``, through ``BillingApp.read_audited``) sends its read along: it runs in the
+transaction that writes the call's row, just before it, so the call needs one thread hop and one transaction
+instead of two of each, and its row says how the read ended.
 
 Waiting for the row is shielded from cancellation: a client that hangs up does not take its audit row, or
 the rows queued behind it, with it.
@@ -56,6 +58,10 @@ class AuditWriter:
         self._services = services
         self._db = services.ctx.db
         self._calls = calls
+        # SQLite commits one writer at a time, each COMMIT waiting for an fsync: calls queue up anyway, so they
+        # share transactions. MariaDB commits concurrent transactions side by side (and shares their fsyncs
+        # itself); a queue in front of it only made calls wait for each other's round trips.
+        self._batching = self._db.is_sqlite
         self._queue: list[_Pending] = []
         self._leading = False
 
@@ -81,8 +87,11 @@ class AuditWriter:
         return pending.result  # type: ignore[no-any-return]
 
     async def _join(self, pending: _Pending) -> None:
-        self._queue.append(pending)
         with anyio.CancelScope(shield=True):
+            if not self._batching:
+                await self._commit([pending])
+                return
+            self._queue.append(pending)
             if self._leading:
                 await pending.wake.wait()  # set when our row is written, or when we are to write the next batch
                 if pending.written:
