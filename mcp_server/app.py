@@ -68,8 +68,8 @@ class BillingApp:
     async def read_audited(self, work: Callable[[Connection], T]) -> T:
         """Run a read tool's ``work`` and write the call's audit row in the same transaction.
 
-        The rows and reads of concurrent calls share one thread hop and one transaction (see
-        :mod:`mcp_server.audit`). Outside the audit middleware (no call record) it is a plain read.
+        One thread hop and one transaction for both; on SQLite the rows and reads of concurrent calls share
+        them (see :mod:`mcp_server.audit`). Outside the audit middleware (no call record) it is a plain read.
         """
         rec = record()
         if rec.tool is None or rec.caller is None:

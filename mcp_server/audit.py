@@ -72,7 +72,7 @@ class AuditWriter:
     async def read_and_write(
         self, read: Callable[[Connection], T], row: dict[str, Any], *, written: Callable[[str], None]
     ) -> T:
-        """Run ``read`` and commit the call's audit row in one transaction, shared with concurrent calls.
+        """Run ``read`` and commit the call's audit row in one transaction (on SQLite shared with concurrent calls).
 
         The row says ``ok``, or ``error`` with the message of the billing error ``read`` raised (raised here
         too); ``written`` hears the outcome once the row is committed. A failed transaction writes no row and
