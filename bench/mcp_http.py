@@ -2,16 +2,25 @@
 (bearer token, scope checks, rate limit raised out of the way, audit row per call, a database read) beside a bare
 MCPServer tool returning a constant, served and driven the same way. Goal: at least 0.5x.
 
-    python -m bench.mcp_http [--clients 16] [--seconds 10]
+Both servers run side by side and are driven in alternating rounds (bare, billing, billing, bare, ...), so a
+change in the machine's load during the run hits both; each round gives a ratio, and the table shows the median
+and the spread over the rounds.
+
+    python -m bench.mcp_http [--clients 16] [--rounds 6] [--seconds 4] [--backends sqlite,mariadb]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import statistics
 import subprocess
 import sys
-import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -20,18 +29,20 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from bench.common import bench_databases
 from billing_core.bootstrap import build_services
 from billing_core.config import Settings
 from billing_core.db import migrate
-from tests.support.mariadb import free_port
+from tests.support.mariadb import MariaDBServer, free_port
 from tests.support.processes import clean_env, find_billing, run_billing
 
 
-def wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:
+def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path | None = None) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
+            output = log.read_text()[-2000:] if log is not None else ""
+            raise RuntimeError(f"server exited with {process.returncode}\n{output}")
         try:
             httpx.post(url, json={}, timeout=1)
             return
@@ -40,69 +51,157 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-async def drive(url: str, token: str | None, clients: int, seconds: float, company_id: int) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Round:
+    calls: int
+    seconds: float
+    server_cpu: float
+
+    @property
+    def rate(self) -> float:
+        return self.calls / self.seconds
+
+    @property
+    def cpu_ms_per_call(self) -> float:
+        return 1000 * self.server_cpu / max(self.calls, 1)
+
+
+async def drive(url: str, token: str | None, clients: int, seconds: float, company_id: int, pid: int) -> Round:
+    """``clients`` sessions calling get_balance back to back for ``seconds`` (sessions opened beforehand)."""
     done = 0
-    stop = time.monotonic() + seconds
+    ready = 0
+    go = anyio.Event()
+    window: list[float] = []
+    cpu: list[float] = []
 
     async def one() -> None:
-        nonlocal done
+        nonlocal done, ready
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         async with httpx2.AsyncClient(headers=headers, timeout=60) as http:
             async with Client(streamable_http_client(url, http_client=http)) as client:
-                while time.monotonic() < stop:
+                ready += 1
+                if ready == clients:
+                    window.append(time.monotonic() + seconds)
+                    go.set()
+                await go.wait()
+                if not cpu:
+                    cpu.append(cpu_seconds(pid))
+                while time.monotonic() < window[0]:
                     result = await client.call_tool("get_balance", {"company_id": company_id})
                     assert not result.is_error, result.content
                     done += 1
 
-    started = time.monotonic()
     async with anyio.create_task_group() as tg:
         for _ in range(clients):
             tg.start_soon(one)
-    return done / (time.monotonic() - started)
+    return Round(done, seconds, cpu_seconds(pid) - cpu[0])
+
+
+@contextmanager
+def serving(command: list[str], env: dict[str, str], cwd: Path, log: Path) -> Iterator[tuple[str, int]]:
+    port = free_port()
+    with log.open("wb") as output:
+        process = subprocess.Popen([*command, str(port)], env=env, cwd=cwd, stdout=output, stderr=output)
+        try:
+            url = f"http://127.0.0.1:{port}/mcp"
+            wait_until_up(url, process, log)
+            yield url, process.pid
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def database_url(backend: str, tmp: Path, server: MariaDBServer | None) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{tmp / 'mcp-http.db'}"
+    assert server is not None
+    return server.create_database("bench_mcp_http")
+
+
+def measure(backend: str, url: str, tmp: Path, options: argparse.Namespace) -> list[tuple[Round, Round]]:
+    """(bare, billing) of each round."""
+    migrate.upgrade(url)
+    services = build_services(Settings(_env_file=None, database_url=url))  # type: ignore[call-arg]
+    company_id = services.companies.add(name="Bench GmbH", email="bench@example.com", actor="bench").id
+    services.close()
+    env = clean_env(DATABASE_URL=url, BILLING_MCP_RATE_LIMIT="100000")
+    created = run_billing("tokens", "create", "--name", "bench", "--scopes", "billing:read", "--json", env=env, cwd=tmp)
+    token = json.loads(created.stdout)["token"]
+    bare_command = [sys.executable, "-m", "bench.mcp_bare_server", "--http"]
+    billing_command = [find_billing(), "mcp", "--transport", "http", "--port"]
+    rounds: list[tuple[Round, Round]] = []
+    with (
+        serving(bare_command, env, Path.cwd(), tmp / f"bare-{backend}.log") as (bare_url, bare_pid),
+        serving(billing_command, env, tmp, tmp / f"billing-{backend}.log") as (billing_url, billing_pid),
+    ):
+        for number in range(options.rounds):
+
+            def bare() -> Round:
+                return anyio.run(drive, bare_url, None, options.clients, options.seconds, company_id, bare_pid)
+
+            def billing() -> Round:
+                return anyio.run(drive, billing_url, token, options.clients, options.seconds, company_id, billing_pid)
+
+            if number % 2 == 0:
+                bare_round = bare()
+                billing_round = billing()
+            else:
+                billing_round = billing()
+                bare_round = bare()
+            rounds.append((bare_round, billing_round))
+            print(
+                f"  {backend} round {number + 1}: bare {bare_round.rate:.0f}/s "
+                f"({bare_round.cpu_ms_per_call:.2f} ms CPU/call), billing {billing_round.rate:.0f}/s "
+                f"({billing_round.cpu_ms_per_call:.2f} ms CPU/call), {billing_round.rate / bare_round.rate:.2f}x",
+                file=sys.stderr,
+            )
+    return rounds
+
+
+def spread(values: list[float], digits: int) -> str:
+    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--seconds", type=float, default=4)
+    parser.add_argument("--backends", default="sqlite,mariadb")
     options = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{Path(tmp) / 'billing.db'}"
-        migrate.upgrade(url)
-        services = build_services(Settings(_env_file=None, database_url=url))  # type: ignore[call-arg]
-        company_id = services.companies.add(name="Bench GmbH", email="bench@example.com", actor="bench").id
-        services.close()
-        env = clean_env(DATABASE_URL=url, BILLING_MCP_RATE_LIMIT="100000")
-        created = run_billing(
-            "tokens", "create", "--name", "bench", "--scopes", "billing:read", "--json", env=env, cwd=Path(tmp)
+    backends = [b.strip() for b in options.backends.split(",") if b.strip()]
+    results: list[tuple[str, list[tuple[Round, Round]]]] = []
+    with bench_databases(backends) as (server, tmp):
+        for backend in backends:
+            results.append((backend, measure(backend, database_url(backend, tmp, server), tmp, options)))
+    print(
+        f"\nget_balance over streamable HTTP, {options.clients} clients, {options.rounds} alternating rounds of "
+        f"{options.seconds:.0f} s each; median (min-max) over the rounds. Goal: billing mcp >= 0.5x bare."
+    )
+    print(
+        "Server CPU per call: the server process's user + system CPU time over the calls it answered "
+        "(steadier than calls/s on a shared machine)."
+    )
+    print(
+        f"{'database':<9} {'bare calls/s':>18} {'billing calls/s':>18} {'ratio':>18} "
+        f"{'bare CPU ms/call':>18} {'billing CPU ms/call':>20}"
+    )
+    for backend, rounds in results:
+        bare = [b.rate for b, _ in rounds]
+        billing = [m.rate for _, m in rounds]
+        ratios = [m.rate / b.rate for b, m in rounds]
+        bare_cpu = [b.cpu_ms_per_call for b, _ in rounds]
+        billing_cpu = [m.cpu_ms_per_call for _, m in rounds]
+        print(
+            f"{backend:<9} {spread(bare, 0):>18} {spread(billing, 0):>18} {spread(ratios, 2):>18} "
+            f"{spread(bare_cpu, 2):>18} {spread(billing_cpu, 2):>20}"
         )
-        token = __import__("json").loads(created.stdout)["token"]
-        rows = []
-        for name, command, auth in (
-            ("bare MCPServer", [sys.executable, "-m", "bench.mcp_bare_server", "--http"], None),
-            ("billing mcp", [find_billing(), "mcp", "--transport", "http", "--port"], token),
-        ):
-            port = free_port()
-            process = subprocess.Popen(
-                [*command, str(port)],
-                env=env,
-                cwd=Path.cwd() if auth is None else tmp,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            try:
-                wait_until_up(f"http://127.0.0.1:{port}/mcp", process)
-                rate = anyio.run(
-                    drive, f"http://127.0.0.1:{port}/mcp", auth, options.clients, options.seconds, company_id
-                )
-            finally:
-                process.terminate()
-                process.wait(timeout=30)
-            rows.append((name, rate))
-    base = rows[0][1]
-    print(f"{'server':<16} {'calls/s':>9} {'ratio':>6}   ({options.clients} clients, {options.seconds:.0f} s)")
-    for name, rate in rows:
-        print(f"{name:<16} {rate:>9.1f} {rate / base:>6.2f}")
 
 
 if __name__ == "__main__":

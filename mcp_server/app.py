@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from mcp.server.mcpserver.exceptions import ToolError
@@ -20,12 +20,16 @@ from mcp_server.services_on_demand import ServicesOnDemand
 from mcp_server.settings import McpSettings
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
     from billing_core.bootstrap import Services
     from billing_core.services.api_tokens import ApiTokenService
     from billing_core.services.approvals import ApprovalService
     from billing_core.services.tool_calls import ToolCallStore
+    from mcp_server.audit import AuditWriter
 
 log = logging.getLogger("mcp_server")
+T = TypeVar("T")
 
 
 @dataclass
@@ -37,6 +41,9 @@ class CallRecord:
     amount: int | None = None
     currency: str | None = None
     caller: str | None = None
+    tool: str | None = None  # set by the audit middleware, with the capped arguments
+    arguments: dict[str, Any] | None = None
+    audited: bool = False  # the row is written already (read_audited)
 
 
 current_record: ContextVar[CallRecord | None] = ContextVar("billing_mcp_call_record", default=None)
@@ -82,6 +89,30 @@ class BillingApp:
         from billing_core.services.tool_calls import ToolCallStore
 
         return ToolCallStore(self.services.ctx)
+
+    @cached_property
+    def audit(self) -> AuditWriter:
+        from mcp_server.audit import AuditWriter
+
+        return AuditWriter(self.services, self.calls)
+
+    async def read_audited(self, work: Callable[[Connection], T]) -> T:
+        """Run a read tool's ``work`` and write the call's audit row in the same transaction.
+
+        One thread hop and one transaction for both; on SQLite the rows and reads of concurrent calls share
+        them (see :mod:`mcp_server.audit`). Outside the audit middleware (no call record) it is a plain read.
+        """
+        rec = record()
+        if rec.tool is None or rec.caller is None:
+            return await self.services.call(self.services.ctx.db.read, work)
+        row = self.calls.audit_row(
+            actor=rec.caller, tool=rec.tool, outcome="ok", arguments=rec.arguments or {}, company_id=rec.company_id
+        )
+
+        def written(outcome: str) -> None:
+            rec.audited, rec.outcome = True, outcome
+
+        return await self.audit.read_and_write(work, row, written=written)
 
     def caller(self) -> Caller:
         caller = current_caller(self.local_caller)

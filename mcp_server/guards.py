@@ -7,7 +7,6 @@ limit) is audited as well as one that ran.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import time
 from dataclasses import dataclass
@@ -17,12 +16,9 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel
 
-from billing_core.errors import BillingError
 from mcp_server.app import BillingApp, CallRecord, current_record
 from mcp_server.caller import current_caller
 from mcp_server.text import capped
-
-log = logging.getLogger("mcp_server")
 
 RATE_LIMITED = -32029  # an implementation-defined JSON-RPC server error
 LIMITED_METHODS = ("tools/call", "resources/read", "prompts/get")
@@ -85,7 +81,7 @@ class Guards:
         params = dict(ctx.params or {})
         tool = str(params.get("name", ""))[:64]
         arguments = params.get("arguments") or {}
-        rec = CallRecord(caller=caller.name)
+        rec = CallRecord(caller=caller.name, tool=tool or "(none)", arguments=_capped_arguments(arguments))
         if wait:
             await self._audit(caller.name, tool, arguments, rec, "rate_limited", self._limited_text(wait))
             raise MCPError(code=RATE_LIMITED, message=self._limited_text(wait))
@@ -101,6 +97,8 @@ class Guards:
         finally:
             current_record.reset(token)
         data = _dump(result)
+        if rec.audited and (not data.get("isError") or rec.outcome == "error"):
+            return result  # the tool's read wrote the row in its own transaction (BillingApp.read_audited)
         if data.get("isError"):
             texts = [c.get("text", "") for c in data.get("content", []) if isinstance(c, dict)]
             message = " ".join(texts)
@@ -129,23 +127,17 @@ class Guards:
     async def _audit(
         self, caller: str, tool: str, arguments: Any, rec: CallRecord, outcome: str, message: str | None
     ) -> None:
-        try:
-            await self.app.services.call(
-                lambda: self.app.calls.record(
-                    actor=caller,
-                    tool=tool or "(none)",
-                    outcome=outcome,
-                    arguments=_capped_arguments(arguments),
-                    company_id=rec.company_id,
-                    amount=rec.amount,
-                    currency=rec.currency,
-                    message=message,
-                )
-            )
-        except BillingError as error:  # the database is down or has no schema: one line, the answer still goes out
-            log.error("could not write the audit row of a tool call: %s: %s", error.code, error.message)
-        except Exception:  # the call's own answer must not be lost to a failed audit write; it is logged
-            log.exception("could not write the audit row of a tool call")
+        row = self.app.calls.audit_row(
+            actor=caller,
+            tool=tool or "(none)",
+            outcome=outcome,
+            arguments=rec.arguments if rec.arguments is not None else _capped_arguments(arguments),
+            company_id=rec.company_id,
+            amount=rec.amount,
+            currency=rec.currency,
+            message=message,
+        )
+        await self.app.audit.write(row)  # committed before the call answers; a failure is logged, not raised
 
 
 def _capped_arguments(arguments: Any) -> dict[str, Any]:

@@ -142,7 +142,9 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
         with tool_errors():
             cid = reader().company(company_id)
             assert cid is not None
-            return await app.services.call(app.services.queries.balance, cid)
+            from billing_core.queries.companies import balance_overview  # SQLAlchemy: loaded on the first call
+
+            return await app.read_audited(lambda conn: balance_overview(conn, cid))
 
     @server.tool(name="get_payment_overview", annotations=READ_ONLY, structured_output=True)
     async def get_payment_overview(

@@ -313,11 +313,14 @@ async def _run(
         assert gate.confirmation is not None
         confirmation = gate.confirmation
         await services.call(app.calls.claim_confirmation, confirmation.id)
-        outcome = await _execute(app, op, gate, key, f"mcp-confirmation-{confirmation.id}")
-        await services.call(
+        # The service call's idempotency key: from the caller's key when there is one, so neither a token sent
+        # again after a lost answer nor a fresh token for the same key moves the money twice; else from the token.
+        service_idem = service_key(caller.name, key) if key else f"mcp-confirmation-{confirmation.id}"
+        outcome = await _execute(app, op, gate, key, service_idem)
+        stored = await services.call(
             app.calls.store_confirmation_result, confirmation.id, outcome.model_dump(mode="json")
         )
-        return outcome
+        return WriteOutcome.model_validate(stored)
     service_idem = service_key(caller.name, key) if key else new_key()
     return await _execute(app, op, gate, key, service_idem)
 

@@ -95,7 +95,7 @@ def _mysql_engine_options(pool_size: int) -> dict[str, Any]:
 def make_engine(url: str, *, pool_size: int = 20) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
-        return _sqlite_engine(url)
+        return _sqlite_engine(url, pool_size)
     connect_args: dict[str, Any] = {"connect_timeout": 5}
     if not any(key.startswith("ssl") for key in make_url(url).query):
         # PyMySQL tries TLS by default and builds an SSL context for every connection attempt (~25 ms
@@ -178,14 +178,15 @@ def _causal_reads_on_galera(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
-def _sqlite_engine(url: str) -> Engine:
+def _sqlite_engine(url: str, pool_size: int) -> Engine:
     memory = make_url(url).database in (None, "", ":memory:")
-    engine = create_engine(
-        url,
-        connect_args={"timeout": 30, "check_same_thread": False},
-        # one shared connection for an in-memory database, a pool of file connections otherwise
-        poolclass=StaticPool if memory else QueuePool,
-    )
+    # One shared connection for an in-memory database, a pool of file connections otherwise, as large as
+    # the MySQL one: with QueuePool's default of 5, the database threads beyond five opened and closed a
+    # connection (and its PRAGMAs) for every transaction.
+    pool: dict[str, Any] = {"poolclass": StaticPool}
+    if not memory:
+        pool = {"poolclass": QueuePool, "pool_size": pool_size, "max_overflow": pool_size}
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **pool)
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: Any, _record: Any) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from billing_core.db.database import inserted_id
 from billing_core.db.tables import audit_log, tool_confirmations, tool_idempotency
-from billing_core.errors import Conflict, IdempotencyKeyReused, InvalidInput
+from billing_core.errors import IdempotencyKeyReused, InvalidInput
 from billing_core.services.context import ServiceContext
 
 TOOL_CALL_ACTION = "mcp.tool_call"
@@ -70,10 +70,35 @@ class ToolCallStore:
         currency: str | None = None,
         message: str | None = None,
     ) -> None:
+        values = self.audit_row(
+            actor=actor,
+            tool=tool,
+            outcome=outcome,
+            arguments=arguments,
+            company_id=company_id,
+            amount=amount,
+            currency=currency,
+            message=message,
+        )
+        self.record_rows([values])
+
+    def audit_row(
+        self,
+        *,
+        actor: str,
+        tool: str,
+        outcome: str,
+        arguments: dict[str, Any],
+        company_id: int | None = None,
+        amount: int | None = None,
+        currency: str | None = None,
+        message: str | None = None,
+    ) -> dict[str, Any]:
+        """The audit row of one tool call, stamped now (for :meth:`record_rows`)."""
         details: dict[str, Any] = {"arguments": arguments}
         if message:
             details["message"] = message[:500]
-        values = {
+        return {
             "actor": actor[:200],
             "action": TOOL_CALL_ACTION,
             "entity_type": "mcp_tool",
@@ -85,7 +110,17 @@ class ToolCallStore:
             "currency": currency,
             "created_at": self._ctx.clock(),
         }
-        self._ctx.db.write(lambda conn: conn.execute(insert(audit_log).values(**values)))
+
+    def record_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Write the audit rows of several tool calls in one transaction (one multi-row INSERT)."""
+        if rows:
+            self._ctx.db.write(lambda conn: self.insert_rows(conn, rows))
+
+    @staticmethod
+    def insert_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
+        """Insert audit rows inside the caller's transaction."""
+        if rows:
+            conn.execute(insert(audit_log), rows)
 
     def moved_today(self, actor: str, currency: str, *, since: datetime) -> int:
         """Minor units the caller's executed tool calls moved since ``since`` (absolute values)."""
@@ -177,22 +212,33 @@ class ToolCallStore:
         return Confirmation(row.id, json.loads(row.preview), result)
 
     def claim_confirmation(self, confirmation_id: int) -> None:
-        """Mark the token used; only one call can claim it (a concurrent second execution is refused)."""
+        """Mark the token used, at its first use.
 
-        def work(conn: Connection) -> int:
-            return conn.execute(
+        A later use with no stored result is an execution whose answer was lost (a timeout, a dropped
+        connection, a database error after the money moved) or one still running: it may run again, because
+        the service call behind it carries the same idempotency key and replays instead of moving money twice.
+        """
+        self._ctx.db.write(
+            lambda conn: conn.execute(
                 update(tool_confirmations)
                 .where(and_(tool_confirmations.c.id == confirmation_id, tool_confirmations.c.used_at.is_(None)))
                 .values(used_at=self._ctx.clock())
-            ).rowcount
-
-        if self._ctx.db.write(work) != 1:
-            raise Conflict("this confirmation token has already been used")
-
-    def store_confirmation_result(self, confirmation_id: int, result: dict[str, Any]) -> None:
-        text = json.dumps(result, default=str, sort_keys=True)
-        self._ctx.db.write(
-            lambda conn: conn.execute(
-                update(tool_confirmations).where(tool_confirmations.c.id == confirmation_id).values(result=text)
             )
         )
+
+    def store_confirmation_result(self, confirmation_id: int, result: dict[str, Any]) -> dict[str, Any]:
+        """Keep the outcome of the token's execution; the first one stored wins and is returned."""
+        text = json.dumps(result, default=str, sort_keys=True)
+
+        def work(conn: Connection) -> str:
+            conn.execute(
+                update(tool_confirmations)
+                .where(and_(tool_confirmations.c.id == confirmation_id, tool_confirmations.c.result.is_(None)))
+                .values(result=text)
+            )
+            stored = conn.execute(
+                select(tool_confirmations.c.result).where(tool_confirmations.c.id == confirmation_id)
+            ).scalar_one()
+            return str(stored)
+
+        return dict(json.loads(self._ctx.db.write(work)))

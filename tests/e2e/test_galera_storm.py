@@ -5,6 +5,20 @@ sidecars with their in-process worker switched off). Sixteen senders spread Rete
 payment events, each delivered two or three times and shuffled, over both sidecars and retry on 5xx as the
 providers do. While the storm runs, the node under one sidecar and one worker is killed with SIGKILL and
 started again; it rejoins by IST (or SST). At the end every node must show the same exact result.
+
+A ``billing mcp --transport http`` server runs beside them, with a token from ``billing tokens create``, and
+an MCP client (the SDK's streamable HTTP client) makes read calls and balance adjustments through it during
+the storm: each adjustment has an idempotency key, is confirmed in two steps, and is sent again after
+timeouts and errors, some on purpose (see :mod:`tests.support.mcp_storm`); half of them run while the node is
+down and rejoining. Every node must show each adjustment exactly once.
+
+The MCP server sits on a surviving node (node 3, beside the second worker), not on the killed one. A replica
+whose only node is down can only answer errors until the node is back, and the killed node's sidecar and
+worker already show that path (503s, retries, a restart). On a surviving node the MCP calls still meet what
+the kill does to the whole cluster: writes stall until the dead member is evicted, certification conflicts
+with the charges the sidecars post on the other nodes, and answers that are lost on purpose while money
+moves. Waiting out a rejoin whose length depends on the machine's load would add minutes and flakiness, and
+prove nothing the sidecar on the killed node does not.
 """
 
 from __future__ import annotations
@@ -35,6 +49,8 @@ from tests.e2e.test_webhook_process import (
 from tests.integration.webhook_helpers import RETELL_API_KEY, STRIPE_WEBHOOK_SECRET
 from tests.support.galera import GaleraCluster
 from tests.support.localstripe import LocalStripe
+from tests.support.mcp_process import McpHttpProcess, mcp_env
+from tests.support.mcp_storm import McpStorm
 from tests.support.processes import WebhookProcess, find_billing, run_billing, sidecar_env
 from tests.support.webhook_storm import Storm
 
@@ -43,6 +59,7 @@ pytestmark = [pytest.mark.mariadb_only, pytest.mark.slow]
 SIDECAR_NODES = (0, 1)
 WORKER_NODES = (1, 2)
 KILLED_NODE = 1
+MCP_NODE = 2  # a surviving node: see the module's docstring
 
 
 @dataclass
@@ -99,8 +116,15 @@ def replicas(tmp_path: Path, galera_urls: list[str], localstripe: LocalStripe) -
 
     sidecars = [WebhookProcess(tmp_path / f"sidecar-node{n + 1}", env(n)) for n in SIDECAR_NODES]
     workers = [WorkerProcess(tmp_path / f"worker-node{n + 1}", env(n)) for n in WORKER_NODES]
-    yield {"sidecars": sidecars, "workers": workers}
-    for process in [*sidecars, *workers]:
+    # No four-eyes limits in the way (the storm's adjustments are small; re-sent ones count again today),
+    # and no rate limit: the client retries.
+    mcp = McpHttpProcess(
+        tmp_path / f"mcp-node{MCP_NODE + 1}",
+        mcp_env(DATABASE_URL=galera_urls[MCP_NODE], BILLING_MCP_DAILY_LIMIT="1000000.00",
+                BILLING_MCP_RATE_LIMIT="100000", BILLING_MCP_CONFIRMATION="token"),
+    )
+    yield {"sidecars": sidecars, "workers": workers, "mcp": [mcp]}
+    for process in [*sidecars, *workers, mcp]:
         process.stop()
 
 
@@ -111,8 +135,11 @@ def give_buyer_data(services: Services, plan: StormPlan) -> None:
                                city="Berlin", country="DE")
 
 
-def assert_exact_on_node(services: Services, plan: StormPlan, env: dict[str, str], cwd: Path) -> None:
-    """One node's view: every event processed once, balances and charges exact, invoices gap-free."""
+def assert_exact_on_node(
+    services: Services, plan: StormPlan, adjusted: dict[str, tuple[int, int]], env: dict[str, str], cwd: Path
+) -> None:
+    """One node's view: every event processed once, every MCP adjustment (key -> company, cents) booked once,
+    balances and charges exact, invoices gap-free."""
     wait_until(lambda: services.webhooks.backlog() == {} or None, timeout=60, what=f"an empty backlog ({plan})")
 
     def inbox(conn: Any) -> Counter[str]:
@@ -121,8 +148,11 @@ def assert_exact_on_node(services: Services, plan: StormPlan, env: dict[str, str
 
     assert services.db.read(inbox) == plan.inbox_statuses, plan
 
+    expected = Counter(plan.expected_balance)
+    for company, cents in adjusted.values():
+        expected[company] += cents
     views = {c: services.balances.get(c) for c in plan.expected_balance}
-    assert {c: v.balance.cents for c, v in views.items()} == plan.expected_balance, plan
+    assert {c: v.balance.cents for c, v in views.items()} == dict(expected), plan
     assert {c: v.reserved.cents for c, v in views.items()} == dict.fromkeys(plan.expected_balance, 0), plan
 
     def charges(conn: Any) -> dict[str, tuple[int, int]]:
@@ -141,6 +171,12 @@ def assert_exact_on_node(services: Services, plan: StormPlan, env: dict[str, str
     assert sum(n for (kind, _), n in per_reference.items() if kind == "topup") == (
         len(plan.expected_balance) + len(plan.topup_ids)
     )
+
+    def adjustments(conn: Any) -> list[tuple[int, int]]:
+        rows = conn.execute(select(ledger.c.company_id, ledger.c.amount).where(ledger.c.type == "adjustment"))
+        return sorted((company, cents) for company, cents in rows)
+
+    assert services.db.read(adjustments) == sorted(adjusted.values())  # each exactly once
 
     def topup_states(conn: Any) -> Counter[str]:
         rows = conn.execute(select(topups.c.status).where(topups.c.id.in_(plan.topup_ids)))
@@ -173,30 +209,42 @@ def test_storm_over_two_sidecars_and_two_workers_on_galera_survives_a_node_kille
             sidecar.start()
         for worker in workers:
             worker.start()
+        mcp: McpHttpProcess = replicas["mcp"][0]
+        mcp.start()
+        token = mcp.create_token("storm-assistant", "billing:read,billing:adjust")
+        assistant = McpStorm(f"{mcp.url}/mcp", token, sorted(plan.expected_balance), adjustments=24, seed=4201)
         spread = random.Random(4201)
 
         storm = Storm(lambda: spread.choice(sidecars).url, plan.deliveries, senders=16, retry=True,
                       deadline_seconds=150).start()
+        assistant.start()
         assert storm.wait_for_acks(len(plan.deliveries) // 4, timeout=90), storm.errors()
         node = galera_cluster.nodes[KILLED_NODE]
         node.kill()
+        assistant.halfway.set()
         acked_at_kill = storm.acked_count
         galera_cluster.wait_size(len(galera_cluster.nodes) - 1, timeout=60)
         transfer = node.rejoin()
         galera_cluster.wait_size(len(galera_cluster.nodes), timeout=60)
         storm.join()
+        assistant.join()
         report(request, f"galera storm with {node.name} killed (rejoined by {transfer})", storm)
+        print(f"MCP client on node {MCP_NODE + 1}: {assistant.summary()}")
 
         assert acked_at_kill < len(plan.deliveries), "the storm was over before the node was killed"
         assert storm.final_statuses() == Counter({200: len(plan.deliveries)}), storm.errors()
         assert set(storm.statuses()) <= {200, 503, None}, storm.errors()  # never a 500
         assert all(worker.alive() for worker in workers), [w.log_text()[-3000:] for w in workers]
+        assert len(set(assistant.entries.values())) == len(assistant.plan), assistant.summary()
+        adjusted = {a.key: (a.company_id, a.cents) for a in assistant.plan}
         for n, built in enumerate(services):
-            assert_exact_on_node(built, plan, dict(sidecars[0].env, DATABASE_URL=galera_urls[n]), tmp_path)
+            env = dict(sidecars[0].env, DATABASE_URL=galera_urls[n])
+            assert_exact_on_node(built, plan, adjusted, env, tmp_path)
         for sidecar in sidecars:
             assert_clean_log(sidecar)
         for worker in workers:
             assert "Traceback" not in worker.log_text(), worker.log_text()[-3000:]
+        assert "Traceback" not in mcp.log_tail(1_000_000), mcp.log_tail()
     finally:
         for built in services:
             built.close()

@@ -7,10 +7,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
+import anyio
 import pytest
+from sqlalchemy import select
 
 from billing_core.bootstrap import Services
+from billing_core.db.tables import tool_confirmations
+from billing_core.services.tool_calls import ToolCallStore
 from mcp_server.caller import Caller
 from tests.conftest import Clock
 from tests.integration.helpers import charge, new_company
@@ -128,6 +133,45 @@ async def test_two_step_confirmation_executes_once_and_the_token_replays(service
     assert second["status"] == "executed" and again["status"] == "replayed"
     assert again["result"] == second["result"]
     assert balance(services, company_id) == 10000 - 420 + 200
+
+
+async def test_a_confirmation_token_sent_three_times_at_once_moves_the_money_once(
+    services: Services, mode: str
+) -> None:
+    company_id = new_company(services, funded="20.00").id
+    arguments = {"company_id": company_id, "amount_cents": 500, "reason": "goodwill"}
+    outcomes: list[dict[str, Any]] = []
+    async with connect(services, mode) as client:  # no elicitation capability: two steps
+        token = (await call(client, "adjust_balance", **arguments))["confirmation_token"]
+
+        async def confirm() -> None:
+            outcomes.append(await call(client, "adjust_balance", **arguments, confirmation_token=token))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(confirm)
+    assert {o["status"] for o in outcomes} <= {"executed", "replayed"} and len(outcomes) == 3
+    assert len({o["result"]["id"] for o in outcomes}) == 1
+    assert balance(services, company_id) == 2500
+
+
+async def test_a_confirmation_whose_execution_died_after_claiming_it_can_be_sent_again(
+    services: Services, mode: str
+) -> None:
+    company_id = new_company(services, funded="20.00").id
+    arguments = {"company_id": company_id, "amount_cents": -300, "reason": "double booking"}
+    arguments["idempotency_key"] = "ticket-9"
+    async with connect(services, mode) as client:
+        token = (await call(client, "adjust_balance", **arguments))["confirmation_token"]
+        # an earlier attempt claimed the token and died before it answered (a dropped connection, a killed node)
+        ToolCallStore(services.ctx).claim_confirmation(
+            services.db.read(lambda conn: conn.execute(select(tool_confirmations.c.id)).scalar_one())
+        )
+        sent_again = await call(client, "adjust_balance", **arguments, confirmation_token=token)
+        fresh_token = (await call(client, "adjust_balance", **arguments))["status"]
+    assert sent_again["status"] == "executed"
+    assert fresh_token == "replayed"  # the idempotency key already has its outcome: no new token, no new money
+    assert balance(services, company_id) == 1700
 
 
 async def test_confirmation_token_with_other_arguments_or_caller_or_too_late_is_refused(
