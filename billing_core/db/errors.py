@@ -73,13 +73,24 @@ def is_retryable(error: BaseException) -> bool:
         return True
     code = mysql_code(error)
     if code is not None:
-        return code in RETRYABLE_MYSQL_CODES
+        return code in RETRYABLE_MYSQL_CODES or is_aborted_trigger_load(error)
     return isinstance(error, OperationalError) and any(m in str(error.orig) for m in SQLITE_BUSY_MARKERS)
 
 
 def is_conflict(error: BaseException) -> bool:
     """A deadlock, or on Galera a certification failure at commit (both surface as 1213)."""
-    return mysql_code(error) in CONFLICT_MYSQL_CODES
+    return mysql_code(error) in CONFLICT_MYSQL_CODES or is_aborted_trigger_load(error)
+
+
+def is_aborted_trigger_load(error: BaseException) -> bool:
+    """Galera (MariaDB 10.11) aborting a local transaction for a replicated one while that transaction parses
+    a table's triggers reports the abort as a syntax error in the trigger's body (1064), at a different place
+    each time; the same statement then runs. Seen with the statistics triggers under cross-node conflicts, so
+    it is retried as the conflict it is (a trigger that really does not parse fails every attempt)."""
+    if mysql_code(error) != 1064:
+        return False
+    message = str(getattr(error, "orig", error))
+    return "Trigger '" in message and "has an error in its body" in message
 
 
 def is_refused(error: BaseException) -> bool:

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.exc import DataError, IntegrityError, InternalError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from billing_core.db.errors import typed_database_errors, typed_error
+from billing_core.db.errors import is_conflict, is_retryable, typed_database_errors, typed_error
 from billing_core.errors import DatabaseError, DatabaseNotMigrated, DatabaseRejected, DatabaseUnavailable
 
 
@@ -83,3 +83,14 @@ def test_the_typed_error_keeps_the_driver_error_as_its_cause():
         with typed_database_errors(sqlite=False):
             raise lost
     assert raised.value.__cause__ is lost
+
+
+def test_a_trigger_load_aborted_by_galera_is_retried_as_a_conflict_and_other_syntax_errors_are_not():
+    aborted = mysql(
+        ProgrammingError, 1064,
+        "Trigger 'trg_statistics_call_charges_insert' has an error in its body: 'You have an error in your SQL "
+        "syntax; check the manual ... near 'BEGIN INSERT INTO statistics_journal' at line 1'",
+    )
+    plain = mysql(ProgrammingError, 1064, "You have an error in your SQL syntax near 'SELEC' at line 1")
+    assert is_retryable(aborted) and is_conflict(aborted)
+    assert not is_retryable(plain) and not is_conflict(plain)
