@@ -114,15 +114,9 @@ class ScopeChallenge:
         self, caller: Caller, needed: tuple[str, str], scope: Scope, receive: Receive, send: Send
     ) -> None:
         tool, required = needed
-        await self.services.call(
-            lambda: self.calls.record(
-                actor=caller.name,
-                tool=tool,
-                outcome="refused",
-                arguments={},
-                message=f"insufficient_scope: needs {required}",
-            )
-        )
+        message = f"insufficient_scope: needs {required}"
+        row = self.calls.audit_row(actor=caller.name, tool=tool, outcome="refused", arguments={}, message=message)
+        await self.services.call(self.calls.record_rows, [row])
         response = JSONResponse(
             {
                 "error": "insufficient_scope",

@@ -58,30 +58,6 @@ class ToolCallStore:
 
     # -- audit ------------------------------------------------------------------------------------
 
-    def record(
-        self,
-        *,
-        actor: str,
-        tool: str,
-        outcome: str,
-        arguments: dict[str, Any],
-        company_id: int | None = None,
-        amount: int | None = None,
-        currency: str | None = None,
-        message: str | None = None,
-    ) -> None:
-        values = self.audit_row(
-            actor=actor,
-            tool=tool,
-            outcome=outcome,
-            arguments=arguments,
-            company_id=company_id,
-            amount=amount,
-            currency=currency,
-            message=message,
-        )
-        self.record_rows([values])
-
     def audit_row(
         self,
         *,
