@@ -91,6 +91,8 @@ def test_a_trigger_load_aborted_by_galera_is_retried_as_a_conflict_and_other_syn
         "Trigger 'trg_statistics_call_charges_insert' has an error in its body: 'You have an error in your SQL "
         "syntax; check the manual ... near 'BEGIN INSERT INTO statistics_journal' at line 1'",
     )
+    emptied = mysql(ProgrammingError, 1064, "Unknown trigger has an error in its body: 'Query was empty'")
+    assert is_retryable(emptied) and is_conflict(emptied)
     plain = mysql(ProgrammingError, 1064, "You have an error in your SQL syntax near 'SELEC' at line 1")
     assert is_retryable(aborted) and is_conflict(aborted)
     assert not is_retryable(plain) and not is_conflict(plain)
