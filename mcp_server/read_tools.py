@@ -15,7 +15,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, EmbeddedResource, ImageContent, TextContent, TextResourceContents, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from billing_core.read_models.base import Page
+from billing_core.read_models.base import MoneyView, Page
 from billing_core.read_models.companies import BalanceOverview, CompanyMatch, LowBalanceCompany, LowBalanceFilters
 from billing_core.read_models.invoices import InvoiceDetail, InvoiceFilters, InvoiceSummary
 from billing_core.read_models.ledger import CallChargeView, LedgerEntryView, LedgerFilters
@@ -29,10 +29,16 @@ from billing_core.read_models.payments import (
     TopupView,
 )
 from billing_core.read_models.periods import Period
-from billing_core.read_models.statistics import PaymentStatistics
 from mcp_server.app import BillingApp, tool_errors
 from mcp_server.caller import READ, Caller
-from mcp_server.reports import FinancialReport, build_report, report_chart_png, report_csv
+from mcp_server.reports import (
+    FinancialReport,
+    PaymentOverview,
+    build_overview,
+    build_report,
+    report_chart_png,
+    report_csv,
+)
 from mcp_server.text import capped
 
 M = TypeVar("M", bound=BaseModel)
@@ -61,36 +67,38 @@ Until = Annotated[datetime | None, Field(None, description="Before this instant 
 
 
 def _capped(value: Any) -> Any:
+    """``value`` with every text in it capped; the very same object when nothing needed it (so a large answer,
+    such as a statistics period, is neither copied nor validated again)."""
     if isinstance(value, str):
-        return capped(value, TEXT_LIMIT)
+        text = capped(value, TEXT_LIMIT)
+        return value if text == value else text
+    if isinstance(value, MoneyView):
+        return value  # amounts the read side formatted itself
+    if isinstance(value, BaseModel):
+        changed = {}
+        for name in type(value).model_fields:
+            field = getattr(value, name)
+            new = _capped(field)
+            if new is not field:
+                changed[name] = new
+        return value.model_copy(update=changed) if changed else value
     if isinstance(value, dict):
-        return {k: _capped(v) for k, v in value.items()}
+        pairs = [(k, v, _capped(v)) for k, v in value.items()]
+        return {k: new for k, _, new in pairs} if any(new is not v for _, v, new in pairs) else value
     if isinstance(value, list | tuple):
-        return [_capped(v) for v in value]
+        items = [_capped(v) for v in value]
+        return type(value)(items) if any(new is not v for new, v in zip(items, value, strict=True)) else value
     return value
 
 
 def as_data(model: M) -> M:
     """The model with every text capped (names, descriptions, errors and payload text are customer data)."""
-    return type(model).model_validate(_capped(model.model_dump()))
+    return _capped(model)  # type: ignore[no-any-return]
 
 
 class CompanyMatches(BaseModel):
     items: list[CompanyMatch] = Field(description="Companies matching the query, best match first.")
     has_more: bool = Field(description="True when more companies match than were listed; narrow the query.")
-
-
-OVERVIEW_ITEMS = 10
-
-
-class PaymentOverview(BaseModel):
-    statistics: PaymentStatistics = Field(description="Every payment metric of the period, with the daily series.")
-    low_balance_companies: Page[LowBalanceCompany] = Field(
-        description="Companies below their low-balance threshold now (list_low_balance_companies pages further)."
-    )
-    recent_activity: Page[LedgerEntryView] = Field(
-        description="The latest ledger entries (list_transactions pages further)."
-    )
 
 
 class CustomerPaymentHistory(BaseModel):
@@ -159,20 +167,7 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
         with tool_errors():
             cid = reader().company(company_id)
             period = _period(start, end, days, app)
-            q = app.services.queries
-
-            def work() -> PaymentOverview:
-                low = q.low_balance_companies(limit=OVERVIEW_ITEMS)
-                if cid is not None:
-                    own = tuple(c for c in low.items if c.company_id == cid)
-                    low = type(low)(items=own, has_more=False, next_cursor=None)
-                return PaymentOverview(
-                    statistics=q.payment_statistics(period, company_id=cid),
-                    low_balance_companies=low,
-                    recent_activity=q.ledger_entries(LedgerFilters(company_id=cid), limit=OVERVIEW_ITEMS),
-                )
-
-            return as_data(await app.services.call(work))
+            return as_data(await app.services.call(lambda: build_overview(app.services, period, cid)))
 
     @server.tool(name="get_customer_payment_history", annotations=READ_ONLY, structured_output=True)
     async def get_customer_payment_history(

@@ -1,4 +1,5 @@
-"""``generate_financial_report``: payment statistics from the read side, the invoiced VAT, CSV and a PNG chart."""
+"""The answers of ``get_payment_overview`` and ``generate_financial_report``: payment statistics from the read
+side, the companies low on balance, the latest ledger entries, the invoiced VAT, CSV and a PNG chart."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
+from billing_core.read_models.base import Page
+from billing_core.read_models.companies import LowBalanceCompany
+from billing_core.read_models.ledger import LedgerEntryView, LedgerFilters
 from billing_core.read_models.periods import Period
 from billing_core.read_models.statistics import PaymentStatistics, TaxTotals
 
@@ -16,6 +20,31 @@ if TYPE_CHECKING:
     from billing_core.bootstrap import Services
 
 ReportType = Literal["summary", "detailed", "tax"]
+OVERVIEW_ITEMS = 10
+
+
+class PaymentOverview(BaseModel):
+    statistics: PaymentStatistics = Field(description="Every payment metric of the period, with the daily series.")
+    low_balance_companies: Page[LowBalanceCompany] = Field(
+        description="Companies below their low-balance threshold now (list_low_balance_companies pages further)."
+    )
+    recent_activity: Page[LedgerEntryView] = Field(
+        description="The latest ledger entries (list_transactions pages further)."
+    )
+
+
+def build_overview(services: Services, period: Period, company_id: int | None) -> PaymentOverview:
+    """``get_payment_overview``'s answer (``company_id``: the company a bound caller may see, or None)."""
+    q = services.queries
+    low = q.low_balance_companies(limit=OVERVIEW_ITEMS)
+    if company_id is not None:
+        own = tuple(c for c in low.items if c.company_id == company_id)
+        low = type(low)(items=own, has_more=False, next_cursor=None)
+    return PaymentOverview(
+        statistics=q.payment_statistics(period, company_id=company_id),
+        low_balance_companies=low,
+        recent_activity=q.ledger_entries(LedgerFilters(company_id=company_id), limit=OVERVIEW_ITEMS),
+    )
 
 
 class FinancialReport(BaseModel):
