@@ -1,28 +1,39 @@
 """p50/p99 of the MCP tools ``get_payment_overview`` and ``generate_financial_report`` over 30 days, each beside
 raw SQL in the same run, on SQLite and MariaDB, on the dataset of bench/dataset.py.
 
-    python -m bench.mcp_reports [--backends sqlite,mariadb] [--runs 40] [--sqlite-file PATH]
+    python -m bench.mcp_reports [--backends sqlite,mariadb] [--runs 40] [--sqlite-file PATH] [--mariadb-url URL]
                                 [--companies 10000] [--calls 500000] [--ledger 1000000]
 
-"MCP tool": the SDK's in-memory ``Client`` calling the tool of ``build_server(services)`` (argument
-validation, the read side, pydantic models with babel text, structured content as JSON, the audit row every
-tool call writes, and the SDK client re-validating the structured content against the tool's output schema
-with jsonschema, which the table also shows on its own). Two raw baselines, each the bare driver sending SQL
-and fetching the rows, nothing else:
+``--sqlite-file`` and ``--mariadb-url`` reuse a dataset (``python -m bench.dataset --url ...`` makes one; the
+MariaDB one takes minutes to load); a SQLite file that does not exist yet is generated and kept.
 
-- "raw SQL, base tables": what the tool reads when statistics aggregate the base tables (the roll-ups
-  switched off: the aggregation this benchmark compared against before the roll-ups);
-- "raw SQL, as run": exactly the SELECTs the tool runs now (roll-ups + journal in one statement, balances,
-  webhooks, lists), captured from one call.
+Each scenario is timed along the way from the database to the MCP client, every path in the same run:
+
+- "raw SQL, base tables": the bare driver sending the SELECTs the tool runs when statistics aggregate the
+  base tables (the roll-ups switched off: the aggregation this benchmark compared against before the
+  roll-ups), and fetching the rows, nothing else;
+- "raw SQL, as run": the bare driver sending exactly the SELECTs the tool runs now (roll-ups + journal in one
+  statement, balances, webhooks, lists), captured from one call: the floor of what the tool can cost;
+- "service call": the read side alone, run as the tool runs it (``services.call``): the SQL through
+  SQLAlchemy plus the read models (pydantic, babel-formatted amounts), no MCP;
+- "tool, no protocol": ``MCPServer.call_tool`` on the server: the tool function plus the SDK turning its answer
+  into a ``CallToolResult`` (output validation, the structured content and its text copy as JSON), no audit
+  row, no JSON-RPC, no client;
+- "MCP tool": the SDK's in-memory ``Client`` calling the tool of ``build_server(services)``: all of the above,
+  the audit row every tool call writes, JSON-RPC both ways; the SDK client's re-validation of the structured
+  content against the tool's output schema (jsonschema) is left out of this figure and shown on its own
+  ("client schema check").
 
 After the dataset is generated the roll-up job runs once, as ``billing worker`` does. Runs alternate between
-the three paths, so load from other processes hits all alike. Goal: p50 under 100 ms and within 1.5x of raw
-SQL.
+the paths, so load from other processes hits all alike. Goal: p50 under 100 ms and within 1.5x of raw SQL;
+"tool / this" is the MCP tool's p50 divided by the path's.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
+import json
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -32,15 +43,17 @@ from typing import Any
 
 import anyio
 from mcp import Client
-from sqlalchemy import event
+from mcp.types import CallToolResult
+from sqlalchemy import Engine, event
 
 from bench.common import bench_databases
 from bench.dataset import END, generate
-from bench.queries import TIMEZONE, percentile, print_table
+from bench.queries import TIMEZONE, percentile
 from billing_core.bootstrap import Services, build_services
 from billing_core.config import Settings
 from billing_core.queries import statistics as statistics_module
 from mcp_server.caller import Caller
+from mcp_server.reports import build_overview, build_report
 from mcp_server.server import build_server
 from mcp_server.settings import McpSettings
 
@@ -62,18 +75,22 @@ SCENARIOS: dict[str, tuple[str, dict[str, Any]]] = {
 
 @contextmanager
 def captured_selects(services: Services) -> Iterator[list[Statement]]:
-    """Every SELECT the engine sends while the block runs, with its driver parameters."""
+    """Every SELECT the services send while the block runs, with its driver parameters.
+
+    Listened for on every engine: on MariaDB the tools run in the event loop on the aiomysql engine, not on
+    ``services.db.engine`` (both drivers take the same "format" parameters)."""
     found: list[Statement] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, executemany: bool) -> None:
         if not executemany and statement.lstrip().upper().startswith("SELECT"):
             found.append((statement, parameters))
 
-    event.listen(services.db.engine, "before_cursor_execute", record)
+    event.listen(Engine, "before_cursor_execute", record)
     try:
         yield found
     finally:
-        event.remove(services.db.engine, "before_cursor_execute", record)
+        event.remove(Engine, "before_cursor_execute", record)
+    assert found, "no SELECT captured: the raw baselines would time nothing"
 
 
 @contextmanager
@@ -98,7 +115,17 @@ def run_raw(connection: Any, statements: list[Statement]) -> None:
     connection.rollback()
 
 
-async def bench_backend(backend: str, url: str, runs: int) -> list[tuple[str, ...]]:
+def service_call(services: Services, name: str, arguments: dict[str, Any]) -> Callable[[], Any]:
+    """The read side's work behind the tool, as the tool runs it, without MCP."""
+    period = services.queries.period(arguments["days"])
+    company_id = arguments.get("company_id")
+    if name == "get_payment_overview":
+        return lambda: build_overview(services, period, company_id)
+    return lambda: build_report(services, arguments["report_type"], period, company_id).model_dump(mode="json")
+
+
+async def bench_backend(backend: str, url: str, runs: int) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
+    """(timing rows, answer size rows)."""
     settings = Settings(_env_file=None, database_url=url, timezone=TIMEZONE)  # type: ignore[call-arg]
     services = build_services(settings, clock=lambda: END)
     started = time.perf_counter()
@@ -108,9 +135,11 @@ async def bench_backend(backend: str, url: str, runs: int) -> list[tuple[str, ..
     server = build_server(services, settings=mcp_settings, local_caller=Caller("bench", frozenset({"billing:read"})))
     raw = services.db.engine.raw_connection()
     rows: list[tuple[str, ...]] = []
+    sizes: list[tuple[str, ...]] = []
     try:
         async with Client(server) as client:
             checks: list[float] = []
+            answers: list[CallToolResult] = []
 
             async def tool(name: str, arguments: dict[str, Any]) -> None:
                 result = await client.call_tool(name, arguments)
@@ -119,16 +148,24 @@ async def bench_backend(backend: str, url: str, runs: int) -> list[tuple[str, ..
                 begun = time.perf_counter()
                 await client.session.validate_tool_result(name, result)
                 checks.append((time.perf_counter() - begun) * 1000)
+                answers[:] = [result]
+
+            async def on_server(name: str, arguments: dict[str, Any]) -> None:
+                result = await server.call_tool(name, arguments)
+                assert isinstance(result, CallToolResult) and not result.is_error, result
 
             for scenario, (name, arguments) in SCENARIOS.items():
                 with without_rollups(), captured_selects(services) as before:
                     await tool(name, arguments)
                 with captured_selects(services) as now:
                     await tool(name, arguments)
+                work = service_call(services, name, arguments)
                 paths: dict[str, Callable[[], Any]] = {
-                    "MCP tool": lambda n=name, a=arguments: tool(n, a),
                     "raw SQL, base tables": lambda s=before: run_raw(raw, s),
                     "raw SQL, as run": lambda s=now: run_raw(raw, s),
+                    "service call": lambda w=work: services.call(w),
+                    "tool, no protocol": lambda n=name, a=arguments: on_server(n, a),
+                    "MCP tool": lambda n=name, a=arguments: tool(n, a),
                 }
                 timings: dict[str, list[float]] = {path: [] for path in paths}
                 checks.clear()
@@ -136,33 +173,33 @@ async def bench_backend(backend: str, url: str, runs: int) -> list[tuple[str, ..
                     for path, fn in paths.items():
                         begun = time.perf_counter()
                         outcome_ = fn()
-                        if path == "MCP tool":
+                        if inspect.isawaitable(outcome_):
                             await outcome_
-                            # the client's schema check, timed again after the call, is not part of the figure
-                            elapsed = (time.perf_counter() - begun) * 1000 - checks[-1]
-                        else:
-                            elapsed = (time.perf_counter() - begun) * 1000
+                        elapsed = (time.perf_counter() - begun) * 1000
+                        if path == "MCP tool":
+                            elapsed -= checks[-1]  # the client's schema check, timed again after the call
                         if round_ >= 3:
                             timings[path].append(elapsed)
                 tool_p50 = statistics.median(timings["MCP tool"])
-                check_p50 = statistics.median(checks[3:])
-                rows.append((backend, scenario, "  of which client schema check", f"{check_p50:.1f}", "", ""))
                 for path, values in timings.items():
                     p50 = statistics.median(values)
-                    rows.append(
-                        (
-                            backend,
-                            scenario,
-                            path,
-                            f"{p50:.1f}",
-                            f"{percentile(values, 0.99):.1f}",
-                            "" if path == "MCP tool" else f"{tool_p50 / p50:.2f}x",
-                        )
-                    )
+                    ratio = "" if path == "MCP tool" else f"{tool_p50 / p50:.2f}x"
+                    rows.append((backend, scenario, path, f"{p50:.1f}", f"{percentile(values, 0.99):.1f}", ratio))
+                rows.append((backend, scenario, "client schema check", f"{statistics.median(checks[3:]):.1f}", "", ""))
+                answer = answers[0]
+                text = sum(len(getattr(c, "text", "") or getattr(c, "data", "")) for c in answer.content)
+                structured = len(json.dumps(answer.structured_content, separators=(",", ":")))
+                sizes.append((backend, scenario, f"{text / 1024:.1f}", f"{structured / 1024:.1f}"))
     finally:
         raw.close()
         services.close()
-    return rows
+    return rows, sizes
+
+
+def print_rows(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, tuple("-" * w for w in widths), *rows]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
 
 
 def main() -> None:
@@ -178,6 +215,7 @@ def main() -> None:
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     size = {"companies": args.companies, "calls": args.calls, "ledger": args.ledger}
     rows: list[tuple[str, ...]] = []
+    sizes: list[tuple[str, ...]] = []
     wanted_server = [b for b in backends if b != "mariadb" or args.mariadb_url is None]
     with bench_databases(wanted_server) as (server, scratch):
         for backend in backends:
@@ -193,12 +231,16 @@ def main() -> None:
                 started = time.perf_counter()
                 generate(url, **size)
                 print(f"{backend} dataset generated in {time.perf_counter() - started:.0f} s", flush=True)
-            rows += anyio.run(bench_backend, backend, url, args.runs)
+            found, found_sizes = anyio.run(bench_backend, backend, url, args.runs)
+            rows += found
+            sizes += found_sizes
     print(
         f"\n{size['companies']:,} companies, {size['ledger']:,} ledger entries, {size['calls']:,} calls; 30 days; "
-        f"{args.runs} runs each, alternating; 'vs tool' = MCP tool p50 / this p50"
+        f"{args.runs} runs each, alternating; 'tool / this' = MCP tool p50 / this path's p50"
     )
-    print_table(rows, last="vs tool")
+    print_rows(("database", "scenario", "path", "p50 ms", "p99 ms", "tool / this"), rows)
+    print("\nThe answer on the wire: its text content and its structured content (compact JSON), KiB")
+    print_rows(("database", "scenario", "text KiB", "structured KiB"), sizes)
 
 
 if __name__ == "__main__":
