@@ -134,8 +134,9 @@ def rolled_up_rows(
         "start": bounds[0],
         "end": bounds[-1],
     }
-    rows = conn.execute(_statement(conn.dialect.name), params).all()
-    if not any(row.part == 0 and row.k1 == timezone for row in rows):
+    # plain tuples: a statistics period has hundreds of rows, read field by field below
+    rows = [tuple(row) for row in conn.execute(_statement(conn.dialect.name), params)]
+    if not any(row[0] == 0 and row[2] == timezone for row in rows):
         return None
     # (fact, day index, k1, k2) -> [n, a, b]; calls also collect their companies per day: the roll-ups' sorted
     # arrays, and the ids of the journal's calls
@@ -144,26 +145,27 @@ def rolled_up_rows(
     pending_companies: dict[int, set[int]] = defaultdict(set)
     ordinal = first_day.toordinal()
     webhooks_exact = True
-    for row in rows:
-        if row.part == 0:
+    for part, fact, k1, k2, day, at, n, a, b, companies, company_id in rows:
+        if part == 0:
             continue
-        if row.part == 1:
-            day = row.day if isinstance(row.day, date) else date.fromisoformat(str(row.day))
+        n, a, b = int(n), int(a), int(b)
+        if part == 1:
+            day = day if isinstance(day, date) else date.fromisoformat(str(day))
             index = day.toordinal() - ordinal
-            if row.companies:
-                rolled_companies[index].append(unpack_companies(row.companies))
+            if companies:
+                rolled_companies[index].append(unpack_companies(companies))
         else:
-            index = bisect_right(bounds, row.at) - 1
-            if row.fact == "calls" and row.company_id is not None and row.n > 0:
-                pending_companies[index].add(int(row.company_id))
-        total = sums[(row.fact, index, row.k1, row.k2)]
-        total[0] += int(row.n)
-        total[1] += int(row.a)
-        if row.fact != "webhooks":
-            total[2] += int(row.b)
-        elif row.n > 0:
-            total[2] = max(total[2], int(row.b))
-        if row.fact == RETRACTED or (row.fact == "webhooks" and row.n < 0):
+            index = bisect_right(bounds, at) - 1
+            if fact == "calls" and company_id is not None and n > 0:
+                pending_companies[index].add(int(company_id))
+        total = sums[(fact, index, k1, k2)]
+        total[0] += n
+        total[1] += a
+        if fact != "webhooks":
+            total[2] += b
+        elif n > 0:
+            total[2] = max(total[2], b)
+        if fact == RETRACTED or (fact == "webhooks" and n < 0):
             webhooks_exact = False
     shaped: dict[str, list[tuple[Any, ...]]] = {
         "topups_created": [],
