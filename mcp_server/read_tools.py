@@ -29,7 +29,7 @@ from billing_core.read_models.payments import (
     TopupView,
 )
 from billing_core.read_models.periods import Period
-from mcp_server.app import BillingApp, tool_errors
+from mcp_server.app import BillingApp, record, tool_errors
 from mcp_server.caller import READ, Caller
 from mcp_server.reports import (
     FinancialReport,
@@ -122,6 +122,12 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
         caller.require(READ)
         return caller
 
+    def company_of(company_id: int | None) -> int | None:
+        """The company a read is about (a bound token's own); the call's audit row is filed under it."""
+        cid = reader().company(company_id)
+        record().company_id = cid
+        return cid
+
     @server.tool(name="find_company", annotations=READ_ONLY, structured_output=True)
     async def find_company(
         query: Annotated[
@@ -148,7 +154,7 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
     ) -> BalanceOverview:
         """A company's prepaid balance: balance, reserved for running calls, available, low-balance threshold."""
         with tool_errors():
-            cid = reader().company(company_id)
+            cid = company_of(company_id)
             assert cid is not None
             from billing_core.queries.companies import balance_overview  # SQLAlchemy: loaded on the first call
 
@@ -165,7 +171,7 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
         failure rate, refunds, auto top-up activity, calls, balances, the daily series, the companies low on
         balance and the latest ledger activity."""
         with tool_errors():
-            cid = reader().company(company_id)
+            cid = company_of(company_id)
             period = _period(start, end, days, app)
             return as_data(await app.services.call(lambda: build_overview(app.services, period, cid)))
 
@@ -177,7 +183,7 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
     ) -> CustomerPaymentHistory:
         """One customer's payments: top-ups (paged), and the latest top-up refunds and disputes."""
         with tool_errors():
-            cid = reader().company(company_id)
+            cid = company_of(company_id)
             assert cid is not None
             q = app.services.queries
 
@@ -205,7 +211,7 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
     ) -> Page[LedgerEntryView]:
         """Ledger entries (every balance change), newest first."""
         with tool_errors():
-            cid = reader().company(company_id)
+            cid = company_of(company_id)
             filters = LedgerFilters(company_id=cid, types=tuple(types) if types else None, since=since, until=until)
             page = await app.services.call(
                 lambda: app.services.queries.ledger_entries(filters, limit=limit, cursor=cursor)
@@ -229,7 +235,7 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
     ) -> Page[TopupView]:
         """Top-ups filtered by status, company, method and period, newest first; the way to find failed payments."""
         with tool_errors():
-            cid = reader().company(company_id)
+            cid = company_of(company_id)
             filters = TopupFilters.model_validate(
                 {
                     "company_id": cid,
@@ -271,6 +277,7 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
             caller = reader()
             view = await app.services.call(app.services.queries.call_charge, call_id)
             caller.owns(view.company_id, f"no charge for call {call_id}")
+            record().company_id = view.company_id
             return view
 
     @server.tool(name="list_invoices", annotations=READ_ONLY, structured_output=True)
@@ -286,7 +293,7 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
     ) -> Page[InvoiceSummary]:
         """Invoices and credit notes, newest first."""
         with tool_errors():
-            cid = reader().company(company_id)
+            cid = company_of(company_id)
             filters = InvoiceFilters(company_id=cid, type=type, since=since, until=until)
             return await app.services.call(lambda: app.services.queries.invoices(filters, limit=limit, cursor=cursor))
 
@@ -299,6 +306,7 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
             caller = reader()
             detail = await app.services.call(app.services.queries.invoice, number)
             caller.owns(detail.company_id, f"invoice {number} does not exist")
+            record().company_id = detail.company_id
             return as_data(detail)
 
     @server.tool(name="list_webhook_events", annotations=READ_ONLY, structured_output=True)
@@ -342,7 +350,7 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
         """A financial report over a date range, for the business or one company, covering the reference's
         Operations and Monitoring metrics; optionally with the daily series as CSV and a chart as PNG."""
         with tool_errors():
-            cid = reader().company(company_id)
+            cid = company_of(company_id)
             period = _period(start, end, days, app)
             report = await app.services.call(lambda: build_report(app.services, report_type, period, cid))
             data = report.model_dump(mode="json")

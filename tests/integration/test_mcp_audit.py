@@ -86,3 +86,27 @@ async def test_a_row_the_database_refuses_costs_no_other_call_its_row(
     assert [r.getMessage() for r in caplog.records if r.name == "mcp_server"] == [
         "the database refused the audit row of a tool call"
     ]
+
+
+async def test_read_calls_about_a_company_are_filed_under_it_in_the_audit_log(services: Services) -> None:
+    company_id = new_company(services, funded="5.00").id
+    other_id = new_company(services, funded="1.00").id
+    async with connect(services, "legacy") as client:
+        await call(client, "get_balance", company_id=company_id)
+        await call(client, "list_transactions", company_id=company_id)
+        await call(client, "get_payment_overview", company_id=company_id)
+        await call(client, "list_topups")  # the whole business: no company
+    filed = services.ctx.db.read(
+        lambda conn: conn.execute(
+            select(audit_log.c.entity_id, audit_log.c.company_id)
+            .where(audit_log.c.entity_type == "mcp_tool")
+            .order_by(audit_log.c.id)
+        ).all()
+    )
+    assert [tuple(row) for row in filed] == [
+        ("get_balance", company_id),
+        ("list_transactions", company_id),
+        ("get_payment_overview", company_id),
+        ("list_topups", None),
+    ]
+    assert other_id not in {company for _, company in filed}
