@@ -83,10 +83,15 @@ def is_conflict(error: BaseException) -> bool:
 
 
 def is_aborted_trigger_load(error: BaseException) -> bool:
-    """Galera (MariaDB 10.11) aborting a local transaction for a replicated one while that transaction parses
-    a table's triggers reports the abort as a syntax error in the trigger's body (1064), at a different place
-    each time; the same statement then runs. Seen with the statistics triggers under cross-node conflicts, so
-    it is retried as the conflict it is (a trigger that really does not parse fails every attempt)."""
+    """A table whose triggers MariaDB (10.11) failed to load because the statement opening it was killed.
+
+    The lexer stops at once in a killed statement, and the trigger loader keeps the resulting parse error on
+    the new TABLE object instead of failing the open ("Unknown trigger has an error in its body: 'Query was
+    empty'", or a syntax error at the point the kill came); that object then serves later statements from the
+    table cache. On Galera the kill is a brute-force abort of a local transaction for a replicated one, so the
+    victim itself may report this instead of the certification failure (1213) it is, and it is retried as a
+    conflict. A retry that gets the broken TABLE object again fails again: it stays cached until the table
+    is flushed on that node (see README, Galera; tests/integration/test_mariadb_killed_trigger_load.py)."""
     if mysql_code(error) != 1064:
         return False
     message = str(getattr(error, "orig", error))

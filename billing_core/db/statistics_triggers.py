@@ -140,9 +140,14 @@ def _changed(columns: tuple[str, ...], dialect: str) -> str:
     return " OR ".join(f"NOT (OLD.{c} <=> NEW.{c})" for c in columns)
 
 
+def trigger_tables() -> list[str]:
+    """The tables that carry the triggers."""
+    return list(dict.fromkeys(f.table for f in FACTS))
+
+
 def trigger_names() -> list[str]:
     names = []
-    for table in dict.fromkeys(f.table for f in FACTS):
+    for table in trigger_tables():
         names.append(f"trg_statistics_{table}_insert")
         if any(f.watched for f in FACTS if f.table == table):
             names.append(f"trg_statistics_{table}_update")
