@@ -38,6 +38,7 @@ from sqlalchemy.util.concurrency import await_, in_greenlet
 
 from billing_core.db.errors import (
     UNAVAILABLE_MESSAGE,
+    is_aborted_trigger_load,
     is_conflict,
     is_refused,
     is_retryable,
@@ -271,7 +272,16 @@ class Database:
                 limit = CONFLICT_ATTEMPTS if is_conflict(error) else self.attempts
                 if not is_retryable(error) or attempt >= limit or gave_up:
                     raise  # typed at the boundary (write/read)
-                log.warning("transient database error, retrying", extra={"attempt": attempt})
+                if is_aborted_trigger_load(error):
+                    # MariaDB may keep serving the table with its triggers unloaded: tell the operator the remedy
+                    log.error(
+                        "MariaDB could not load a table's triggers (%s); if this repeats, run FLUSH LOCAL TABLES "
+                        "on that table on this node, or restart the node (README: Scaling out)",
+                        getattr(error, "orig", error),
+                        extra={"attempt": attempt},
+                    )
+                else:
+                    log.warning("transient database error, retrying", extra={"attempt": attempt})
                 pause(retry_wait(attempt))
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -160,7 +160,7 @@ def create_triggers(dialect: str) -> list[str]:
     for table in dict.fromkeys(f.table for f in FACTS):
         facts = [f for f in FACTS if f.table == table]
         inserts = [_row(f, "NEW", 1, dialect) for f in facts]
-        statements.append(_trigger(f"trg_statistics_{table}_insert", "INSERT", table, inserts, dialect))
+        statements.append(_trigger(f"trg_statistics_{table}_insert", "INSERT", table, inserts))
         mutable = [f for f in facts if f.watched]
         if mutable:
             body = []
@@ -169,14 +169,12 @@ def create_triggers(dialect: str) -> list[str]:
                 # the old contribution out, the new one in, only when a watched column changed
                 for r, sign in (("OLD", -1), ("NEW", 1)):
                     body.append(_row(f, r, sign, dialect) + f" AND ({changed})")
-            statements.append(_trigger(f"trg_statistics_{table}_update", "UPDATE", table, body, dialect))
+            statements.append(_trigger(f"trg_statistics_{table}_update", "UPDATE", table, body))
     return statements
 
 
-def _trigger(name: str, event: str, table: str, body: list[str], dialect: str) -> str:
+def _trigger(name: str, event: str, table: str, body: list[str]) -> str:
     statements = "".join(f"{statement}; " for statement in body)
-    if dialect == "sqlite":
-        return f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW BEGIN {statements}END"
     return f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW BEGIN {statements}END"
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 import pymysql
 import pytest
 from sqlalchemy import Connection, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from billing_core.db.database import CONFLICT_ATTEMPTS, Database
 from billing_core.errors import DatabaseUnavailable
@@ -61,3 +61,20 @@ def test_lock_wait_timeouts_give_up_after_the_ordinary_budget(db):
     with pytest.raises(DatabaseUnavailable):
         db.write(work)
     assert len(calls) == db.attempts < CONFLICT_ATTEMPTS
+
+
+def test_a_table_served_without_its_triggers_is_retried_and_the_log_names_the_remedy(db, caplog):
+    calls: list[int] = []
+
+    def work(conn: Connection) -> int:
+        conn.execute(text("SELECT 1"))
+        calls.append(1)
+        if len(calls) <= 2:
+            message = "Unknown trigger has an error in its body: 'Query was empty'"
+            raise ProgrammingError("INSERT", {}, pymysql.err.ProgrammingError(1064, message))
+        return len(calls)
+
+    with caplog.at_level("ERROR", logger="billing_core.db"):
+        assert db.write(work) == 3
+    remedies = [r.getMessage() for r in caplog.records if "FLUSH LOCAL TABLES" in r.getMessage()]
+    assert len(remedies) == 2 and "Query was empty" in remedies[0]
