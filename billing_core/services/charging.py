@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, case, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from billing_core.db.database import inserted_id
@@ -133,14 +133,14 @@ _ENABLED = (
     .label("enabled")
 )
 _ACTIVE_HOLD = (reservations.c.call_id == bindparam("call_id")) & (reservations.c.status == "active")
+# The auto top-up threshold when the company has auto top-up on, else NULL: one column instead of two.
+_AUTO_TOPUP_BELOW = case((balances.c.auto_topup_enabled, balances.c.auto_topup_threshold)).label("auto_topup_below")
 
 # Prebuilt statements of the hot paths (see db.ledger.locking_select). The locking SELECT brings what
 # changes rarely (rate, switches); what concurrent events of the same call change (its hold, its charge)
 # is read by a second statement, after the lock is granted: on MariaDB a statement's subqueries see the
 # data as of the statement's start, which may be before a competing transaction committed and let go.
-LOCK_FOR_CHARGE = locking_select(
-    *_rate_in_force(), _ENABLED, balances.c.auto_topup_enabled, balances.c.auto_topup_threshold
-)
+LOCK_FOR_CHARGE = locking_select(*_rate_in_force(), _ENABLED, _AUTO_TOPUP_BELOW)
 LOCK_FOR_RESERVE = locking_select(*_rate_in_force(), _ENABLED)
 HELD_FOR_CALL = select(reservations.c.amount, reservations.c.company_id).where(_ACTIVE_HOLD)
 CALL_STATE = select(
@@ -433,8 +433,8 @@ class ChargingService:
             replayed=False,
             auto_topup_due=(
                 self._ctx.settings.auto_topup_enabled
-                and bool(locked.extra["auto_topup_enabled"])
-                and locked.balance < locked.extra["auto_topup_threshold"]
+                and locked.extra["auto_topup_below"] is not None
+                and locked.balance < locked.extra["auto_topup_below"]
             ),
         )
 
