@@ -1,9 +1,10 @@
 """Calls: reserve balance when a call starts, charge it once when it ends, release what was held.
 
-The hot path (:meth:`ChargingService.charge_call`) takes four statements and a commit: one locking
-SELECT that also brings the rate in force, the company's switch and the call's reservation as scalar
-subqueries; the charge row; the ledger entry; the balance update. A duplicate call id is caught by the
-unique key rather than looked up first, and answered from what was stored. ``reserve_in`` and
+The hot path (:meth:`ChargingService.charge_call`) takes five statements and a commit: one locking
+SELECT that also brings the rate in force, the company's switch and its auto top-up threshold; the call's
+hold (read once the lock is held); the charge row; the ledger entry; the balance update (and the hold's
+release when there was one). A duplicate call id is caught by the unique key rather than looked up first,
+and answered from what was stored. ``reserve_in`` and
 ``charge_call_in`` do the same inside a caller's transaction (the webhook inbox).
 """
 
