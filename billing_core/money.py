@@ -35,7 +35,14 @@ def minor_digits(currency: str) -> int:
     return int(get_currency_precision(normalize_currency(currency)))
 
 
+@cache
+def _normalized_codes() -> frozenset[str]:
+    return frozenset(code for code in _known_currencies() if _CURRENCY_CODE.fullmatch(code))
+
+
 def normalize_currency(currency: str) -> str:
+    if currency in _normalized_codes():  # already a valid code as stored: every Money built from a row
+        return currency
     code = currency.strip().upper()
     if not _CURRENCY_CODE.fullmatch(code) or code not in _known_currencies():
         shown = currency.encode("ascii", "backslashreplace").decode()[:20]

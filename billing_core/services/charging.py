@@ -1,9 +1,10 @@
 """Calls: reserve balance when a call starts, charge it once when it ends, release what was held.
 
-The hot path (:meth:`ChargingService.charge_call`) takes four statements and a commit: one locking
-SELECT that also brings the rate in force, the company's switch and the call's reservation as scalar
-subqueries; the charge row; the ledger entry; the balance update. A duplicate call id is caught by the
-unique key rather than looked up first, and answered from what was stored. ``reserve_in`` and
+The hot path (:meth:`ChargingService.charge_call`) takes five statements and a commit: one locking
+SELECT that also brings the rate in force, the company's switch and its auto top-up threshold; the call's
+hold (read once the lock is held); the charge row; the ledger entry; the balance update (and the hold's
+release when there was one). A duplicate call id is caught by the unique key rather than looked up first,
+and answered from what was stored. ``reserve_in`` and
 ``charge_call_in`` do the same inside a caller's transaction (the webhook inbox).
 """
 
@@ -14,7 +15,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, case, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from billing_core.db.database import inserted_id
@@ -133,14 +134,14 @@ _ENABLED = (
     .label("enabled")
 )
 _ACTIVE_HOLD = (reservations.c.call_id == bindparam("call_id")) & (reservations.c.status == "active")
+# The auto top-up threshold when the company has auto top-up on, else NULL: one column instead of two.
+_AUTO_TOPUP_BELOW = case((balances.c.auto_topup_enabled, balances.c.auto_topup_threshold)).label("auto_topup_below")
 
 # Prebuilt statements of the hot paths (see db.ledger.locking_select). The locking SELECT brings what
 # changes rarely (rate, switches); what concurrent events of the same call change (its hold, its charge)
 # is read by a second statement, after the lock is granted: on MariaDB a statement's subqueries see the
 # data as of the statement's start, which may be before a competing transaction committed and let go.
-LOCK_FOR_CHARGE = locking_select(
-    *_rate_in_force(), _ENABLED, balances.c.auto_topup_enabled, balances.c.auto_topup_threshold
-)
+LOCK_FOR_CHARGE = locking_select(*_rate_in_force(), _ENABLED, _AUTO_TOPUP_BELOW)
 LOCK_FOR_RESERVE = locking_select(*_rate_in_force(), _ENABLED)
 HELD_FOR_CALL = select(reservations.c.amount, reservations.c.company_id).where(_ACTIVE_HOLD)
 CALL_STATE = select(
@@ -433,8 +434,8 @@ class ChargingService:
             replayed=False,
             auto_topup_due=(
                 self._ctx.settings.auto_topup_enabled
-                and bool(locked.extra["auto_topup_enabled"])
-                and locked.balance < locked.extra["auto_topup_threshold"]
+                and locked.extra["auto_topup_below"] is not None
+                and locked.balance < locked.extra["auto_topup_below"]
             ),
         )
 

@@ -61,7 +61,8 @@ def text(value: str | None, what: str, *, max_length: int = 500) -> str:
         raise InvalidInput(f"{what} is required")
     if len(cleaned) > max_length:
         raise InvalidInput(f"{what} is longer than {max_length} characters")
-    if any(unicodedata.category(ch)[0] == "C" for ch in cleaned):
+    # printable ASCII holds no control character; anything else is checked character by character
+    if not (cleaned.isascii() and cleaned.isprintable()) and any(unicodedata.category(ch)[0] == "C" for ch in cleaned):
         raise InvalidInput(f"{what} must not contain control characters")
     return cleaned
 

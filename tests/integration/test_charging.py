@@ -129,6 +129,15 @@ def test_zero_second_call_is_recorded_without_moving_money(services, clock):
     assert_ledger_ok(services)
 
 
+def test_a_charge_asks_for_an_auto_topup_only_below_the_threshold_of_a_company_that_has_it_on(services, clock):
+    company = new_company(services, funded="12.00")  # threshold 10.00 by default, auto top-up off
+    assert not charge(services, company.id, "call-1", 300, clock()).auto_topup_due  # 9.90 left, but off
+    services.companies.set(company.id, actor="test", auto_topup_enabled=True)
+    assert charge(services, company.id, "call-2", 60, clock()).auto_topup_due  # 9.48 left
+    services.companies.set(company.id, actor="test", auto_topup_threshold=eur("5.00"))
+    assert not charge(services, company.id, "call-3", 60, clock()).auto_topup_due  # 9.06 left, above 5.00
+
+
 def test_charge_for_unknown_company_is_rejected(services, clock):
     with pytest.raises(CompanyNotFound):
         charge(services, 999, "call-1", 60, clock())

@@ -68,6 +68,8 @@ def test_any_bytes_decode_to_an_object_or_a_malformed_body(raw: bytes):
     [
         ('{"id": "evt_1"}'.encode("utf-16"), "not UTF-8"),
         (b'{"id": "\\ud800"}', "lone surrogate"),
+        (b'{"\\udfff": 1}', "lone surrogate"),
+        ('{"id": "\ud800"}'.encode("utf-8", "surrogatepass"), "not UTF-8"),
         (b'{"id": ' + b"[" * 10_000 + b"]" * 10_000 + b"}", "deeper"),
         (b'{"a": NaN}', "not valid JSON"),
         (b'{"a": 1e400}', "not valid JSON"),
