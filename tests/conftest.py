@@ -16,14 +16,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from billing_core.adapters.stripe_gateway import StripeGateway
 from billing_core.bootstrap import Services, build_services
 from billing_core.config import Settings
 from billing_core.db import migrate
 from billing_core.db.database import Database
-from billing_core.db.statistics_triggers import trigger_tables as statistics_trigger_tables
 from billing_core.db.tables import Base
 from tests.support.galera import GaleraCluster
 from tests.support.localstripe import SECRET_KEY as LOCALSTRIPE_KEY
@@ -66,6 +64,7 @@ def mariadb_template_url(mariadb_server: MariaDBServer | None) -> str:
     name = f"billing_test_{worker}"
     if mariadb_server is None:
         import pymysql
+        from sqlalchemy.engine import make_url
 
         base = make_url(os.environ["BILLING_TEST_MARIADB_URL"])
         conn = pymysql.connect(host=base.host, port=base.port or 3306, user=base.username,
@@ -101,11 +100,9 @@ def galera_template_urls(galera_cluster: GaleraCluster) -> list[str]:
 
 
 @pytest.fixture
-def galera_urls(galera_cluster: GaleraCluster, galera_template_urls: list[str]) -> list[str]:
-    """The cluster's schema, emptied for this test, on nodes whose table caches hold nothing from an earlier
-    test (see :meth:`GaleraCluster.refresh_table_caches`): one URL per node."""
+def galera_urls(galera_template_urls: list[str]) -> list[str]:
+    """The cluster's schema, emptied for this test: one URL per node."""
     empty_mariadb(galera_template_urls[0])
-    galera_cluster.refresh_table_caches(statistics_trigger_tables(), str(make_url(galera_template_urls[0]).database))
     return galera_template_urls
 
 

@@ -88,10 +88,11 @@ def is_aborted_trigger_load(error: BaseException) -> bool:
     The lexer stops at once in a killed statement, and the trigger loader keeps the resulting parse error on
     the new TABLE object instead of failing the open ("Unknown trigger has an error in its body: 'Query was
     empty'", or a syntax error at the point the kill came); that object then serves later statements from the
-    table cache. On Galera the kill is a brute-force abort of a local transaction for a replicated one, so the
-    victim itself may report this instead of the certification failure (1213) it is, and it is retried as a
-    conflict. A retry that gets the broken TABLE object again fails again: it stays cached until the table
-    is flushed on that node (see README, Galera; tests/integration/test_mariadb_killed_trigger_load.py)."""
+    table cache. Galera kills routinely (a local transaction aborted for a replicated one), which is why a
+    cluster has no statistics triggers (migration 0011); a trigger kept anyway, or a KILL on a single server,
+    can still meet this. The killed statement's transaction is retried as a conflict; a retry that gets the
+    broken TABLE object again fails again, since it stays cached until the table is flushed on that node
+    (README, Scaling out; tests/integration/test_mariadb_killed_trigger_load.py)."""
     if mysql_code(error) != 1064:
         return False
     message = str(getattr(error, "orig", error))

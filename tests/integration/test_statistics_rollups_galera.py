@@ -1,34 +1,46 @@
-"""Two replicas folding the statistics journal at once on a real 3-node Galera cluster count nothing twice.
-
-The state row's ``FOR UPDATE`` holds only on the node that runs it: two folds on two nodes find out about each
-other at commit, when the second to certify fails (a deadlock error) and leaves its rows for the next run.
-Charges keep arriving on the third node meanwhile: the write path appends journal rows, never a shared row.
-"""
+"""On a Galera cluster the statistics triggers are not installed (MariaDB 10.11 can lose a table's triggers for
+good on a node when Galera aborts a statement that is opening it: tests/integration/
+test_mariadb_killed_trigger_load.py), the worker's job keeps no roll-ups, and whole-business statistics
+aggregate the base tables, exactly, on every node."""
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, text
 
 from billing_core.bootstrap import Services, build_services
-from billing_core.db.tables import statistics_journal
-from billing_core.errors import BillingError
+from billing_core.db import migrate
+from billing_core.db.statistics_triggers import create_triggers
+from billing_core.db.tables import statistics_journal, statistics_rollup_state
 from billing_core.queries.periods import Period
 from tests.conftest import Clock, make_settings
 from tests.integration.test_statistics_rollups import read
 
 pytestmark = [pytest.mark.mariadb_only, pytest.mark.slow]
 
+STARTED = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
-def test_folds_on_two_nodes_while_a_third_charges_equal_the_live_statistics(galera_urls: list[str]) -> None:
-    clock = Clock(datetime(2026, 11, 20, 9, 0, tzinfo=UTC))
-    nodes: list[Services] = [
-        build_services(make_settings(url, timezone="Europe/Berlin"), clock=clock) for url in galera_urls
-    ]
+
+def statistics_triggers(svc: Services) -> int:
+    query = text(
+        "SELECT COUNT(*) FROM information_schema.TRIGGERS "
+        "WHERE TRIGGER_SCHEMA = DATABASE() AND TRIGGER_NAME LIKE 'trg_statistics_%'"
+    )
+    return int(svc.db.read(lambda conn: conn.execute(query).scalar_one()))
+
+
+def count(svc: Services, table) -> int:  # type: ignore[no-untyped-def]
+    return int(svc.db.read(lambda conn: conn.execute(select(func.count()).select_from(table)).scalar_one()))
+
+
+def test_a_cluster_has_no_statistics_triggers_and_its_statistics_come_exactly_from_the_base_tables(
+    galera_urls: list[str],
+) -> None:
+    clock = Clock(STARTED)
+    nodes = [build_services(make_settings(url, timezone="Europe/Berlin"), clock=clock) for url in galera_urls]
     try:
         charger = nodes[2]
         company = charger.companies.add(
@@ -36,41 +48,39 @@ def test_folds_on_two_nodes_while_a_third_charges_equal_the_live_statistics(gale
         ).id
         for n in range(50):
             charger.charging.charge_call(
-                call_id=f"a{n}", company_id=company, duration_seconds=30 + n, started_at=clock.now
+                call_id=f"a{n}", company_id=company, duration_seconds=30 + n, started_at=STARTED
             )
-        nodes[0].rollups.run()
-        start = threading.Barrier(3)
-        conflicts: list[str] = []
-
-        def fold(svc: Services) -> None:
-            start.wait(timeout=30)
-            for _ in range(10):
-                try:
-                    svc.rollups.run()
-                except BillingError as error:
-                    conflicts.append(error.code)
-
-        def charge() -> None:
-            start.wait(timeout=30)
-            for n in range(150):
-                charger.charging.charge_call(
-                    call_id=f"b{n}", company_id=company, duration_seconds=60, started_at=clock.now
-                )
-
-        threads = [threading.Thread(target=fold, args=(svc,)) for svc in nodes[:2]]
-        threads.append(threading.Thread(target=charge))
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        nodes[1].rollups.run()
-        left = nodes[0].db.read(lambda c: c.execute(select(func.count()).select_from(statistics_journal)).scalar())
-        assert left == 0
+        run = nodes[0].rollups.run()
+        assert (run.rebuilt, run.folded) == (False, 0)
         period = Period(start=date(2026, 11, 19), end=date(2026, 11, 21))
         for svc in nodes:
-            rolled = read(svc, period, use_rollups=True)
-            assert rolled == read(svc, period, use_rollups=False)
-            assert rolled.calls.count == 200 and rolled.active_companies == 1
+            assert statistics_triggers(svc) == 0
+            assert count(svc, statistics_journal) == count(svc, statistics_rollup_state) == 0
+            statistics = read(svc, period, use_rollups=True)
+            assert statistics == read(svc, period, use_rollups=False)
+            assert statistics.calls.count == 50 and statistics.active_companies == 1
     finally:
         for svc in nodes:
             svc.close()
+
+
+def test_the_upgrade_drops_statistics_triggers_and_roll_ups_left_on_a_cluster(galera_urls: list[str]) -> None:
+    """A schema migrated before 0011 (or on a server that became a Galera node) still has them."""
+    svc = build_services(make_settings(galera_urls[0]))
+    try:
+
+        def leave_behind(conn) -> None:  # type: ignore[no-untyped-def]
+            for statement in create_triggers("mysql"):
+                conn.execute(text(statement))
+            conn.execute(
+                insert(statistics_rollup_state).values(id=1, zone="UTC", rebuilt_at=STARTED, folded_at=STARTED)
+            )
+
+        svc.db.write(leave_behind)
+        assert statistics_triggers(svc) > 0
+        migrate.downgrade(galera_urls[0], "0010")
+        migrate.upgrade(galera_urls[0])
+        assert statistics_triggers(svc) == 0
+        assert count(svc, statistics_rollup_state) == 0
+    finally:
+        svc.close()

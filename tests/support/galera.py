@@ -13,7 +13,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -182,38 +181,6 @@ class GaleraCluster:
         """Create the schema once (DDL replicates) and return one URL per node."""
         self.nodes[0].create_database(name)
         return [node.url(name) for node in self.nodes]
-
-    def refresh_table_caches(self, tables: list[str], database: str, users: int = 12) -> None:
-        """Empty every running node's table cache, then fill it again from ``users`` connections per node that
-        hold ``tables`` open at once (so they parse their triggers before the test's load, not during it).
-
-        A statement killed while it opens a table (a Galera brute-force abort is such a kill) leaves that
-        table's triggers unparsed in the cache, and every later write of the table on that node fails with
-        1064 until it is flushed (tests/integration/test_mariadb_killed_trigger_load.py): a test must not
-        inherit that from an earlier one. The connections filling the cache hold no locks, so nothing aborts
-        them. Only while the cluster is idle: under load a flush can make an applier fail to open its tables."""
-        import pymysql
-
-        nodes = [node for node in self.nodes if node.process is not None]
-        for node in nodes:
-            conn = pymysql.connect(host="127.0.0.1", port=node.port, user="root")
-            try:
-                with conn.cursor() as cur:
-                    cur.execute("FLUSH LOCAL TABLES")
-            finally:
-                conn.close()
-        opens = ", ".join(f"(SELECT COUNT(*) FROM `{table}`)" for table in tables)
-
-        def hold(port: int) -> None:
-            conn = pymysql.connect(host="127.0.0.1", port=port, user="root", database=database)
-            try:
-                with conn.cursor() as cur:
-                    cur.execute(f"SELECT SLEEP(0.3), {opens}")
-            finally:
-                conn.close()
-
-        with ThreadPoolExecutor(len(nodes) * users) as pool:
-            list(pool.map(hold, [node.port for node in nodes for _ in range(users)]))
 
     def stop(self) -> None:
         # Joiners first, the bootstrap node last, each with a clean shutdown.
