@@ -34,10 +34,20 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from billing_core.bootstrap import Services
-from billing_core.db.tables import call_charges, invoices, ledger, topups, webhook_events
+from billing_core.db.tables import (
+    call_charges,
+    invoices,
+    job_schedule,
+    ledger,
+    statistics_journal,
+    statistics_rollup_state,
+    statistics_rollups,
+    topups,
+    webhook_events,
+)
 from tests.e2e.test_webhook_process import (
     StormPlan,
     assert_clean_log,
@@ -115,7 +125,11 @@ def replicas(tmp_path: Path, galera_urls: list[str], localstripe: LocalStripe) -
                            BILLING_WEBHOOK_WORKER="false")
 
     sidecars = [WebhookProcess(tmp_path / f"sidecar-node{n + 1}", env(n)) for n in SIDECAR_NODES]
-    workers = [WorkerProcess(tmp_path / f"worker-node{n + 1}", env(n)) for n in WORKER_NODES]
+    # the statistics job every 2 s: on a cluster it must keep nothing (no triggers, no journal, no roll-ups)
+    workers = [
+        WorkerProcess(tmp_path / f"worker-node{n + 1}", dict(env(n), BILLING_JOB_STATISTICS_ROLLUPS_SECONDS="2"))
+        for n in WORKER_NODES
+    ]
     # No four-eyes limits in the way (the storm's adjustments are small; re-sent ones count again today),
     # and no rate limit: the client retries.
     mcp = McpHttpProcess(
@@ -196,6 +210,30 @@ def assert_exact_on_node(
     assert done.returncode == 0, f"billing ledger check -> {done.returncode}\n{done.stdout}{done.stderr}"
 
 
+def assert_no_statistics_journal_on_node(services: Services) -> None:
+    """The workers ran the statistics job on the cluster, and it kept nothing: no triggers there (migration 0011)."""
+
+    def state(conn: Any) -> tuple[Any, ...]:
+        job = conn.execute(
+            select(job_schedule.c.last_finished_at, job_schedule.c.last_error).where(
+                job_schedule.c.name == "statistics_rollups"
+            )
+        ).one()
+        triggers = conn.execute(
+            text(
+                "SELECT COUNT(*) FROM information_schema.TRIGGERS "
+                "WHERE TRIGGER_SCHEMA = DATABASE() AND TRIGGER_NAME LIKE 'trg_statistics_%'"
+            )
+        ).scalar_one()
+        rows = [
+            conn.execute(select(func.count()).select_from(table)).scalar_one()
+            for table in (statistics_journal, statistics_rollups, statistics_rollup_state)
+        ]
+        return job.last_finished_at is not None, job.last_error, triggers, rows
+
+    assert services.db.read(state) == (True, None, 0, [0, 0, 0])
+
+
 def test_storm_over_two_sidecars_and_two_workers_on_galera_survives_a_node_killed_and_rejoining(
     galera_cluster: GaleraCluster, galera_urls: list[str], replicas, tmp_path, request
 ):
@@ -240,6 +278,7 @@ def test_storm_over_two_sidecars_and_two_workers_on_galera_survives_a_node_kille
         for n, built in enumerate(services):
             env = dict(sidecars[0].env, DATABASE_URL=galera_urls[n])
             assert_exact_on_node(built, plan, adjusted, env, tmp_path)
+            assert_no_statistics_journal_on_node(built)
         for sidecar in sidecars:
             assert_clean_log(sidecar)
         for worker in workers:
