@@ -161,6 +161,14 @@ async def _dispose_when_the_loop_ends(engine: AsyncEngine) -> AsyncIterator[None
         await engine.dispose()
 
 
+GALERA_CHECK = "SELECT @@global.wsrep_on"
+
+
+def on_galera(conn: Connection) -> bool:
+    """Whether ``conn`` is to a Galera node (wsrep on); SQLite and a plain MariaDB server are not."""
+    return conn.dialect.name != "sqlite" and int(conn.exec_driver_sql(GALERA_CHECK).scalar() or 0) == 1
+
+
 def _causal_reads_on_galera(dbapi_connection: Any, _record: Any) -> None:
     """On a Galera node, reads wait until this node has applied what the cluster committed before them.
 
@@ -171,7 +179,7 @@ def _causal_reads_on_galera(dbapi_connection: Any, _record: Any) -> None:
     """
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute("SELECT @@global.wsrep_on")
+        cursor.execute(GALERA_CHECK)
         row = cursor.fetchone()
         if row is not None and int(row[0] or 0) == 1:
             cursor.execute("SET SESSION wsrep_sync_wait = 1")

@@ -152,11 +152,9 @@ def triggers_allowed(conn: Connection) -> bool:
     table on that node fails (1064) until the table is flushed there. Galera kills statements routinely (a
     local transaction aborted for a replicated one), so on a cluster the statistics come from the base tables
     and the journal is not kept (tests/integration/test_mariadb_killed_trigger_load.py shows the server bug)."""
-    if conn.dialect.name == "sqlite":
-        return True
-    from sqlalchemy import text
+    from billing_core.db.database import on_galera
 
-    return str(conn.execute(text("SELECT @@wsrep_on")).scalar()) not in ("1", "ON")
+    return not on_galera(conn)
 
 
 def trigger_names() -> list[str]:
