@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
-from billing_core.db.database import inserted_id
+from billing_core.db.direct import DirectStatement
 from billing_core.db.tables import balances, companies, ledger
 from billing_core.errors import CompanyNotFound
 from billing_core.money import Money
@@ -70,14 +70,14 @@ class LedgerEntry:
         }
 
 
-def locking_select(*extra_columns: Any) -> Select[Any]:
+def locking_select(*extra_columns: Any) -> DirectStatement:
     """A ``SELECT ... FOR UPDATE`` of the balance row by ``:company_id``, plus ``extra_columns``.
 
-    Build these once at import time: a prebuilt statement skips SQLAlchemy's per-call construction and
-    cache-key work, which is most of the cost of a short transaction. Select only what the use case
-    reads: every column costs a column definition the driver parses on each execution.
+    Build these once at import time: every money movement starts with one, so it runs as a
+    :class:`DirectStatement`. Select only what the use case reads: every column costs a column definition
+    the driver parses on each execution.
     """
-    return (
+    return DirectStatement(
         select(
             balances.c.currency,
             balances.c.balance,
@@ -90,8 +90,22 @@ def locking_select(*extra_columns: Any) -> Select[Any]:
 
 
 LOCK_BALANCE = locking_select()
-INSERT_ENTRY = insert(ledger)
-UPDATE_BALANCE = (
+ENTRY_COLUMNS = (
+    "company_id",
+    "type",
+    "amount",
+    "currency",
+    "balance_before",
+    "balance_after",
+    "description",
+    "reference_type",
+    "reference_id",
+    "idempotency_key",
+    "actor",
+    "created_at",
+)
+INSERT_ENTRY = DirectStatement(insert(ledger), column_keys=ENTRY_COLUMNS)
+UPDATE_BALANCE = DirectStatement(
     update(balances)
     .where(balances.c.company_id == bindparam("b_company_id"))
     .values(
@@ -100,7 +114,7 @@ UPDATE_BALANCE = (
         updated_at=bindparam("b_updated_at"),
     )
 )
-BUMP_GUARD = (
+BUMP_GUARD = DirectStatement(
     update(balances)
     .where(balances.c.company_id == bindparam("g_company_id"))
     .values(guard_version=balances.c.guard_version + 1)
@@ -109,10 +123,10 @@ _BASE_COLUMNS = 3  # currency, balance, reserved_balance
 
 
 def lock_balance(
-    conn: Connection, company_id: int, statement: Select[Any] = LOCK_BALANCE, **params: Any
+    conn: Connection, company_id: int, statement: DirectStatement = LOCK_BALANCE, **params: Any
 ) -> LockedBalance:
     """Lock the company's balance row; the statement's extra columns come back in ``extra``."""
-    row = conn.execute(statement, {"company_id": company_id, **params}).first()
+    row = statement.first(conn, {"company_id": company_id, **params})
     if row is None:
         raise CompanyNotFound(company_id)
     currency, balance, reserved, *extra = row
@@ -133,7 +147,7 @@ def write_guard(conn: Connection, locked: LockedBalance) -> None:
     (write skew). Writing the row that guards the count makes them write the same row, so the second one
     fails certification (a deadlock error at commit), is retried, and then sees the first one's row.
     """
-    conn.execute(BUMP_GUARD, {"g_company_id": locked.company_id})
+    BUMP_GUARD.update(conn, {"g_company_id": locked.company_id})
 
 
 def company_exists(conn: Connection, company_id: int) -> bool:
@@ -171,7 +185,7 @@ def post_entry(
         "actor": actor,
         "created_at": now,
     }
-    entry_id = inserted_id(conn.execute(INSERT_ENTRY, values))
+    entry_id = INSERT_ENTRY.insert(conn, values)
     move_balance(conn, locked, amount=amount, reserved_delta=reserved_delta, now=now)
     return entry_from_row({**values, "id": entry_id})
 
@@ -182,8 +196,8 @@ def move_balance(conn: Connection, locked: LockedBalance, *, amount: int, reserv
         return
     locked.balance += amount
     locked.reserved += reserved_delta
-    conn.execute(
-        UPDATE_BALANCE,
+    UPDATE_BALANCE.update(
+        conn,
         {
             "b_company_id": locked.company_id,
             "b_balance": locked.balance,

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, case, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from billing_core.db.database import inserted_id
+from billing_core.db.direct import DirectStatement
 from billing_core.db.ledger import (
     LockedBalance,
     entry_by_key,
@@ -143,25 +143,50 @@ _AUTO_TOPUP_BELOW = case((balances.c.auto_topup_enabled, balances.c.auto_topup_t
 # data as of the statement's start, which may be before a competing transaction committed and let go.
 LOCK_FOR_CHARGE = locking_select(*_rate_in_force(), _ENABLED, _AUTO_TOPUP_BELOW)
 LOCK_FOR_RESERVE = locking_select(*_rate_in_force(), _ENABLED)
-HELD_FOR_CALL = select(reservations.c.amount, reservations.c.company_id).where(_ACTIVE_HOLD)
-CALL_STATE = select(
-    select(call_charges.c.id).where(call_charges.c.call_id == bindparam("call_id")).scalar_subquery().label("charged"),
-    select(reservations.c.amount)
-    .where(reservations.c.call_id == bindparam("call_id"))
-    .scalar_subquery()
-    .label("held_amount"),
-    select(reservations.c.status)
-    .where(reservations.c.call_id == bindparam("call_id"))
-    .scalar_subquery()
-    .label("held_status"),
-    select(reservations.c.company_id)
-    .where(reservations.c.call_id == bindparam("call_id"))
-    .scalar_subquery()
-    .label("held_company"),
+HELD_FOR_CALL = DirectStatement(select(reservations.c.amount, reservations.c.company_id).where(_ACTIVE_HOLD))
+CALL_STATE = DirectStatement(
+    select(
+        select(call_charges.c.id)
+        .where(call_charges.c.call_id == bindparam("call_id"))
+        .scalar_subquery()
+        .label("charged"),
+        select(reservations.c.amount)
+        .where(reservations.c.call_id == bindparam("call_id"))
+        .scalar_subquery()
+        .label("held_amount"),
+        select(reservations.c.status)
+        .where(reservations.c.call_id == bindparam("call_id"))
+        .scalar_subquery()
+        .label("held_status"),
+        select(reservations.c.company_id)
+        .where(reservations.c.call_id == bindparam("call_id"))
+        .scalar_subquery()
+        .label("held_company"),
+    )
 )
-INSERT_CHARGE = insert(call_charges)
-INSERT_RESERVATION = insert(reservations)
-RELEASE_HOLD = (
+INSERT_CHARGE = DirectStatement(
+    insert(call_charges),
+    column_keys=(
+        "call_id",
+        "company_id",
+        "duration_seconds",
+        "billed_seconds",
+        "rate_per_minute",
+        "billing_increment_seconds",
+        "amount_charged",
+        "currency",
+        "call_started_at",
+        "call_ended_at",
+        "charged_at",
+        "refund_status",
+        "refunded_amount",
+        "caller_number",
+    ),
+)
+INSERT_RESERVATION = DirectStatement(
+    insert(reservations), column_keys=("call_id", "company_id", "amount", "currency", "status", "created_at")
+)
+RELEASE_HOLD = DirectStatement(
     update(reservations)
     .where(reservations.c.call_id == bindparam("r_call_id"), reservations.c.status == "active")
     .values(status="released", released_at=bindparam("r_released_at"))
@@ -205,7 +230,7 @@ class ChargingService:
     def _reserve(self, conn: Connection, call_id: str, company_id: int, at: datetime) -> ReservationResult:
         locked = lock_balance(conn, company_id, LOCK_FOR_RESERVE, at=at)
         self._check_enabled(locked)
-        state = conn.execute(CALL_STATE, {"call_id": call_id}).one()
+        state = CALL_STATE.first(conn, {"call_id": call_id})
         if state.held_status is not None:
             held = Money(state.held_amount, locked.currency)
             return ReservationResult(call_id, state.held_company, held, state.held_status, True)
@@ -215,8 +240,8 @@ class ChargingService:
         amount = reservation_amount(self._ctx.settings.reservation_minutes, self._rate(locked), available)
         status = "active" if amount.cents > 0 else "rejected"
         now = self._ctx.clock()
-        conn.execute(
-            INSERT_RESERVATION,
+        INSERT_RESERVATION.insert(
+            conn,
             {
                 "call_id": call_id,
                 "company_id": company_id,
@@ -283,7 +308,7 @@ class ChargingService:
         if row.status != "active":
             return HoldRelease(call_id, locked.company_id, Money.zero(locked.currency), row.status, False)
         now = self._ctx.clock()
-        conn.execute(RELEASE_HOLD, {"r_call_id": call_id, "r_released_at": now})
+        RELEASE_HOLD.update(conn, {"r_call_id": call_id, "r_released_at": now})
         move_balance(conn, locked, amount=0, reserved_delta=-row.amount, now=now)
         amount = Money(row.amount, locked.currency)
         audit.record(
@@ -375,36 +400,34 @@ class ChargingService:
             if previous is not None:
                 return _same_call(previous, company_id, duration_seconds)
         self._check_enabled(locked)
-        hold = conn.execute(HELD_FOR_CALL, {"call_id": call_id}).first()
+        hold = HELD_FOR_CALL.first(conn, {"call_id": call_id})
         if hold is not None and hold.company_id != company_id:
             raise Conflict(f"call {call_id} holds a reservation of company {hold.company_id}, not {company_id}")
         held_cents = hold.amount if hold is not None else 0
         rate = self._rate(locked)
         charge = compute_charge(duration_seconds, rate)
         now = self._ctx.clock()
-        charge_id = inserted_id(
-            conn.execute(
-                INSERT_CHARGE,
-                {
-                    "call_id": call_id,
-                    "company_id": company_id,
-                    "duration_seconds": duration_seconds,
-                    "billed_seconds": charge.billed_seconds,
-                    "rate_per_minute": rate.per_minute,
-                    "billing_increment_seconds": rate.increment_seconds,
-                    "amount_charged": charge.amount.cents,
-                    "currency": rate.currency,
-                    "call_started_at": started_at,
-                    "call_ended_at": ended_at,
-                    "charged_at": now,
-                    "refund_status": "none",
-                    "refunded_amount": 0,
-                    "caller_number": caller_number[:32] if caller_number else None,
-                },
-            )
+        charge_id = INSERT_CHARGE.insert(
+            conn,
+            {
+                "call_id": call_id,
+                "company_id": company_id,
+                "duration_seconds": duration_seconds,
+                "billed_seconds": charge.billed_seconds,
+                "rate_per_minute": rate.per_minute,
+                "billing_increment_seconds": rate.increment_seconds,
+                "amount_charged": charge.amount.cents,
+                "currency": rate.currency,
+                "call_started_at": started_at,
+                "call_ended_at": ended_at,
+                "charged_at": now,
+                "refund_status": "none",
+                "refunded_amount": 0,
+                "caller_number": caller_number[:32] if caller_number else None,
+            },
         )
         if held_cents:
-            conn.execute(RELEASE_HOLD, {"r_call_id": call_id, "r_released_at": now})
+            RELEASE_HOLD.update(conn, {"r_call_id": call_id, "r_released_at": now})
         if charge.amount.cents:
             post_entry(
                 conn,

@@ -21,6 +21,7 @@ from sqlalchemy.util.concurrency import await_, in_greenlet
 
 from billing_core.bootstrap import Services, build_services
 from billing_core.concurrency import refuse_in_event_loop
+from billing_core.db.ledger import lock_balance, post_entry
 from billing_core.db.tables import balances, companies
 from billing_core.errors import DatabaseUnavailable
 from tests.conftest import Clock, make_settings
@@ -183,6 +184,105 @@ def test_two_transactions_that_deadlock_both_commit_after_a_retry(path_services:
         lambda c: c.execute(select(balances.c.low_balance_threshold).order_by(balances.c.company_id)).scalars().all()
     )
     assert sorted(thresholds) == [1, 2]  # whichever committed last wrote both rows
+
+
+# The hot paths' statements (db.direct: the balance lock, the ledger entry, the balance update) run on the
+# driver's cursor without Connection.execute; their errors must be retried exactly like the ones above.
+
+
+@pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
+def test_a_ledger_entry_whose_connection_was_killed_runs_again_and_is_posted_once(
+    path_services: Services, driver, clock: Clock
+):
+    firm = new_company(path_services, funded="10.00")
+    attempts: list[int] = []
+
+    def work(conn: Connection) -> int:
+        attempts.append(int(conn.exec_driver_sql("SELECT CONNECTION_ID()").scalar_one()))
+        locked = lock_balance(conn, firm.id)
+        if len(attempts) == 1:  # another session kills this connection mid-transaction
+            with path_services.db.engine.connect() as killer:
+                killer.exec_driver_sql(f"KILL {attempts[0]}")
+        post_entry(
+            conn, locked, type="adjustment", amount=150, description="killed once", idempotency_key="k", now=clock.now
+        )
+        return len(attempts)
+
+    assert run_on(path_services, lambda: path_services.db.write(work)) == 2
+    assert attempts[0] != attempts[1]
+    assert balance_cents(path_services, firm.id) == 1150
+    assert_ledger_ok(path_services)
+    # the pool's connections work after the kill (a dead one was invalidated, not handed out again)
+    assert run_on(path_services, lambda: path_services.db.write(lambda c: lock_balance(c, firm.id).balance)) == 1150
+
+
+@pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
+def test_a_lock_wait_on_the_balance_row_is_retried_and_gives_up_with_503_on_both_paths(path_services: Services, driver):
+    firm = new_company(path_services, funded="10.00")
+    path_services.db.attempts = 2
+    tries: list[int] = []
+
+    def blocked(conn: Connection) -> None:
+        tries.append(1)
+        conn.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = 1")
+        lock_balance(conn, firm.id)
+
+    with path_services.db.engine.connect() as holder:  # holds the row lock for the whole test
+        holder.begin()
+        holder.execute(select(balances).where(balances.c.company_id == firm.id).with_for_update()).one()
+        with pytest.raises(DatabaseUnavailable):
+            run_on(path_services, lambda: path_services.db.write(blocked))
+        holder.rollback()
+    assert len(tries) == 2
+
+
+@pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
+def test_two_balance_locks_taken_in_opposite_orders_deadlock_and_both_post_after_a_retry(
+    path_services: Services, driver, clock: Clock
+):
+    first, second = new_company(path_services, funded="10.00"), new_company(path_services, name="Zwei", funded="10.00")
+    runs: list[str] = []
+
+    def lock_in_order(name: str, a: int, b: int) -> Callable[[Connection], None]:
+        def work(conn: Connection) -> None:
+            runs.append(name)
+            locked = lock_balance(conn, a)
+            if runs.count(name) == 1:
+                pause(0.3)  # both hold their first row now
+            lock_balance(conn, b)
+            post_entry(
+                conn, locked, type="adjustment", amount=100, description=name, idempotency_key=name, now=clock.now
+            )
+
+        return work
+
+    async def main() -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(path_services.call, path_services.db.write, lock_in_order("ab", first.id, second.id))
+            group.start_soon(path_services.call, path_services.db.write, lock_in_order("ba", second.id, first.id))
+
+    anyio.run(main)
+    assert sorted(set(runs)) == ["ab", "ba"] and len(runs) == 3  # exactly one lost the deadlock and ran again
+    assert (balance_cents(path_services, first.id), balance_cents(path_services, second.id)) == (1100, 1100)
+    assert_ledger_ok(path_services)
+
+
+def test_a_repeated_call_id_through_either_path_answers_from_what_was_stored(path_services: Services, clock: Clock):
+    firm = new_company(path_services, funded="10.00")
+
+    def charge() -> Any:
+        return path_services.charging.charge_call(
+            call_id="again", company_id=firm.id, duration_seconds=90, started_at=clock.now
+        )
+
+    first, second = run_on(path_services, charge), run_on(path_services, charge)
+    assert (first.replayed, second.replayed) == (False, True)
+    assert (second.charge_id, second.amount, second.balance_after) == (
+        first.charge_id,
+        first.amount,
+        first.balance_after,
+    )
+    assert balance_cents(path_services, firm.id) == 1000 - 63
 
 
 @pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
