@@ -27,6 +27,7 @@ from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from billing_core.backoff import backoff
+from billing_core.db.direct import DirectStatement
 from billing_core.db.errors import is_retryable
 from billing_core.db.tables import webhook_events
 from billing_core.errors import BillingError, DatabaseUnavailable, InvalidInput, NotFound
@@ -123,7 +124,22 @@ class StoredEvent:
 
 
 Handler = Callable[[Connection, InboundEvent], HandlerResult]
-INSERT_EVENT = insert(webhook_events)
+# every stored event gives all of these (a processed one in the same transaction as what it caused)
+INSERT_EVENT = DirectStatement(
+    insert(webhook_events),
+    column_keys=(
+        "provider",
+        "event_id",
+        "event_type",
+        "payload",
+        "status",
+        "attempts",
+        "last_error",
+        "next_attempt_at",
+        "received_at",
+        "processed_at",
+    ),
+)
 
 
 @dataclass
@@ -157,7 +173,7 @@ class WebhookInbox:
         def process_and_store(conn: Connection) -> EventOutcome:
             result = handler(conn, event)
             now = self._ctx.clock()
-            conn.execute(INSERT_EVENT, self._row(event, raw, result.status, received_at, attempts=1, processed_at=now))
+            INSERT_EVENT.insert(conn, self._row(event, raw, result.status, received_at, attempts=1, processed_at=now))
             return EventOutcome(
                 event.provider,
                 event.event_id,
@@ -202,8 +218,8 @@ class WebhookInbox:
                 status, note, attempts, delay = "pending", "", 0, timedelta(0)
             else:
                 status, note, attempts, delay = self._failure(conn, event, error, attempts=1)
-            conn.execute(
-                INSERT_EVENT,
+            INSERT_EVENT.insert(
+                conn,
                 {
                     **self._row(event, raw, status, received_at, attempts=attempts, processed_at=None),
                     "last_error": note[:1000] or None,
@@ -241,8 +257,8 @@ class WebhookInbox:
             f"Conflict: this {event.event_type} contradicts the one already received "
             f"({', '.join(differences)} differ); nothing changed"
         )
-        conn.execute(
-            INSERT_EVENT,
+        INSERT_EVENT.insert(
+            conn,
             {
                 **self._row(
                     InboundEvent(event.provider, conflict_id, event.event_type, event.data),
