@@ -19,12 +19,13 @@ import click
 from pydantic import BaseModel
 
 from billing_core.errors import BillingError
-from billing_core.money import Money
-from billing_core.read_models.base import DEFAULT_LIMIT, MAX_LIMIT, MoneyView, Page
+from billing_core.read_models.limits import DEFAULT_LIMIT, MAX_LIMIT
 
 if TYPE_CHECKING:
     from billing_core.bootstrap import Services
     from billing_core.config import Settings
+    from billing_core.money import Money
+    from billing_core.read_models.base import MoneyView, Page
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -85,6 +86,8 @@ def emit_page(page: Page[Any], as_json: bool, human: Callable[[], None]) -> None
 def pages_up_to(fetch: Callable[..., Page[Any]], limit: int, cursor: str | None) -> Page[Any]:
     """Up to ``limit`` entries, read a page of at most MAX_LIMIT at a time (commands whose ``--limit``
     allowed more than one page before the read side existed keep their range)."""
+    from billing_core.read_models.base import Page  # the read models: not loaded for `billing mcp`
+
     items: list[Any] = []
     while True:
         page = fetch(limit=min(MAX_LIMIT, limit - len(items)), cursor=cursor)
@@ -170,6 +173,8 @@ def parse_datetime(_ctx: Any, _param: Any, value: str | None) -> datetime | None
 
 
 def money_text(money: Money | MoneyView) -> str:
+    from billing_core.read_models.base import MoneyView
+
     if isinstance(money, MoneyView):
         money = money.to_money()
     return f"{money.to_decimal():,f} {money.currency}"

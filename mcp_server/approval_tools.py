@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
@@ -17,6 +16,7 @@ from mcp_server.caller import APPROVE, READ
 from mcp_server.models import Amount, ApprovalList, ApprovalView
 from mcp_server.operations import OPERATIONS
 from mcp_server.read_tools import as_data
+from mcp_server.tool_specs import ToolSpecs
 
 if TYPE_CHECKING:
     from billing_core.services.approvals import Approval
@@ -57,8 +57,8 @@ def execute_approved(app: BillingApp, approval: Approval) -> Approval:
     return app.approvals.record_result(approval.id, result)
 
 
-def register_approval_tools(server: MCPServer, app: BillingApp) -> None:
-    @server.tool(
+def register_approval_tools(tools: ToolSpecs, app: BillingApp) -> None:
+    @tools.tool(
         name="list_pending_approvals",
         annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
         structured_output=True,
@@ -75,7 +75,7 @@ def register_approval_tools(server: MCPServer, app: BillingApp) -> None:
             )
             return ApprovalList(items=[approval_view(a) for a in items[:limit]], has_more=len(items) > limit)
 
-    @server.tool(
+    @tools.tool(
         name="decide_approval",
         annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False),
         structured_output=True,
@@ -112,7 +112,7 @@ def register_approval_tools(server: MCPServer, app: BillingApp) -> None:
                 rec.outcome = "rejected"
             return approval_view(decided)
 
-    @server.tool(
+    @tools.tool(
         name="get_audit_log",
         annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
         structured_output=True,

@@ -28,8 +28,9 @@ from billing_core.bootstrap import Services
 from billing_core.services.api_tokens import ApiTokenService
 from billing_core.services.tool_calls import ToolCallStore
 from mcp_server.caller import Caller, caller_from_token_claims
-from mcp_server.server import build_server, tool_scopes
+from mcp_server.server import build_server
 from mcp_server.settings import McpSettings
+from mcp_server.tool_definitions import tool_scopes
 
 CACHE_SECONDS = 5.0  # a revoked token stops working within this time
 MAX_BODY = 1_000_000

@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, EmbeddedResource, ImageContent, TextContent, TextResourceContents, ToolAnnotations
 from pydantic import BaseModel, Field
@@ -40,6 +39,7 @@ from mcp_server.reports import (
     report_csv,
 )
 from mcp_server.text import capped
+from mcp_server.tool_specs import ToolSpecs
 
 M = TypeVar("M", bound=BaseModel)
 READ_TOOLS = (
@@ -116,7 +116,7 @@ def _period(start: date | None, end: date | None, days: int, app: BillingApp) ->
     return Period.of(start, end)
 
 
-def register_read_tools(server: MCPServer, app: BillingApp) -> None:
+def register_read_tools(tools: ToolSpecs, app: BillingApp) -> None:
     def reader() -> Caller:
         caller = app.caller()
         caller.require(READ)
@@ -128,7 +128,7 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
         record().company_id = cid
         return cid
 
-    @server.tool(name="find_company", annotations=READ_ONLY, structured_output=True)
+    @tools.tool(name="find_company", annotations=READ_ONLY, structured_output=True)
     async def find_company(
         query: Annotated[
             str,
@@ -148,7 +148,7 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
                 found = tuple(m for m in found if m.id == caller.company_id)
             return as_data(CompanyMatches(items=list(found[:limit]), has_more=len(found) > limit))
 
-    @server.tool(name="get_balance", annotations=READ_ONLY, structured_output=True)
+    @tools.tool(name="get_balance", annotations=READ_ONLY, structured_output=True)
     async def get_balance(
         company_id: Annotated[int, Field(ge=1, description="The company.")],
     ) -> BalanceOverview:
@@ -160,7 +160,7 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
 
             return await app.read_audited(lambda conn: balance_overview(conn, cid))
 
-    @server.tool(name="get_payment_overview", annotations=READ_ONLY, structured_output=True)
+    @tools.tool(name="get_payment_overview", annotations=READ_ONLY, structured_output=True)
     async def get_payment_overview(
         days: Annotated[int, Field(ge=1, le=366, description="The last this many days, today included.")] = 30,
         start: Annotated[date | None, Field(None, description="First day (YYYY-MM-DD), instead of days.")] = None,
@@ -175,7 +175,7 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
             period = _period(start, end, days, app)
             return as_data(await app.services.call(lambda: build_overview(app.services, period, cid)))
 
-    @server.tool(name="get_customer_payment_history", annotations=READ_ONLY, structured_output=True)
+    @tools.tool(name="get_customer_payment_history", annotations=READ_ONLY, structured_output=True)
     async def get_customer_payment_history(
         company_id: Annotated[int, Field(ge=1, description="The company.")],
         limit: Limit = 20,
@@ -197,7 +197,7 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
 
             return as_data(await app.services.call(work))
 
-    @server.tool(name="list_transactions", annotations=READ_ONLY, structured_output=True)
+    @tools.tool(name="list_transactions", annotations=READ_ONLY, structured_output=True)
     async def list_transactions(
         company_id: CompanyId = None,
         types: Annotated[
@@ -218,7 +218,7 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
             )
             return as_data(page)
 
-    @server.tool(name="list_topups", annotations=READ_ONLY, structured_output=True)
+    @tools.tool(name="list_topups", annotations=READ_ONLY, structured_output=True)
     async def list_topups(
         statuses: Annotated[
             list[str] | None, Field(None, description="e.g. ['failed'] to find failed payments.")
@@ -248,7 +248,7 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
             page = await app.services.call(lambda: app.services.queries.topups(filters, limit=limit, cursor=cursor))
             return as_data(page)
 
-    @server.tool(name="list_low_balance_companies", annotations=READ_ONLY, structured_output=True)
+    @tools.tool(name="list_low_balance_companies", annotations=READ_ONLY, structured_output=True)
     async def list_low_balance_companies(
         auto_topup_enabled: Annotated[
             bool | None, Field(None, description="Only companies with auto top-up on (true) or off (false).")
@@ -268,7 +268,7 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
                 page = type(page)(items=own, has_more=False, next_cursor=None)
             return as_data(page)
 
-    @server.tool(name="get_call_charge", annotations=READ_ONLY, structured_output=True)
+    @tools.tool(name="get_call_charge", annotations=READ_ONLY, structured_output=True)
     async def get_call_charge(
         call_id: Annotated[str, Field(min_length=1, max_length=128, description="The Retell call id.")],
     ) -> CallChargeView:
@@ -280,7 +280,7 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
             record().company_id = view.company_id
             return view
 
-    @server.tool(name="list_invoices", annotations=READ_ONLY, structured_output=True)
+    @tools.tool(name="list_invoices", annotations=READ_ONLY, structured_output=True)
     async def list_invoices(
         company_id: CompanyId = None,
         type: Annotated[
@@ -297,7 +297,7 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
             filters = InvoiceFilters(company_id=cid, type=type, since=since, until=until)
             return await app.services.call(lambda: app.services.queries.invoices(filters, limit=limit, cursor=cursor))
 
-    @server.tool(name="get_invoice", annotations=READ_ONLY, structured_output=True)
+    @tools.tool(name="get_invoice", annotations=READ_ONLY, structured_output=True)
     async def get_invoice(
         number: Annotated[str, Field(min_length=1, max_length=32, description="The invoice or credit note number.")],
     ) -> InvoiceDetail:
@@ -309,7 +309,7 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
             record().company_id = detail.company_id
             return as_data(detail)
 
-    @server.tool(name="list_webhook_events", annotations=READ_ONLY, structured_output=True)
+    @tools.tool(name="list_webhook_events", annotations=READ_ONLY, structured_output=True)
     async def list_webhook_events(
         statuses: Annotated[
             list[Literal["pending", "processed", "ignored", "failed", "dead"]] | None,
@@ -334,7 +334,7 @@ def register_read_tools(server: MCPServer, app: BillingApp) -> None:
             )
             return as_data(page)
 
-    @server.tool(name="generate_financial_report", annotations=READ_ONLY)
+    @tools.tool(name="generate_financial_report", annotations=READ_ONLY)
     async def generate_financial_report(
         report_type: Annotated[
             Literal["summary", "detailed", "tax"],

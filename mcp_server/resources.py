@@ -9,10 +9,8 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 
 from billing_core.errors import BillingError
-from billing_core.read_models.ledger import LedgerFilters
 from mcp_server.app import BillingApp
 from mcp_server.caller import READ, Caller
-from mcp_server.read_tools import as_data
 
 
 @contextmanager
@@ -49,6 +47,9 @@ def register_resources(server: MCPServer, app: BillingApp) -> None:
     )
     async def company_transactions(company_id: str) -> str:
         """A company's latest 50 ledger entries, newest first (JSON page; list_transactions pages further)."""
+        from billing_core.read_models.ledger import LedgerFilters
+        from mcp_server.read_tools import as_data  # the read models: loaded on the first read, not at start
+
         with resource_errors():
             cid = _company(app, company_id)
             page = await app.services.call(

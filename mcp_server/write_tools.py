@@ -16,7 +16,7 @@ import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from mcp.server.mcpserver import Context, Elicit, ElicitationResult, MCPServer, Resolve
+from mcp.server.mcpserver import Context, Elicit, ElicitationResult, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
@@ -26,6 +26,7 @@ from mcp_server.app import BillingApp, record, tool_errors
 from mcp_server.caller import Caller
 from mcp_server.models import Amount, WriteOutcome
 from mcp_server.operations import OPERATIONS, Args, Operation, Plan, new_key
+from mcp_server.tool_specs import ToolSpecs
 
 if TYPE_CHECKING:
     from billing_core.services.tool_calls import Confirmation
@@ -144,12 +145,12 @@ def _over_limit(app: BillingApp, caller: Caller, plan: Plan) -> str | None:
     return None
 
 
-def register_write_tools(server: MCPServer, app: BillingApp) -> None:
+def register_write_tools(tools: ToolSpecs, app: BillingApp) -> None:
     for op in OPERATIONS.values():
-        _register(server, app, op)
+        _register(tools, app, op)
 
 
-def _register(server: MCPServer, app: BillingApp, op: Operation) -> None:
+def _register(tools: ToolSpecs, app: BillingApp, op: Operation) -> None:
     ctx_param = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)
     arg_params = _argument_params(op)
 
@@ -219,7 +220,7 @@ def _register(server: MCPServer, app: BillingApp, op: Operation) -> None:
     _set_signature(tool, tool_params, WriteOutcome)
     tool.__name__ = op.name
     tool.__doc__ = op.description
-    server.add_tool(
+    tools.add_tool(
         tool,
         name=op.name,
         description=op.description,

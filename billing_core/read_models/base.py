@@ -10,9 +10,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerialize
 
 from billing_core.errors import InvalidInput
 from billing_core.money import Money
-
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 200
+from billing_core.read_models.limits import DEFAULT_LIMIT as DEFAULT_LIMIT  # the queries import them from here
+from billing_core.read_models.limits import MAX_LIMIT as MAX_LIMIT
 
 # ISO 8601 with "+00:00", as the CLI's JSON has always printed timestamps (pydantic alone would print "Z").
 Timestamp = Annotated[datetime, PlainSerializer(lambda value: value.isoformat(), return_type=str, when_used="json")]

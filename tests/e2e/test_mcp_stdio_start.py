@@ -23,6 +23,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from sqlalchemy.engine import make_url
 
+from billing_core import read_models
 from billing_core.bootstrap import build_services
 from tests.conftest import make_settings
 from tests.integration.helpers import new_company
@@ -31,6 +32,10 @@ from tests.support.processes import SELLER_ENV, find_billing
 
 pytestmark = pytest.mark.anyio
 
+# every read model (but the package and its page sizes, which the CLI's options need)
+READ_MODELS = sorted(
+    p.stem for p in Path(read_models.__file__).parent.glob("*.py") if p.stem not in ("__init__", "limits")
+)
 # What answering initialize and tools/list must not load: the database layer and everything behind it.
 NOT_FOR_TOOLS_LIST = (
     "sqlalchemy",
@@ -45,6 +50,15 @@ NOT_FOR_TOOLS_LIST = (
     "billing_core.services",
     "billing_core.queries",
     "billing_core.adapters",
+    # the tools themselves: listed from mcp_server/tool_schemas.json, each built on its first call
+    "mcp_server.tool_definitions",
+    "mcp_server.read_tools",
+    "mcp_server.write_tools",
+    "mcp_server.approval_tools",
+    "mcp_server.operations",
+    "mcp_server.models",
+    "mcp_server.reports",
+    *(f"billing_core.read_models.{name}" for name in READ_MODELS),
 )
 
 
@@ -103,6 +117,7 @@ async def test_tools_list_loads_no_database_stripe_or_pdf_code_and_the_first_cal
         assert result.structured_content["balance"]["cents"] == 4200
         after_call = imported_modules(stderr_log)
         assert {"sqlalchemy", "billing_core.bootstrap"} <= after_call  # built on the first call
+        assert {"mcp_server.tool_definitions", "mcp_server.read_tools"} <= after_call  # and the tools
         assert loaded(after_call, ("stripe", "weasyprint")) == []  # a balance needs neither Stripe nor PDFs
     assert log_lines(stderr_log) == []
 
