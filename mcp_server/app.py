@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -20,16 +20,16 @@ from mcp_server.services_on_demand import ServicesOnDemand
 from mcp_server.settings import McpSettings
 
 if TYPE_CHECKING:
-    from sqlalchemy import Connection
-
     from billing_core.bootstrap import Services
     from billing_core.services.api_tokens import ApiTokenService
     from billing_core.services.approvals import ApprovalService
     from billing_core.services.tool_calls import ToolCallStore
     from mcp_server.audit import AuditWriter
+    from mcp_server.shared_read import SharedRead
 
 log = logging.getLogger("mcp_server")
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 
 
 @dataclass
@@ -96,15 +96,16 @@ class BillingApp:
 
         return AuditWriter(self.services, self.calls)
 
-    async def read_audited(self, work: Callable[[Connection], T]) -> T:
-        """Run a read tool's ``work`` and write the call's audit row in the same transaction.
+    async def read_audited(self, read: SharedRead[K, T], key: K) -> T:
+        """Read ``key`` and write the call's audit row in the same transaction.
 
-        One thread hop and one transaction for both; on SQLite the rows and reads of concurrent calls share
-        them (see :mod:`mcp_server.audit`). Outside the audit middleware (no call record) it is a plain read.
+        One service call and one transaction for both, shared with concurrent calls, whose reads of the same
+        kind share one statement (see :mod:`mcp_server.audit`). Outside the audit middleware (no call record)
+        it is a plain read.
         """
         rec = record()
         if rec.tool is None or rec.caller is None:
-            return await self.services.call(self.services.ctx.db.read, work)
+            return await self.services.call(self.services.ctx.db.read, lambda conn: read.one(conn, key))
         row = self.calls.audit_row(
             actor=rec.caller, tool=rec.tool, outcome="ok", arguments=rec.arguments or {}, company_id=rec.company_id
         )
@@ -112,7 +113,7 @@ class BillingApp:
         def written(outcome: str) -> None:
             rec.audited, rec.outcome = True, outcome
 
-        return await self.audit.read_and_write(work, row, written=written)
+        return await self.audit.read_and_write(read, key, row, written=written)
 
     def caller(self) -> Caller:
         caller = current_caller(self.local_caller)

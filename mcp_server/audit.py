@@ -12,7 +12,9 @@ server and 40 % less in mariadbd this way (two runs of a variant of ``bench/mcp_
 
 A light read tool (``get_balance``, through ``BillingApp.read_audited``) sends its read along: it runs in the
 transaction that writes the call's row, just before it, so the call needs no service call and no transaction
-of its own, and its row says how the read ended.
+of its own, and its row says how the read ended. The reads of one kind in a batch are one statement for all
+their keys (:class:`~mcp_server.shared_read.SharedRead`): with 16 HTTP clients calling ``get_balance`` on
+MariaDB, a statement a call cost the server a fifth more CPU per call than one a batch.
 
 Waiting for the row is shielded from cancellation: a client that hangs up does not take its audit row, or
 the rows queued behind it, with it.
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -32,10 +34,12 @@ from sqlalchemy.exc import DBAPIError
 from billing_core.errors import BillingError, DatabaseError, DatabaseRejected
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 
 if TYPE_CHECKING:
     from billing_core.bootstrap import Services
     from billing_core.services.tool_calls import ToolCallStore
+    from mcp_server.shared_read import SharedRead
 
 log = logging.getLogger("mcp_server")
 
@@ -43,11 +47,11 @@ MAX_BATCH = 256
 
 
 class _Pending:
-    __slots__ = ("row", "read", "result", "error", "committed", "row_outcome", "wake", "written")
+    __slots__ = ("row", "read", "key", "result", "error", "committed", "row_outcome", "wake", "written")
 
-    def __init__(self, row: dict[str, Any], read: Callable[[Connection], Any] | None = None) -> None:
+    def __init__(self, row: dict[str, Any], read: SharedRead[Any, Any] | None = None, key: Any = None) -> None:
         self.row = row
-        self.read = read  # a read that runs in the batch's transaction, before the row is written
+        self.read, self.key = read, key  # a read that runs in the batch's transaction, before the rows are written
         self.result: Any = None
         self.error: BaseException | None = None
         self.committed = False
@@ -69,15 +73,15 @@ class AuditWriter:
         await self._join(_Pending(row))
 
     async def read_and_write(
-        self, read: Callable[[Connection], T], row: dict[str, Any], *, written: Callable[[str], None]
+        self, read: SharedRead[K, T], key: K, row: dict[str, Any], *, written: Callable[[str], None]
     ) -> T:
-        """Run ``read`` and commit the call's audit row in one transaction (on SQLite shared with concurrent calls).
+        """Read ``key`` and commit the call's audit row in one transaction, shared with concurrent calls.
 
-        The row says ``ok``, or ``error`` with the message of the billing error ``read`` raised (raised here
-        too); ``written`` hears the outcome once the row is committed. A failed transaction writes no row and
-        raises its error.
+        The row says ``ok``, or ``error`` with the message of the billing error the read raised or the key's
+        ``missing`` error (raised here too); ``written`` hears the outcome once the row is committed. A failed
+        transaction writes no row and raises its error.
         """
-        pending = _Pending(row, read)
+        pending = _Pending(row, read, key)
         await self._join(pending)
         if pending.committed:
             written(pending.row_outcome)
@@ -132,27 +136,46 @@ class AuditWriter:
 
 
 def _run_batch(conn: Connection, calls: ToolCallStore, batch: list[_Pending]) -> None:
-    rows = []
+    readers: dict[SharedRead[Any, Any], list[_Pending]] = {}
     for pending in batch:
-        row = pending.row
         if pending.read is not None:
-            pending.error, pending.row_outcome = None, "ok"
-            try:
-                pending.result = pending.read(conn)
-            except DBAPIError:
-                raise  # the transaction's: retried or failed as a whole
-            except BillingError as error:
-                pending.error, pending.row_outcome = error, "error"
-                row = {
-                    **row,
-                    "outcome": "error",
-                    "details": _with_message(row["details"], f"{error.code}: {error.message}"),
-                }
-            except Exception as error:
-                pending.error, pending.row_outcome = error, "failed"
-                row = {**row, "outcome": "failed", "details": _with_message(row["details"], "internal error")}
-        rows.append(row)
-    calls.insert_rows(conn, rows)
+            readers.setdefault(pending.read, []).append(pending)
+    for read, pendings in readers.items():
+        _run_read(conn, read, pendings)
+    calls.insert_rows(conn, [_row_of(pending) for pending in batch])
+
+
+def _run_read(conn: Connection, read: SharedRead[Any, Any], pendings: list[_Pending]) -> None:
+    """One statement for the keys of all ``pendings``; each gets its result or its error (set afresh on every
+    attempt: a transaction that is retried runs again)."""
+    try:
+        found = read.fetch(conn, list(dict.fromkeys(pending.key for pending in pendings)))
+    except DBAPIError:
+        raise  # the transaction's: retried or failed as a whole
+    except BillingError as error:
+        for pending in pendings:
+            pending.error, pending.row_outcome = error, "error"
+        return
+    except Exception as error:
+        for pending in pendings:
+            pending.error, pending.row_outcome = error, "failed"
+        return
+    for pending in pendings:
+        if pending.key in found:
+            pending.result, pending.error, pending.row_outcome = found[pending.key], None, "ok"
+        else:
+            pending.result, pending.error, pending.row_outcome = None, read.missing(pending.key), "error"
+
+
+def _row_of(pending: _Pending) -> dict[str, Any]:
+    row, error = pending.row, pending.error
+    if pending.read is None or error is None:
+        return row
+    if isinstance(error, BillingError):
+        message = f"{error.code}: {error.message}"
+    else:
+        message = "internal error"
+    return {**row, "outcome": pending.row_outcome, "details": _with_message(row["details"], message)}
 
 
 def _with_message(details: str, message: str) -> str:

@@ -7,13 +7,10 @@ token's scopes gets 403 ``insufficient_scope`` naming the scope it needs, before
 
 from __future__ import annotations
 
-import hashlib
 import json
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.auth.routes import build_resource_metadata_url
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.transport_security import TransportSecuritySettings
@@ -25,45 +22,14 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from billing_core.bootstrap import Services
-from billing_core.services.api_tokens import ApiTokenService
 from billing_core.services.tool_calls import ToolCallStore
 from mcp_server.caller import Caller, caller_from_token_claims
 from mcp_server.server import build_server
 from mcp_server.settings import McpSettings
+from mcp_server.token_verifier import DatabaseTokenVerifier
 from mcp_server.tool_definitions import tool_scopes
 
-CACHE_SECONDS = 5.0  # a revoked token stops working within this time
 MAX_BODY = 1_000_000
-
-
-class DatabaseTokenVerifier(TokenVerifier):
-    """Looks a bearer token up by its hash; answers are cached for a few seconds to spare the database."""
-
-    def __init__(self, services: Services) -> None:
-        self._services = services
-        self._tokens = ApiTokenService(services.ctx)
-        self._cache: dict[str, tuple[float, AccessToken | None]] = {}
-
-    async def verify_token(self, token: str) -> AccessToken | None:
-        digest = hashlib.sha256(token.encode()).hexdigest()
-        now = time.monotonic()
-        cached = self._cache.get(digest)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        view = await self._services.call(self._tokens.verify, token)
-        access = None
-        if view is not None:
-            access = AccessToken(
-                token=token,
-                client_id=f"token:{view.name}",
-                scopes=list(view.scopes),
-                expires_at=int(view.expires_at.timestamp()) if view.expires_at else None,
-                claims={"company_id": view.company_id, "token_id": view.id},
-            )
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[digest] = (now + CACHE_SECONDS, access)
-        return access
 
 
 class ScopeChallenge:

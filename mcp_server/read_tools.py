@@ -8,12 +8,13 @@ Text that customers or webhooks control is length-capped on the way out.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, EmbeddedResource, ImageContent, TextContent, TextResourceContents, ToolAnnotations
 from pydantic import BaseModel, Field
 
+from billing_core.errors import CompanyNotFound
 from billing_core.read_models.base import MoneyView, Page
 from billing_core.read_models.companies import BalanceOverview, CompanyMatch, LowBalanceCompany, LowBalanceFilters
 from billing_core.read_models.invoices import InvoiceDetail, InvoiceFilters, InvoiceSummary
@@ -38,8 +39,12 @@ from mcp_server.reports import (
     report_chart_png,
     report_csv,
 )
+from mcp_server.shared_read import SharedRead
 from mcp_server.text import capped
 from mcp_server.tool_specs import ToolSpecs
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 M = TypeVar("M", bound=BaseModel)
 READ_TOOLS = (
@@ -64,6 +69,15 @@ Cursor = Annotated[str | None, Field(None, max_length=200, description="next_cur
 CompanyId = Annotated[int | None, Field(None, ge=1, description="One company; all companies when left out.")]
 Since = Annotated[datetime | None, Field(None, description="From this instant (ISO 8601 with a timezone).")]
 Until = Annotated[datetime | None, Field(None, description="Before this instant (ISO 8601 with a timezone).")]
+
+
+def _balances(conn: Connection, company_ids: list[int]) -> dict[int, BalanceOverview]:
+    from billing_core.queries.companies import balance_overviews  # SQLAlchemy: loaded on the first call
+
+    return balance_overviews(conn, company_ids)
+
+
+BALANCES = SharedRead(_balances, CompanyNotFound)  # concurrent get_balance calls read in one statement
 
 
 def _capped(value: Any) -> Any:
@@ -156,9 +170,7 @@ def register_read_tools(tools: ToolSpecs, app: BillingApp) -> None:
         with tool_errors():
             cid = company_of(company_id)
             assert cid is not None
-            from billing_core.queries.companies import balance_overview  # SQLAlchemy: loaded on the first call
-
-            return await app.read_audited(lambda conn: balance_overview(conn, cid))
+            return await app.read_audited(BALANCES, cid)
 
     @tools.tool(name="get_payment_overview", annotations=READ_ONLY, structured_output=True)
     async def get_payment_overview(

@@ -7,8 +7,8 @@ it reads or changes is confined to that company whatever ids the caller passes.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -161,14 +161,24 @@ class ApiTokenService:
 
     def verify(self, token: str) -> ApiTokenView | None:
         """The active token with this plain text, or None (unknown, revoked or expired)."""
-        if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
-            return None
-        digest = token_hash(token)
-        row = self._ctx.db.read(
-            lambda conn: conn.execute(select(api_tokens).where(api_tokens.c.token_hash == digest)).first()
+        return self.verify_many([token]).get(token)
+
+    def verify_many(self, tokens: Sequence[str]) -> dict[str, ApiTokenView]:
+        """The active tokens among these plain texts, by plain text, in one lookup (the MCP server's concurrent
+        requests share it); unknown, revoked and expired ones are left out."""
+        digests = {token_hash(t): t for t in tokens if t.startswith(TOKEN_PREFIX) and len(t) <= 200}
+        if not digests:
+            return {}
+        rows = self._ctx.db.read(
+            lambda conn: conn.execute(select(api_tokens).where(api_tokens.c.token_hash.in_(tuple(digests)))).all()
         )
-        # the lookup is by hash; compare again in constant time so no timing difference says how close a guess was
-        if row is None or not hmac.compare_digest(row.token_hash, digest):
-            return None
-        view = _view(row)
-        return view if view.active(self._ctx.clock()) else None
+        now = self._ctx.clock()
+        found = {}
+        for row in rows:
+            token = digests.get(row.token_hash)  # an exact match: the database's comparison may ignore case
+            if token is None:
+                continue
+            view = _view(row)
+            if view.active(now):
+                found[token] = view
+        return found

@@ -53,6 +53,28 @@ async def test_concurrent_calls_are_each_audited_before_they_answer(services: Se
     assert all(rows >= count for count, rows in rows_seen_by_answer), rows_seen_by_answer
 
 
+async def test_concurrent_balance_reads_of_different_companies_each_get_their_own_answer(services: Services) -> None:
+    funded = {new_company(services, funded=f"{n}.00").id: n * 100 for n in range(1, 5)}
+    missing = 987654
+    answers: dict[int, object] = {}
+
+    async with connect(services, "legacy") as client:
+
+        async def one(company_id: int) -> None:
+            answer = await client.call_tool("get_balance", {"company_id": company_id})
+            answers[company_id] = answer.structured_content if not answer.is_error else "error"
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                for company_id in [*funded, missing]:
+                    tg.start_soon(one, company_id)
+
+    assert answers[missing] == "error"
+    assert {cid: answers[cid]["balance"]["cents"] for cid in funded} == funded  # type: ignore[index]
+    assert audit_rows(services, outcome="ok") == 3 * len(funded)
+    assert audit_rows(services, outcome="error") == 3
+
+
 async def test_a_read_that_fails_is_audited_once_with_its_error(services: Services) -> None:
     async with connect(services, "legacy") as client:
         answer = await client.call_tool("get_balance", {"company_id": 987654})
