@@ -10,8 +10,6 @@ from typing import Any
 import click
 
 from billing_cli.main import default_actor, emit, emit_page, handles_errors, parse_datetime, services
-from billing_core.config import Settings
-from billing_core.money import Money
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
@@ -37,7 +35,7 @@ def mcp(transport: str, host: str, port: int) -> None:
         from mcp_server.services_on_demand import ServicesOnDemand
 
         # The client lists the tools first: the database and the services are built on the first call.
-        on_demand = ServicesOnDemand.from_settings(Settings())
+        on_demand = ServicesOnDemand.from_environment()
         try:
             build_server(on_demand, settings=settings).run("stdio")
         finally:
@@ -48,7 +46,7 @@ def mcp(transport: str, host: str, port: int) -> None:
     from billing_core.bootstrap import build_services
     from mcp_server.http import build_http_app
 
-    built = build_services(Settings())
+    built = build_services()
     try:
         app = build_http_app(built, settings=settings, host=host, port=port)
         uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=5)
@@ -128,6 +126,8 @@ def approvals() -> None:
 
 
 def _approval_line(a: Any) -> str:
+    from billing_core.money import Money
+
     amount = f" {Money(a.amount, a.currency).to_decimal()} {a.currency}" if a.amount is not None else ""
     return f"{a.id:>4} {a.status:<9} {a.tool}{amount} by {a.requested_by}: {a.preview.get('action', '')[:120]}"
 

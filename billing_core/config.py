@@ -10,10 +10,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from billing_core.errors import InvalidAmount
+from billing_core.errors import InvalidAmount, SettingsInvalid
 from billing_core.money import Money
 
 
@@ -216,3 +216,13 @@ class Settings(BaseSettings):
     def money(self, amount: Decimal, currency: str | None = None) -> Money:
         """A configured major-unit amount in minor units of ``currency`` (exact, or an error)."""
         return Money.parse(format(amount, "f"), currency or self.default_currency)
+
+
+def read_settings() -> Settings:
+    """The settings of the environment and ``.env``; one that cannot be used is :class:`SettingsInvalid`
+    naming it (never its value: it may be a secret)."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in error.errors())
+        raise SettingsInvalid(f"a setting cannot be used: {problems}") from None

@@ -27,6 +27,7 @@
     │   ├── DatabaseRejected       the database refused the data (too long, out of range); never retry
     │   ├── DatabaseNotMigrated    the schema is missing or old: run `billing db upgrade`
     │   └── DatabaseMisconfigured  DATABASE_URL cannot be used (not a URL, unknown database, driver missing)
+    ├── SettingsInvalid            a setting of the environment or .env cannot be used (only a change of it helps)
     └── PaymentError               Stripe said no, or could not be asked
         ├── PaymentDeclined        the bank declined (decline_code says why)
         ├── AuthenticationRequired the payment needs the customer (3-D Secure) but they are not present
@@ -203,6 +204,12 @@ class DatabaseMisconfigured(DatabaseError):
     not installed. Only a change of configuration helps."""
 
     code = "database_misconfigured"
+
+
+class SettingsInvalid(BillingError):
+    """A setting of the environment or ``.env`` cannot be used (not a decimal, an unknown time zone...)."""
+
+    code = "settings_invalid"
 
 
 class PaymentError(BillingError):

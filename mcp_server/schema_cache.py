@@ -55,7 +55,6 @@ def generate() -> dict[str, Any]:
     import anyio
     from mcp.server import MCPServer
 
-    from billing_core.concurrency import ServiceCaller
     from mcp_server.app import BillingApp
     from mcp_server.caller import Caller
     from mcp_server.services_on_demand import ServicesOnDemand
@@ -65,7 +64,7 @@ def generate() -> dict[str, Any]:
     def no_services() -> Any:
         raise RuntimeError("generating the schemas calls no tool")
 
-    services = ServicesOnDemand(no_services, ServiceCaller(1))
+    services = ServicesOnDemand(no_services)
     app = BillingApp(services, McpSettings.model_construct(), Caller("schemas", frozenset()))
     server: MCPServer[Any] = MCPServer("schemas", tools=define_tools(app).build_all())
     listed = anyio.run(server.list_tools)

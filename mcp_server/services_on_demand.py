@@ -3,9 +3,9 @@
 A client starts the stdio server and lists its tools before anyone asks anything; answering that needs the
 tools' schemas, not the database. So the server starts without SQLAlchemy, the tables, the services, Stripe
 or WeasyPrint, and :class:`ServicesOnDemand` builds them when a tool call or a resource read first needs
-them, in a worker thread so the event loop keeps serving. A DATABASE_URL that cannot work then fails that
-call with a clear tool error (and one line on stderr), not the server's start: the client still shows the
-server and its tools, and the error says what to fix.
+them, in a worker thread so the event loop keeps serving. A DATABASE_URL or another setting that cannot work
+then fails that call with a clear tool error (and one line on stderr), not the server's start: the client
+still shows the server and its tools, and the error says what to fix.
 """
 
 from __future__ import annotations
@@ -15,16 +15,15 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import anyio.to_thread
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 from mcp.types import INTERNAL_ERROR, CallToolResult, TextContent
 
-from billing_core.concurrency import ServiceCaller
 from billing_core.errors import BillingError
 
 if TYPE_CHECKING:
     from billing_core.bootstrap import Services
-    from billing_core.config import Settings
 
 log = logging.getLogger("mcp_server")
 
@@ -35,28 +34,28 @@ NEEDS_SERVICES = ("tools/call", "resources/read")
 class ServicesOnDemand:
     """The services, built once by ``build`` on first use (or given already built)."""
 
-    def __init__(self, build: Callable[[], Services], call: ServiceCaller) -> None:
+    def __init__(self, build: Callable[[], Services]) -> None:
         self._build = build
-        self._call = call
         self._built: Services | None = None
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ServicesOnDemand:
-        """The services on ``settings``, built on first use; the service caller (and its thread limit) exists
-        from the start so that the build itself runs through it."""
-        call = ServiceCaller.for_settings(settings)
+    def from_environment(cls) -> ServicesOnDemand:
+        """The services on the settings of the environment and ``.env``, both read on first use: listing the
+        tools needs neither (nor the currency data the settings' amounts are checked against), and a setting
+        that cannot work then fails that call with a clear error, as a DATABASE_URL that cannot work does."""
 
         def build() -> Services:
             from billing_core.bootstrap import build_services  # SQLAlchemy and every service: imported here
+            from billing_core.config import read_settings
 
-            return build_services(settings, call=call)
+            return build_services(read_settings())
 
-        return cls(build, call)
+        return cls(build)
 
     @classmethod
     def built(cls, services: Services) -> ServicesOnDemand:
-        on_demand = cls(lambda: services, services.call)
+        on_demand = cls(lambda: services)
         on_demand._built = services
         return on_demand
 
@@ -76,7 +75,7 @@ class ServicesOnDemand:
         """The services, built in a worker thread if they are not yet."""
         if self._built is not None:
             return self._built
-        return await self._call.blocking(self.get)  # imports and builds: never in the loop
+        return await anyio.to_thread.run_sync(self.get)  # imports and builds: never in the loop
 
     def close(self) -> None:
         if self._built is not None:

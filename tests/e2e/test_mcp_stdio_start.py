@@ -59,6 +59,10 @@ NOT_FOR_TOOLS_LIST = (
     "mcp_server.models",
     "mcp_server.reports",
     *(f"billing_core.read_models.{name}" for name in READ_MODELS),
+    # the billing settings, read when the services are built (their amounts are checked with babel's data)
+    "billing_core.config",
+    "billing_core.money",
+    "babel",
 )
 
 
@@ -129,21 +133,21 @@ def test_importing_the_server_and_listing_its_tools_loads_no_database_code(tmp_p
 import json, sys
 import anyio
 from mcp import Client
-from billing_core.config import Settings
 from mcp_server.server import build_server
 from mcp_server.services_on_demand import ServicesOnDemand
 
 async def main():
-    settings = Settings(_env_file=None, database_url=sys.argv[1], stripe_secret="sk_test_" + "0" * 24)
-    on_demand = ServicesOnDemand.from_settings(settings)
+    on_demand = ServicesOnDemand.from_environment()
     async with Client(build_server(on_demand)) as client:
         tools = await client.list_tools()
     print(json.dumps({"tools": len(tools.tools), "built": on_demand.is_built, "modules": sorted(sys.modules)}))
 
 anyio.run(main)
 """
-    url = f"sqlite:///{tmp_path / 'never-opened.db'}"
-    out = subprocess.run([sys.executable, "-c", probe, url], capture_output=True, text=True, check=True, timeout=120)
+    env = mcp_env(DATABASE_URL=f"sqlite:///{tmp_path / 'never-opened.db'}", STRIPE_SECRET="sk_test_" + "0" * 24)
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True, check=True, timeout=120
+    )
     answer = json.loads(out.stdout.strip().splitlines()[-1])
     assert answer["tools"] >= 13
     assert answer["built"] is False
@@ -173,6 +177,22 @@ async def test_a_database_url_that_cannot_work_is_a_clear_tool_error_and_one_log
     assert len(lines) == 2, lines
     assert all("ERROR mcp_server cannot serve tools/call: database_misconfigured: DATABASE_URL" in ln for ln in lines)
     assert "Traceback" not in stderr_log.read_text() and "s3cret-pw" not in stderr_log.read_text()
+
+
+async def test_a_setting_that_cannot_work_is_a_clear_tool_error_naming_it_and_one_log_line(tmp_path: Path) -> None:
+    env = mcp_env(DATABASE_URL=f"sqlite:///{tmp_path / 'never-opened.db'}", DEFAULT_BILLING_RATE="0,42 EUR")
+    stderr_log = tmp_path / "stderr.log"
+    async with stdio_server(env, tmp_path, stderr_log) as client:
+        assert "get_balance" in {t.name for t in (await client.list_tools()).tools}
+        result = await client.call_tool("get_balance", {"company_id": 1})
+    assert result.is_error
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert text.startswith("Error executing tool get_balance: settings_invalid: a setting cannot be used: ")
+    assert "DEFAULT_BILLING_RATE" in text and "0,42 EUR" not in text  # the name, never the value
+    lines = log_lines(stderr_log)
+    assert len(lines) == 1 and "ERROR mcp_server cannot serve tools/call: settings_invalid: " in lines[0], lines
+    assert "Traceback" not in stderr_log.read_text()
+    assert not (tmp_path / "never-opened.db").exists()
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import anyio
 from mcp.server import MCPServer
 from mcp.server.mcpserver.tools import Tool, ToolManager
 
-from billing_core.concurrency import ServiceCaller
 from mcp_server import schema_cache
 from mcp_server.app import BillingApp
 from mcp_server.caller import Caller
@@ -31,7 +30,7 @@ def never_built() -> Any:
 
 
 def app() -> BillingApp:
-    return BillingApp(ServicesOnDemand(never_built, ServiceCaller(1)), McpSettings.model_construct(), ADMIN)
+    return BillingApp(ServicesOnDemand(never_built), McpSettings.model_construct(), ADMIN)
 
 
 def listed(server: MCPServer[Any]) -> list[dict[str, Any]]:
@@ -51,7 +50,7 @@ def test_the_shipped_cache_is_what_the_tools_generate() -> None:
 
 
 def test_a_server_lists_from_the_cache_exactly_what_it_lists_with_every_tool_built() -> None:
-    server = build_server(ServicesOnDemand(never_built, ServiceCaller(1)), local_caller=ADMIN)
+    server = build_server(ServicesOnDemand(never_built), local_caller=ADMIN)
     built: MCPServer[Any] = MCPServer("built", tools=define_tools(app()).build_all())
     tools, scopes = server_tools(app())
     assert all(isinstance(t, DeferredTool) and not t.is_built for t in tools)  # the cache was used
