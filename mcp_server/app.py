@@ -62,6 +62,7 @@ class BillingApp:
     source: Services | ServicesOnDemand
     settings: McpSettings
     local_caller: Caller
+    shared_audit: AuditWriter | None = None  # one the HTTP server's token lookups use too
 
     @cached_property
     def on_demand(self) -> ServicesOnDemand:
@@ -92,6 +93,8 @@ class BillingApp:
 
     @cached_property
     def audit(self) -> AuditWriter:
+        if self.shared_audit is not None:
+            return self.shared_audit
         from mcp_server.audit import AuditWriter
 
         return AuditWriter(self.services, self.calls)

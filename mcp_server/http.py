@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from billing_core.bootstrap import Services
 from billing_core.services.tool_calls import ToolCallStore
+from mcp_server.audit import AuditWriter
 from mcp_server.caller import Caller, caller_from_token_claims
 from mcp_server.server import build_server
 from mcp_server.settings import McpSettings
@@ -139,7 +140,9 @@ def build_http_app(
 ) -> Starlette:
     settings = settings or McpSettings()
     public_url = settings.public_url or f"http://{host}:{port}/mcp"
-    verifier = DatabaseTokenVerifier(services)
+    calls = ToolCallStore(services.ctx)
+    audit = AuditWriter(services, calls)
+    verifier = DatabaseTokenVerifier(services, audit)
     auth = AuthSettings(
         issuer_url=AnyHttpUrl(settings.issuer_url or public_url.rsplit("/mcp", 1)[0] + "/"),
         resource_server_url=AnyHttpUrl(public_url),
@@ -151,6 +154,7 @@ def build_http_app(
         local_caller=Caller("anonymous", frozenset()),
         token_verifier=verifier,
         auth=auth,
+        audit=audit,
     )
     security = TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
@@ -172,7 +176,7 @@ def build_http_app(
     app.add_middleware(
         ScopeChallenge,
         verifier=verifier,
-        calls=ToolCallStore(services.ctx),
+        calls=calls,
         services=services,
         metadata=str(metadata),
     )

@@ -23,13 +23,14 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class SharedRead(Generic[K, T]):
-    """``fetch`` returns what it found of the keys it is given, by key; a key it left out gets ``missing(key)``."""
+    """``fetch`` returns what it found of the keys it is given, by key; a key it left out gets ``missing(key)``
+    raised. Without ``missing``, ``fetch`` answers every key it is given."""
 
     fetch: Callable[[Connection, list[K]], dict[K, T]]
-    missing: Callable[[K], BillingError]
+    missing: Callable[[K], BillingError] | None = None
 
     def one(self, conn: Connection, key: K) -> T:
         found = self.fetch(conn, [key])
-        if key not in found:
+        if key not in found and self.missing is not None:
             raise self.missing(key)
         return found[key]

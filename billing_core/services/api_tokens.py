@@ -72,6 +72,21 @@ def _view(row: Any) -> ApiTokenView:
     )
 
 
+def active_tokens(conn: Connection, tokens: Sequence[str], now: datetime) -> dict[str, ApiTokenView | None]:
+    """Each of these plain texts with its active token, or None (unknown, revoked or expired), in one lookup
+    (the MCP server's concurrent requests share it)."""
+    found: dict[str, ApiTokenView | None] = dict.fromkeys(tokens)
+    digests = {token_hash(t): t for t in tokens if t.startswith(TOKEN_PREFIX) and len(t) <= 200}
+    if not digests:
+        return found
+    for row in conn.execute(select(api_tokens).where(api_tokens.c.token_hash.in_(tuple(digests)))):
+        token = digests.get(row.token_hash)  # an exact match: the database's comparison may ignore case
+        view = _view(row) if token is not None else None
+        if token is not None and view is not None and view.active(now):
+            found[token] = view
+    return found
+
+
 class ApiTokenService:
     def __init__(self, ctx: ServiceContext) -> None:
         self._ctx = ctx
@@ -161,24 +176,4 @@ class ApiTokenService:
 
     def verify(self, token: str) -> ApiTokenView | None:
         """The active token with this plain text, or None (unknown, revoked or expired)."""
-        return self.verify_many([token]).get(token)
-
-    def verify_many(self, tokens: Sequence[str]) -> dict[str, ApiTokenView]:
-        """The active tokens among these plain texts, by plain text, in one lookup (the MCP server's concurrent
-        requests share it); unknown, revoked and expired ones are left out."""
-        digests = {token_hash(t): t for t in tokens if t.startswith(TOKEN_PREFIX) and len(t) <= 200}
-        if not digests:
-            return {}
-        rows = self._ctx.db.read(
-            lambda conn: conn.execute(select(api_tokens).where(api_tokens.c.token_hash.in_(tuple(digests)))).all()
-        )
-        now = self._ctx.clock()
-        found = {}
-        for row in rows:
-            token = digests.get(row.token_hash)  # an exact match: the database's comparison may ignore case
-            if token is None:
-                continue
-            view = _view(row)
-            if view.active(now):
-                found[token] = view
-        return found
+        return self._ctx.db.read(lambda conn: active_tokens(conn, [token], self._ctx.clock()))[token]
