@@ -37,10 +37,13 @@ class _Compiled:
     positional: bool
     binds: tuple[tuple[str, Processor], ...]  # (parameter name, bind processor) in the order the SQL takes them
     defaults: Mapping[str, Any]  # literal values the statement binds itself (``status = 'active'``)
+    expected: frozenset[str]  # the parameters a caller passes: exactly these, so none is silently dropped
     result_types: tuple[Any, ...]
     result_processors: tuple[Processor, ...] | None = field(default=None)  # known at the first result
 
     def arguments(self, params: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
+        if params.keys() != self.expected:
+            raise ValueError(f"parameters {sorted(params)} do not match the statement's {sorted(self.expected)}")
         values = {**self.defaults, **params} if self.defaults else params
         if self.positional:
             return tuple(values[name] if process is None else process(values[name]) for name, process in self.binds)
@@ -130,7 +133,8 @@ class DirectStatement:
         assert names is not None
         binds = tuple((name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in names)
         defaults = {name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required}
-        entry = _Compiled(compiled.string, compiled.positional, binds, defaults, self._result_types)
+        expected = frozenset(name for name, bind in compiled.binds.items() if bind.required)
+        entry = _Compiled(compiled.string, compiled.positional, binds, defaults, expected, self._result_types)
         self._compiled[dialect] = entry
         return entry
 

@@ -81,3 +81,14 @@ def test_a_statement_that_needs_a_python_side_default_is_refused():
     table.metadata.create_all(engine)
     with engine.begin() as conn, pytest.raises(ValueError, match="no Python-side defaults"):
         DirectStatement(insert(table), column_keys=["id"]).insert(conn, {"id": 1})
+
+
+@pytest.mark.parametrize("params", [{"id": 1}, {"id": 1, "kind": "a", "note": "b"}], ids=["missing", "extra"])
+def test_parameters_other_than_the_statement_takes_are_refused_before_anything_is_sent(params):
+    table = Table("t", MetaData(), Column("id", Integer, primary_key=True), Column("kind", String(8)))
+    engine = create_engine("sqlite://")
+    table.metadata.create_all(engine)
+    with engine.begin() as conn:
+        with pytest.raises(ValueError, match="do not match"):
+            DirectStatement(insert(table), column_keys=["id", "kind"]).insert(conn, params)
+        assert conn.execute(select(table)).all() == []
