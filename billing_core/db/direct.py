@@ -54,11 +54,15 @@ class DirectStatement:
     """A prebuilt SELECT, INSERT or UPDATE run without ``Connection.execute`` (see the module's docstring).
 
     ``column_keys`` names the columns an INSERT or UPDATE without ``values()`` sets, as the keys of the
-    parameters passed to ``conn.execute`` would.
+    parameters passed to ``conn.execute`` would; an INSERT sets every column but the auto-increment key
+    unless it says otherwise. Every call passes exactly the parameters the statement takes.
     """
 
     def __init__(self, statement: Select[Any] | Insert | Update, *, column_keys: Sequence[str] | None = None) -> None:
         self.statement = statement
+        if column_keys is None and isinstance(statement, Insert):
+            table = statement.table
+            column_keys = [c.key for c in table.columns if c is not table.autoincrement_column]  # type: ignore[attr-defined]
         self._column_keys = list(column_keys) if column_keys is not None else None
         columns = list(statement.selected_columns) if isinstance(statement, Select) else []
         self._row: Any = namedtuple("Row", [column.key for column in columns]) if columns else None  # type: ignore[misc]

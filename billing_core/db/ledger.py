@@ -90,21 +90,7 @@ def locking_select(*extra_columns: Any) -> DirectStatement:
 
 
 LOCK_BALANCE = locking_select()
-ENTRY_COLUMNS = (
-    "company_id",
-    "type",
-    "amount",
-    "currency",
-    "balance_before",
-    "balance_after",
-    "description",
-    "reference_type",
-    "reference_id",
-    "idempotency_key",
-    "actor",
-    "created_at",
-)
-INSERT_ENTRY = DirectStatement(insert(ledger), column_keys=ENTRY_COLUMNS)
+INSERT_ENTRY = DirectStatement(insert(ledger))
 UPDATE_BALANCE = DirectStatement(
     update(balances)
     .where(balances.c.company_id == bindparam("b_company_id"))

@@ -164,25 +164,7 @@ CALL_STATE = DirectStatement(
         .label("held_company"),
     )
 )
-INSERT_CHARGE = DirectStatement(
-    insert(call_charges),
-    column_keys=(
-        "call_id",
-        "company_id",
-        "duration_seconds",
-        "billed_seconds",
-        "rate_per_minute",
-        "billing_increment_seconds",
-        "amount_charged",
-        "currency",
-        "call_started_at",
-        "call_ended_at",
-        "charged_at",
-        "refund_status",
-        "refunded_amount",
-        "caller_number",
-    ),
-)
+INSERT_CHARGE = DirectStatement(insert(call_charges))
 INSERT_RESERVATION = DirectStatement(
     insert(reservations), column_keys=("call_id", "company_id", "amount", "currency", "status", "created_at")
 )

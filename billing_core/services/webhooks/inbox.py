@@ -124,22 +124,8 @@ class StoredEvent:
 
 
 Handler = Callable[[Connection, InboundEvent], HandlerResult]
-# every stored event gives all of these (a processed one in the same transaction as what it caused)
-INSERT_EVENT = DirectStatement(
-    insert(webhook_events),
-    column_keys=(
-        "provider",
-        "event_id",
-        "event_type",
-        "payload",
-        "status",
-        "attempts",
-        "last_error",
-        "next_attempt_at",
-        "received_at",
-        "processed_at",
-    ),
-)
+# every stored event gives every column (a processed one in the same transaction as what it caused)
+INSERT_EVENT = DirectStatement(insert(webhook_events))
 
 
 @dataclass
