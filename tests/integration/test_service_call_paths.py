@@ -138,8 +138,17 @@ def test_a_transaction_whose_connection_was_killed_runs_again_and_commits_once(p
     assert (row.name, row.email) == ("renamed 2", "after@example.com")
 
 
+def _lock_through_core(conn: Connection, company_id: int) -> None:
+    conn.execute(select(balances).where(balances.c.company_id == company_id).with_for_update()).one()
+
+
+def _lock_directly(conn: Connection, company_id: int) -> None:
+    lock_balance(conn, company_id)  # a DirectStatement on the driver's cursor
+
+
 @pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
-def test_a_lock_wait_timeout_is_retried_and_gives_up_with_503_on_both_paths(path_services: Services, driver):
+@pytest.mark.parametrize("lock", [_lock_through_core, _lock_directly], ids=["core", "direct"])
+def test_a_lock_wait_timeout_is_retried_and_gives_up_with_503_on_both_paths(path_services: Services, driver, lock):
     firm = new_company(path_services, funded="10.00")
     path_services.db.attempts = 2
     tries: list[int] = []
@@ -147,11 +156,11 @@ def test_a_lock_wait_timeout_is_retried_and_gives_up_with_503_on_both_paths(path
     def blocked(conn: Connection) -> None:
         tries.append(1)
         conn.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = 1")
-        conn.execute(select(balances).where(balances.c.company_id == firm.id).with_for_update()).one()
+        lock(conn, firm.id)
 
     with path_services.db.engine.connect() as holder:  # holds the row lock for the whole test
         holder.begin()
-        holder.execute(select(balances).where(balances.c.company_id == firm.id).with_for_update()).one()
+        _lock_through_core(holder, firm.id)
         with pytest.raises(DatabaseUnavailable):
             run_on(path_services, lambda: path_services.db.write(blocked))
         holder.rollback()
@@ -214,26 +223,6 @@ def test_a_ledger_entry_whose_connection_was_killed_runs_again_and_is_posted_onc
     assert_ledger_ok(path_services)
     # the pool's connections work after the kill (a dead one was invalidated, not handed out again)
     assert run_on(path_services, lambda: path_services.db.write(lambda c: lock_balance(c, firm.id).balance)) == 1150
-
-
-@pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
-def test_a_lock_wait_on_the_balance_row_is_retried_and_gives_up_with_503_on_both_paths(path_services: Services, driver):
-    firm = new_company(path_services, funded="10.00")
-    path_services.db.attempts = 2
-    tries: list[int] = []
-
-    def blocked(conn: Connection) -> None:
-        tries.append(1)
-        conn.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = 1")
-        lock_balance(conn, firm.id)
-
-    with path_services.db.engine.connect() as holder:  # holds the row lock for the whole test
-        holder.begin()
-        holder.execute(select(balances).where(balances.c.company_id == firm.id).with_for_update()).one()
-        with pytest.raises(DatabaseUnavailable):
-            run_on(path_services, lambda: path_services.db.write(blocked))
-        holder.rollback()
-    assert len(tries) == 2
 
 
 @pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
