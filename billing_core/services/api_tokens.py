@@ -81,8 +81,7 @@ def active_tokens(conn: Connection, tokens: Sequence[str], now: datetime) -> dic
         return found
     for row in conn.execute(select(api_tokens).where(api_tokens.c.token_hash.in_(tuple(digests)))):
         token = digests.get(row.token_hash)  # an exact match: the database's comparison may ignore case
-        view = _view(row) if token is not None else None
-        if token is not None and view is not None and view.active(now):
+        if token is not None and (view := _view(row)).active(now):
             found[token] = view
     return found
 
